@@ -1,0 +1,524 @@
+//! The emulated EmpowerNow endpoints (see `shared/docs/empowernow-contract.md` §2) plus the
+//! `/_emulator/*` control surface. Every handler runs under the state lock and is synchronous,
+//! so each request sees and leaves a consistent state.
+
+use crate::faults::Fault;
+use crate::http::{Request, Response};
+use crate::state::{Client, State, now_epoch};
+use crate::validate::{self, Policy};
+use serde_json::{Map, Value, json};
+use std::time::{Duration, Instant};
+
+const REGISTER_PATHS: &[&str] = &["/api/oidc/dcr/register", "/api/oidc/register"];
+const CLIENT_PREFIX: &str = "/api/oidc/register/";
+const IAT_PATH: &str = "/api/admin/dcr/initial-access-tokens";
+const ADMIN_CLIENTS_PREFIX: &str = "/api/admin/dcr/clients/";
+
+pub fn oauth_error(status: u16, error: &str, description: &str) -> Response {
+    let resp = Response::json(
+        status,
+        &json!({"error": error, "error_description": description}),
+    );
+    if status == 401 {
+        resp.with_header(
+            "WWW-Authenticate",
+            &format!("Bearer error=\"{error}\", error_description=\"{description}\""),
+        )
+    } else {
+        resp
+    }
+}
+
+fn not_found() -> Response {
+    // FastAPI's shape, as the real IdP answers unknown routes.
+    Response::json(404, &json!({"detail": "Not Found"}))
+}
+
+fn method_not_allowed() -> Response {
+    Response::json(405, &json!({"detail": "Method Not Allowed"}))
+}
+
+/// Parses a JSON object body, insisting on the JSON content type.
+fn json_body(req: &Request, error: &str) -> Result<Value, Response> {
+    let ct = req.header("content-type").unwrap_or("");
+    if !ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("application/json")
+    {
+        return Err(oauth_error(
+            415,
+            "invalid_request",
+            "Content-Type must be application/json",
+        ));
+    }
+    let v: Value = serde_json::from_slice(&req.body)
+        .map_err(|_| oauth_error(400, error, "request body is not valid JSON"))?;
+    if !v.is_object() {
+        return Err(oauth_error(
+            400,
+            error,
+            "request body must be a JSON object",
+        ));
+    }
+    Ok(v)
+}
+
+pub fn base_url(state: &State, req: &Request, scheme: &str) -> String {
+    match &state.config.public_base {
+        Some(b) => b.trim_end_matches('/').to_string(),
+        None => format!("{scheme}://{}", req.header("host").unwrap_or("localhost")),
+    }
+}
+
+pub fn handle(state: &mut State, req: &Request, scheme: &str) -> Response {
+    let base = base_url(state, req, scheme);
+    let path = req.path.as_str();
+    let m = req.method.as_str();
+    if let Some(rest) = path.strip_prefix("/_emulator/") {
+        return control(state, req, rest);
+    }
+    if path == IAT_PATH {
+        return if m == "POST" {
+            mint_iat(state, req)
+        } else {
+            method_not_allowed()
+        };
+    }
+    if REGISTER_PATHS.contains(&path) {
+        return if m == "POST" {
+            register(state, req, &base)
+        } else {
+            method_not_allowed()
+        };
+    }
+    if let Some(id) = path.strip_prefix(CLIENT_PREFIX)
+        && !id.is_empty()
+        && !id.contains('/')
+    {
+        return manage(state, req, id, &base);
+    }
+    if let Some(rest) = path.strip_prefix(ADMIN_CLIENTS_PREFIX)
+        && let Some(id) = rest.strip_suffix("/tokens")
+    {
+        return if m == "POST" {
+            reissue_rat(state, req, id)
+        } else {
+            method_not_allowed()
+        };
+    }
+    match (m, path) {
+        ("GET", "/health") => Response::json(200, &json!({"status": "ok"})),
+        ("GET", "/.well-known/openid-configuration")
+        | ("GET", "/api/oidc/.well-known/openid-configuration") => {
+            Response::json(200, &discovery(state, &base))
+        }
+        _ => not_found(),
+    }
+}
+
+fn discovery(state: &State, base: &str) -> Value {
+    let issuer = format!("{base}/api/oidc");
+    json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"),
+        "jwks_uri": format!("{issuer}/jwks"),
+        "registration_endpoint": format!("{issuer}/register"),
+        "scopes_supported": state.config.allowed_scopes,
+        "response_types_supported": validate::RESPONSE_TYPES,
+        "grant_types_supported": validate::GRANT_TYPES,
+        "token_endpoint_auth_methods_supported": validate::AUTH_METHODS,
+    })
+}
+
+fn admin_authorized(state: &State, req: &Request) -> Result<(), Response> {
+    match req.bearer() {
+        Some(t) if t == state.admin_token => Ok(()),
+        Some(_) => Err(oauth_error(
+            401,
+            "invalid_token",
+            "admin access token is invalid or revoked",
+        )),
+        None => Err(oauth_error(
+            401,
+            "invalid_token",
+            "admin access token required",
+        )),
+    }
+}
+
+fn mint_iat(state: &mut State, req: &Request) -> Response {
+    let outcome = (|| {
+        admin_authorized(state, req)?;
+        let body = json_body(req, "invalid_request")?;
+        let obj = body.as_object().cloned().unwrap_or_default();
+        let uses_field = state.config.iat_max_uses_field.clone();
+        for k in obj.keys() {
+            if k != "label" && k != "expires_in" && *k != uses_field {
+                return Err(oauth_error(
+                    400,
+                    "invalid_request",
+                    &format!("unknown field {k:?}"),
+                ));
+            }
+        }
+        if let Some(l) = obj.get("label")
+            && !l.as_str().is_some_and(|s| !s.is_empty() && s.len() <= 200)
+        {
+            return Err(oauth_error(
+                400,
+                "invalid_request",
+                "label must be a string of 1-200 characters",
+            ));
+        }
+        let expires_in = match obj.get("expires_in") {
+            None => 3600,
+            Some(v) => v
+                .as_u64()
+                .filter(|n| (1..=86_400).contains(n))
+                .ok_or_else(|| {
+                    oauth_error(
+                        400,
+                        "invalid_request",
+                        "expires_in must be an integer between 1 and 86400",
+                    )
+                })?,
+        };
+        let uses = match obj.get(&uses_field) {
+            None => 1,
+            Some(v) => v
+                .as_u64()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    oauth_error(
+                        400,
+                        "invalid_request",
+                        &format!("{uses_field} must be an integer between 1 and 1000"),
+                    )
+                })?,
+        };
+        let iat = state.mint_iat(Duration::from_secs(expires_in), uses);
+        let mut out = json!({
+            "id": iat.id,
+            "token": iat.token,
+            "label": obj.get("label").cloned().unwrap_or(Value::Null),
+            "expires_in": expires_in,
+            "expires_at": now_epoch() + expires_in,
+        });
+        out[uses_field.as_str()] = json!(uses);
+        Ok(Response::json(201, &out))
+    })();
+    outcome.unwrap_or_else(|resp| {
+        state.stats.iat_mints_rejected += 1;
+        resp
+    })
+}
+
+/// Finds the IAT a request presents and checks it is usable, without consuming it.
+fn usable_iat(state: &State, req: &Request) -> Result<usize, Response> {
+    let token = req
+        .bearer()
+        .ok_or_else(|| oauth_error(401, "invalid_token", "initial access token required"))?;
+    let idx = state
+        .iats
+        .iter()
+        .position(|i| i.token == token)
+        .ok_or_else(|| oauth_error(401, "invalid_token", "initial access token not found"))?;
+    let iat = &state.iats[idx];
+    if Instant::now() >= iat.expires_at {
+        return Err(oauth_error(
+            401,
+            "invalid_token",
+            "initial access token expired",
+        ));
+    }
+    if iat.remaining == 0 {
+        return Err(oauth_error(
+            401,
+            "invalid_token",
+            "initial access token has no remaining uses",
+        ));
+    }
+    Ok(idx)
+}
+
+fn policy(state: &State) -> (Vec<String>, String) {
+    (
+        state.config.allowed_scopes.clone(),
+        state.config.profile_field.clone(),
+    )
+}
+
+fn validate_body(state: &State, body: &Value) -> Result<Map<String, Value>, Response> {
+    let (scopes, field) = policy(state);
+    validate::validate(
+        body,
+        &Policy {
+            allowed_scopes: &scopes,
+            profile_field: &field,
+        },
+    )
+    .map_err(|e| oauth_error(400, e.error, &e.description))
+}
+
+fn register(state: &mut State, req: &Request, base: &str) -> Response {
+    let outcome = (|| {
+        let idx = usable_iat(state, req)?;
+        let body = json_body(req, "invalid_client_metadata")?;
+        let mut metadata = validate_body(state, &body)?;
+        let client_id = match metadata.remove("client_id") {
+            Some(Value::String(id)) => {
+                if state.clients.contains_key(&id) {
+                    return Err(oauth_error(
+                        400,
+                        "invalid_client_metadata",
+                        &format!("client_id {id:?} is already registered"),
+                    ));
+                }
+                id
+            }
+            _ => state.next_id("client"),
+        };
+        state.iats[idx].remaining -= 1;
+        let needs_secret = metadata
+            .get("token_endpoint_auth_method")
+            .and_then(Value::as_str)
+            .is_some_and(|m| m.starts_with("client_secret"));
+        let client = Client {
+            client_secret: needs_secret.then(|| state.token("secret")),
+            rat: state.token("rat"),
+            client_id: client_id.clone(),
+            issued_at: now_epoch(),
+            metadata,
+        };
+        let out = representation(&client, base);
+        state.clients.insert(client_id, client);
+        state.stats.clients_registered += 1;
+        state.refresh_live();
+        Ok(Response::json(201, &out).with_header(
+            "Location",
+            &format!(
+                "{base}{CLIENT_PREFIX}{}",
+                out["client_id"].as_str().unwrap_or("")
+            ),
+        ))
+    })();
+    outcome.unwrap_or_else(|resp| {
+        state.stats.registrations_rejected += 1;
+        resp
+    })
+}
+
+/// The RFC 7591 §3.2.1 / RFC 7592 §3 client information response.
+fn representation(client: &Client, base: &str) -> Value {
+    let mut out = client.metadata.clone();
+    out.insert("client_id".into(), json!(client.client_id));
+    out.insert("client_id_issued_at".into(), json!(client.issued_at));
+    if let Some(s) = &client.client_secret {
+        out.insert("client_secret".into(), json!(s));
+        out.insert("client_secret_expires_at".into(), json!(0));
+    }
+    out.insert("registration_access_token".into(), json!(client.rat));
+    out.insert(
+        "registration_client_uri".into(),
+        json!(format!("{base}{CLIENT_PREFIX}{}", client.client_id)),
+    );
+    Value::Object(out)
+}
+
+fn manage(state: &mut State, req: &Request, id: &str, base: &str) -> Response {
+    let Some(token) = req.bearer().map(str::to_string) else {
+        return oauth_error(401, "invalid_token", "registration access token required");
+    };
+    let Some(client) = state.clients.get(id) else {
+        // RFC 7592 §2.1: an unknown client is answered like a bad token.
+        return if state.config.missing_client_status == 404 {
+            Response::json(
+                404,
+                &json!({"error": "invalid_request", "error_description": "client not found"}),
+            )
+        } else {
+            oauth_error(401, "invalid_token", "client not found or token revoked")
+        };
+    };
+    if client.rat != token {
+        return oauth_error(401, "invalid_token", "registration access token is invalid");
+    }
+    match req.method.as_str() {
+        "GET" => {
+            state.stats.clients_read += 1;
+            if state.config.rotate_rat_on_get {
+                rotate_rat(state, id);
+            }
+            let client = &state.clients[id];
+            Response::json(200, &representation(client, base))
+        }
+        "PATCH" => update(state, req, id, base, false),
+        "PUT" => update(state, req, id, base, true),
+        "DELETE" => {
+            state.clients.remove(id);
+            state.stats.clients_deleted += 1;
+            state.refresh_live();
+            Response::empty(204)
+        }
+        _ => method_not_allowed(),
+    }
+}
+
+fn rotate_rat(state: &mut State, id: &str) {
+    let rat = state.token("rat");
+    if let Some(c) = state.clients.get_mut(id) {
+        c.rat = rat;
+    }
+}
+
+/// PUT is RFC 7592 §2.2 full replacement; PATCH is EmpowerNow's partial update
+/// (`jwks`, `redirect_uris`, ...; `null` removes a field; never `client_secret`).
+fn update(state: &mut State, req: &Request, id: &str, base: &str, put: bool) -> Response {
+    let body = match json_body(req, "invalid_client_metadata") {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let mut obj = body.as_object().cloned().unwrap_or_default();
+    let client = state.clients[id].clone();
+    let candidate = if put {
+        for f in [
+            "registration_access_token",
+            "registration_client_uri",
+            "client_secret_expires_at",
+            "client_id_issued_at",
+        ] {
+            if obj.contains_key(f) {
+                return oauth_error(
+                    400,
+                    "invalid_request",
+                    &format!("{f} must not be sent in an update (RFC 7592 §2.2)"),
+                );
+            }
+        }
+        match obj.remove("client_id") {
+            Some(Value::String(c)) if c == id => {}
+            _ => {
+                return oauth_error(
+                    400,
+                    "invalid_request",
+                    "client_id must be present and match the client being updated",
+                );
+            }
+        }
+        if let Some(s) = obj.remove("client_secret")
+            && client.client_secret.as_deref() != s.as_str()
+        {
+            return oauth_error(400, "invalid_request", "client_secret does not match");
+        }
+        obj.retain(|_, v| !v.is_null());
+        Value::Object(obj)
+    } else {
+        for f in ["client_id", "client_secret"] {
+            if obj.contains_key(f) {
+                return oauth_error(
+                    400,
+                    "invalid_client_metadata",
+                    &format!("{f} cannot be changed with PATCH"),
+                );
+            }
+        }
+        let mut merged = client.metadata.clone();
+        for (k, v) in obj {
+            if v.is_null() {
+                merged.remove(&k);
+            } else {
+                merged.insert(k, v);
+            }
+        }
+        Value::Object(merged)
+    };
+    let metadata = match validate_body(state, &candidate) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let needs_secret = metadata
+        .get("token_endpoint_auth_method")
+        .and_then(Value::as_str)
+        .is_some_and(|m| m.starts_with("client_secret"));
+    let new_secret =
+        (needs_secret && client.client_secret.is_none()).then(|| state.token("secret"));
+    if let Some(c) = state.clients.get_mut(id) {
+        c.metadata = metadata;
+        if new_secret.is_some() {
+            c.client_secret = new_secret;
+        }
+    }
+    state.stats.clients_updated += 1;
+    if state.config.rotate_rat_on_update {
+        rotate_rat(state, id);
+    }
+    Response::json(200, &representation(&state.clients[id], base))
+}
+
+fn reissue_rat(state: &mut State, req: &Request, id: &str) -> Response {
+    if let Err(r) = admin_authorized(state, req) {
+        return r;
+    }
+    if !state.clients.contains_key(id) {
+        return Response::json(
+            404,
+            &json!({"error": "invalid_request", "error_description": "client not found"}),
+        );
+    }
+    rotate_rat(state, id);
+    state.stats.rats_reissued += 1;
+    Response::json(
+        201,
+        &json!({"client_id": id, "registration_access_token": state.clients[id].rat}),
+    )
+}
+
+fn control(state: &mut State, req: &Request, rest: &str) -> Response {
+    match (req.method.as_str(), rest) {
+        ("GET", "stats") => {
+            state.refresh_live();
+            Response::json(200, &json!(state.stats))
+        }
+        ("POST", "faults") => {
+            let parsed: Result<Vec<Fault>, _> = serde_json::from_slice::<Vec<Fault>>(&req.body)
+                .or_else(|_| serde_json::from_slice::<Fault>(&req.body).map(|f| vec![f]));
+            match parsed {
+                Ok(f) => {
+                    state.faults.extend(f);
+                    Response::empty(204)
+                }
+                Err(e) => oauth_error(400, "invalid_request", &format!("bad fault rule: {e}")),
+            }
+        }
+        ("GET", "clients") => {
+            let list: Vec<Value> = state
+                .clients
+                .values()
+                .map(|c| json!({"client_id": c.client_id, "metadata": c.metadata}))
+                .collect();
+            Response::json(200, &Value::Array(list))
+        }
+        ("POST", "admin-token/revoke") => {
+            state.admin_token = state.token("revoked-admin");
+            Response::empty(204)
+        }
+        ("POST", "iats/expire") => {
+            let now = Instant::now();
+            for i in &mut state.iats {
+                i.expires_at = now;
+            }
+            Response::empty(204)
+        }
+        ("DELETE", r) if r.starts_with("clients/") => {
+            let id = &r["clients/".len()..];
+            let existed = state.clients.remove(id).is_some();
+            state.refresh_live();
+            Response::empty(if existed { 204 } else { 404 })
+        }
+        _ => not_found(),
+    }
+}

@@ -1,0 +1,256 @@
+//! `dcr-idp-emulator`: a strict local stand-in for the EmpowerNow IdP's admin and Dynamic Client
+//! Registration API (RFC 7591/7592), with fault injection, for tests, benchmarks and dev stacks.
+//!
+//! It shares no code with `dcr-bootstrap` on purpose: a shared type would hide a shared
+//! misunderstanding of the protocol.
+
+pub mod api;
+pub mod faults;
+pub mod http;
+pub mod state;
+pub mod validate;
+
+pub use faults::{Fault, FaultAction};
+pub use state::{Config, Stats};
+
+use http::{ReadError, Response};
+use state::State;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::task::JoinHandle;
+
+/// A running (or bound but not yet listening) emulator. Dropping it stops the server.
+pub struct Emulator {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    socket: Option<TcpSocket>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Emulator {
+    /// Binds the port without listening: connections are refused until [`Emulator::listen`],
+    /// exactly like an IdP whose process has not started yet, but the port is already ours.
+    pub fn bind(addr: SocketAddr, config: Config) -> io::Result<Emulator> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        Ok(Emulator {
+            addr: socket.local_addr()?,
+            state: Arc::new(Mutex::new(State::new(config))),
+            socket: Some(socket),
+            task: None,
+        })
+    }
+
+    /// Starts accepting connections. Must be called from within a Tokio runtime.
+    pub fn listen(&mut self) -> io::Result<()> {
+        let Some(socket) = self.socket.take() else {
+            return Ok(());
+        };
+        let listener = socket.listen(4096)?;
+        let state = self.state.clone();
+        self.task = Some(tokio::spawn(accept_loop(listener, state)));
+        Ok(())
+    }
+
+    /// Binds and listens on `addr` (port 0 picks a free port).
+    pub fn start(addr: SocketAddr, config: Config) -> io::Result<Emulator> {
+        let mut emu = Emulator::bind(addr, config)?;
+        emu.listen()?;
+        Ok(emu)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, the value for `IDP_BASE_URL`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn admin_token(&self) -> String {
+        self.lock().admin_token.clone()
+    }
+
+    pub fn stats(&self) -> Stats {
+        let mut s = self.lock();
+        s.refresh_live();
+        s.stats.clone()
+    }
+
+    pub fn push_fault(&self, fault: Fault) {
+        self.lock().faults.push(fault);
+    }
+
+    /// Deletes a client behind the bootstrapper's back (an admin cleaning up).
+    pub fn remove_client(&self, client_id: &str) -> bool {
+        let mut s = self.lock();
+        let existed = s.clients.remove(client_id).is_some();
+        s.refresh_live();
+        existed
+    }
+
+    /// The stored metadata of every live client, keyed by client_id.
+    pub fn clients(&self) -> Vec<(String, serde_json::Map<String, serde_json::Value>)> {
+        self.lock()
+            .clients
+            .values()
+            .map(|c| (c.client_id.clone(), c.metadata.clone()))
+            .collect()
+    }
+
+    /// The current registration access token of a client, as the IdP holds it.
+    pub fn current_rat(&self, client_id: &str) -> Option<String> {
+        self.lock().clients.get(client_id).map(|c| c.rat.clone())
+    }
+
+    /// Every token and secret the emulator issued (IATs, RATs, client secrets).
+    pub fn issued_secrets(&self) -> Vec<String> {
+        self.lock().issued_secrets.clone()
+    }
+
+    /// Makes the admin token invalid from now on, as an operator revoking it would.
+    pub fn revoke_admin_token(&self) {
+        let mut s = self.lock();
+        s.admin_token = s.token("revoked-admin");
+    }
+
+    /// Expires every IAT minted so far.
+    pub fn expire_iats(&self) {
+        let now = std::time::Instant::now();
+        for i in &mut self.lock().iats {
+            i.expires_at = now;
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panicked handler must not take the whole emulator down with it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<Mutex<State>>) {
+    loop {
+        let Ok((stream, _peer)) = listener.accept().await else {
+            continue;
+        };
+        lock(&state).stats.connections += 1;
+        let state = state.clone();
+        tokio::spawn(serve(stream, state));
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
+    let req = match http::read_request(&mut stream).await {
+        Ok(r) => r,
+        Err(ReadError::Closed) => return,
+        Err(ReadError::Bad(status, msg)) => {
+            let resp = api::oauth_error(status, "invalid_request", msg);
+            let _ = http::write_response(&mut stream, &resp).await;
+            return;
+        }
+    };
+    let fault = {
+        let mut s = lock(&state);
+        s.stats.requests += 1;
+        let f = faults::take(&mut s.faults, &req.method, &req.path);
+        if f.is_some() {
+            s.stats.faults_fired += 1;
+        }
+        f
+    };
+    let resp = match fault {
+        None => api::handle(&mut lock(&state), &req, "http"),
+        Some(FaultAction::Respond {
+            status,
+            headers,
+            body,
+        }) => Response {
+            status,
+            headers,
+            body: body.into_bytes(),
+        },
+        Some(FaultAction::Redirect { status, location }) => {
+            Response::empty(status).with_header("Location", &location)
+        }
+        Some(FaultAction::Drop) => return,
+        Some(FaultAction::Reset) => {
+            reset(&stream);
+            return;
+        }
+        Some(FaultAction::Delay { ms }) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            api::handle(&mut lock(&state), &req, "http")
+        }
+        Some(post) => {
+            let real = api::handle(&mut lock(&state), &req, "http");
+            match post {
+                FaultAction::DropAfterCommit => return,
+                FaultAction::StallBody => {
+                    http::write_stalled(&mut stream, &real).await;
+                    return;
+                }
+                FaultAction::TruncateBody => {
+                    let half = real.body.len() / 2;
+                    Response {
+                        body: real.body[..half].to_vec(),
+                        ..real
+                    }
+                }
+                FaultAction::HugeBody { bytes } => {
+                    let mut body = b"{\"client_id\":\"".to_vec();
+                    body.resize(bytes.saturating_sub(2), b'x');
+                    body.extend_from_slice(b"\"}");
+                    Response { body, ..real }
+                }
+                FaultAction::ContentType { value } => {
+                    let mut r = real;
+                    r.headers
+                        .retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
+                    r.with_header("Content-Type", &value)
+                }
+                FaultAction::OmitFields { fields } => {
+                    let mut v: serde_json::Value =
+                        serde_json::from_slice(&real.body).unwrap_or_default();
+                    if let Some(o) = v.as_object_mut() {
+                        for f in &fields {
+                            o.remove(f);
+                        }
+                    }
+                    Response {
+                        body: serde_json::to_vec(&v).unwrap_or_default(),
+                        ..real
+                    }
+                }
+                _ => real,
+            }
+        }
+    };
+    let _ = http::write_response(&mut stream, &resp).await;
+}
+
+/// Closes with RST instead of FIN: SO_LINGER with a zero timeout, then drop.
+fn reset(stream: &TcpStream) {
+    #[allow(deprecated)]
+    let _ = stream.set_linger(Some(Duration::ZERO));
+}

@@ -1,0 +1,206 @@
+//! Command-line front end of the emulator. Every behaviour switch of the library is a flag.
+
+use clap::Parser;
+use dcr_idp_emulator::{Config, Emulator, Fault, FaultAction};
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// A strict local emulator of the EmpowerNow IdP: admin IAT minting, RFC 7591 registration,
+/// RFC 7592 management, discovery, and fault injection. For tests and dev stacks only.
+///
+/// Endpoints: POST /api/admin/dcr/initial-access-tokens (admin bearer);
+/// POST /api/oidc/dcr/register and /api/oidc/register (IAT bearer);
+/// GET|PUT|PATCH|DELETE /api/oidc/register/{client_id} (registration access token);
+/// POST /api/admin/dcr/clients/{client_id}/tokens (admin bearer: new RAT);
+/// GET /.well-known/openid-configuration, /api/oidc/.well-known/openid-configuration, /health.
+/// Control: GET /_emulator/stats, GET /_emulator/clients, POST /_emulator/faults (JSON rule or
+/// array), DELETE /_emulator/clients/{id}, POST /_emulator/admin-token/revoke,
+/// POST /_emulator/iats/expire.
+#[derive(Parser, Debug)]
+#[command(name = "dcr-idp-emulator", version)]
+struct Args {
+    /// Address to bind.
+    #[arg(long, env = "EMULATOR_BIND", default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Port to listen on (0 picks a free one; the chosen URL is printed on stdout).
+    #[arg(long, env = "EMULATOR_PORT", default_value_t = 8002)]
+    port: u16,
+    /// The admin access token the admin API accepts (dev value; never use a real one).
+    #[arg(
+        long,
+        env = "EMULATOR_ADMIN_TOKEN",
+        default_value = "dev-admin-token",
+        hide_env_values = true
+    )]
+    admin_token: String,
+    /// Which spelling of the IAT use-count field to honour; the other one is rejected.
+    #[arg(long, default_value = "max_uses", value_parser = ["max_uses", "max_usages"])]
+    iat_max_uses_field: String,
+    /// policy.allowed_scopes, space or comma separated.
+    #[arg(
+        long,
+        default_value = "openid profile email offline_access admin.api application.all dcr.register"
+    )]
+    allowed_scopes: String,
+    /// JSON field carrying the client profile name (e.g. code-flow-pkjwt).
+    #[arg(long, default_value = "client_profile")]
+    profile_field: String,
+    /// Public base URL for URLs handed back (registration_client_uri, discovery);
+    /// default: http://{Host header}.
+    #[arg(long)]
+    public_base: Option<String>,
+    /// Rotate the registration access token on every RFC 7592 read.
+    #[arg(long)]
+    rotate_rat_on_get: bool,
+    /// Rotate the registration access token on every update.
+    #[arg(long)]
+    rotate_rat_on_update: bool,
+    /// Status for management calls on an unknown client (RFC 7592: 401).
+    #[arg(long, default_value_t = 401, value_parser = clap::value_parser!(u16).range(401..=404))]
+    missing_client_status: u16,
+    /// Bind at once but accept connections only after this long (e.g. 2s, 500ms):
+    /// clients see "connection refused" meanwhile.
+    #[arg(long, value_parser = parse_duration)]
+    start_delay: Option<Duration>,
+    /// Answer the first N API requests with 503 (with Retry-After when --retry-after is set).
+    #[arg(long, default_value_t = 0)]
+    fail_first: u32,
+    /// Answer the first N API requests with 429 and Retry-After.
+    #[arg(long, default_value_t = 0)]
+    rate_limit_first: u32,
+    /// Retry-After value sent with --fail-first and --rate-limit-first.
+    #[arg(long)]
+    retry_after: Option<String>,
+    /// Delay every answer to the first N API requests by --slow-ms.
+    #[arg(long, default_value_t = 0)]
+    slow_first: u32,
+    /// Delay used by --slow-first, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    slow_ms: u64,
+    /// Drop the connection of the first N API requests without answering.
+    #[arg(long, default_value_t = 0)]
+    drop_first: u32,
+    /// Answer the first N API requests with a truncated JSON body.
+    #[arg(long, default_value_t = 0)]
+    malformed_first: u32,
+    /// A fault rule as JSON (repeatable), e.g.
+    /// '{"path":"/api/oidc","times":2,"action":{"kind":"respond","status":502}}'.
+    #[arg(long = "fault")]
+    faults: Vec<String>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000)
+    } else {
+        return Err(format!("expected a duration like 500ms or 2s, got {s:?}"));
+    };
+    num.parse::<u64>()
+        .map(|n| Duration::from_millis(n * mult))
+        .map_err(|_| format!("expected a duration like 500ms or 2s, got {s:?}"))
+}
+
+fn config(args: &Args) -> Result<Config, String> {
+    let mut faults = Vec::new();
+    // "API requests": everything but the emulator's own control and health endpoints.
+    let api = "/api/";
+    let ra = args.retry_after.as_deref();
+    if args.slow_first > 0 {
+        faults.push(Fault::action_on(
+            api,
+            args.slow_first,
+            FaultAction::Delay { ms: args.slow_ms },
+        ));
+    }
+    if args.drop_first > 0 {
+        faults.push(Fault::action_on(api, args.drop_first, FaultAction::Drop));
+    }
+    if args.fail_first > 0 {
+        faults.push(Fault::status(api, 503, args.fail_first, ra));
+    }
+    if args.rate_limit_first > 0 {
+        faults.push(Fault::status(
+            api,
+            429,
+            args.rate_limit_first,
+            ra.or(Some("1")),
+        ));
+    }
+    if args.malformed_first > 0 {
+        faults.push(Fault::action_on(
+            api,
+            args.malformed_first,
+            FaultAction::TruncateBody,
+        ));
+    }
+    for raw in &args.faults {
+        faults.push(serde_json::from_str(raw).map_err(|e| format!("--fault {raw}: {e}"))?);
+    }
+    Ok(Config {
+        admin_token: args.admin_token.clone(),
+        iat_max_uses_field: args.iat_max_uses_field.clone(),
+        allowed_scopes: args
+            .allowed_scopes
+            .split([' ', ','])
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        profile_field: args.profile_field.clone(),
+        public_base: args.public_base.clone(),
+        rotate_rat_on_get: args.rotate_rat_on_get,
+        rotate_rat_on_update: args.rotate_rat_on_update,
+        missing_client_status: args.missing_client_status,
+        faults,
+    })
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let cfg = match config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dcr-idp-emulator: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut emu = match Emulator::bind(SocketAddr::new(args.bind, args.port), cfg) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!(
+                "dcr-idp-emulator: cannot bind {}:{}: {e}",
+                args.bind, args.port
+            );
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(d) = args.start_delay {
+        eprintln!("dcr-idp-emulator: bound {}, accepting in {d:?}", emu.addr());
+        tokio::time::sleep(d).await;
+    }
+    if let Err(e) = emu.listen() {
+        eprintln!("dcr-idp-emulator: cannot listen: {e}");
+        return ExitCode::from(1);
+    }
+    println!("dcr-idp-emulator listening on {}", emu.base_url());
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dcr-idp-emulator: cannot install SIGTERM handler: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    let stats = emu.stats();
+    eprintln!(
+        "dcr-idp-emulator: stopping; {}",
+        serde_json::to_string(&stats).unwrap_or_default()
+    );
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,165 @@
+//! What the emulated IdP remembers: IATs, registered clients, fault rules and counters.
+
+use crate::faults::Fault;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How the emulator behaves; every field has a command-line flag in `main.rs`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The bearer token the admin API accepts.
+    pub admin_token: String,
+    /// The spelling of the IAT use-count field this IdP honours (`max_uses` or `max_usages`);
+    /// the other spelling is rejected as an unknown field.
+    pub iat_max_uses_field: String,
+    /// `policy.allowed_scopes` of `dcr_config.yaml`.
+    pub allowed_scopes: Vec<String>,
+    /// The JSON field that carries the client profile name.
+    pub profile_field: String,
+    /// Base URL used in URLs the IdP hands back; defaults to `http://{Host header}`.
+    pub public_base: Option<String>,
+    /// Issue a fresh registration access token on every RFC 7592 read.
+    pub rotate_rat_on_get: bool,
+    /// Issue a fresh registration access token on every update (PUT/PATCH).
+    pub rotate_rat_on_update: bool,
+    /// Status for RFC 7592 calls on a client that does not exist (RFC 7592 says 401).
+    pub missing_client_status: u16,
+    /// Fault rules active from the start.
+    pub faults: Vec<Fault>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            admin_token: "emulator-admin-token".into(),
+            iat_max_uses_field: "max_uses".into(),
+            allowed_scopes: [
+                "openid",
+                "profile",
+                "email",
+                "offline_access",
+                "admin.api",
+                "application.all",
+                "dcr.register",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            profile_field: "client_profile".into(),
+            public_base: None,
+            rotate_rat_on_get: false,
+            rotate_rat_on_update: false,
+            missing_client_status: 401,
+            faults: Vec::new(),
+        }
+    }
+}
+
+/// Counters served at `GET /_emulator/stats`.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct Stats {
+    pub connections: u64,
+    pub requests: u64,
+    pub iats_minted: u64,
+    pub iat_mints_rejected: u64,
+    pub clients_registered: u64,
+    pub registrations_rejected: u64,
+    pub clients_read: u64,
+    pub clients_updated: u64,
+    pub clients_deleted: u64,
+    pub rats_reissued: u64,
+    pub faults_fired: u64,
+    /// Clients that exist right now.
+    pub clients_live: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Iat {
+    pub id: String,
+    pub token: String,
+    pub expires_at: Instant,
+    pub remaining: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub issued_at: u64,
+    pub rat: String,
+    pub metadata: Map<String, Value>,
+}
+
+pub struct State {
+    pub config: Config,
+    pub admin_token: String,
+    pub iats: Vec<Iat>,
+    pub clients: BTreeMap<String, Client>,
+    pub faults: Vec<Fault>,
+    pub stats: Stats,
+    /// Every secret value this IdP ever handed out, so tests can prove none leaked into logs.
+    pub issued_secrets: Vec<String>,
+    counter: u64,
+}
+
+impl State {
+    pub fn new(config: Config) -> State {
+        State {
+            admin_token: config.admin_token.clone(),
+            faults: config.faults.clone(),
+            config,
+            iats: Vec::new(),
+            clients: BTreeMap::new(),
+            stats: Stats::default(),
+            issued_secrets: Vec::new(),
+            counter: 0,
+        }
+    }
+
+    /// A fresh random token with a recognisable prefix. The emulator is a test double, so
+    /// fastrand (not a CSPRNG) is enough; uniqueness comes from the counter.
+    pub fn token(&mut self, prefix: &str) -> String {
+        self.counter += 1;
+        let mut s = format!("{prefix}{:x}", self.counter);
+        s.push('_');
+        for _ in 0..32 {
+            s.push(fastrand::alphanumeric());
+        }
+        self.issued_secrets.push(s.clone());
+        s
+    }
+
+    pub fn next_id(&mut self, prefix: &str) -> String {
+        self.counter += 1;
+        let mut s = format!("{prefix}-{}-", self.counter);
+        for _ in 0..8 {
+            s.push(fastrand::lowercase());
+        }
+        s
+    }
+
+    pub fn mint_iat(&mut self, expires_in: Duration, uses: u64) -> Iat {
+        let iat = Iat {
+            id: self.next_id("iat"),
+            token: self.token("iat"),
+            expires_at: Instant::now() + expires_in,
+            remaining: uses,
+        };
+        self.iats.push(iat.clone());
+        self.stats.iats_minted += 1;
+        iat
+    }
+
+    pub fn refresh_live(&mut self) {
+        self.stats.clients_live = self.clients.len() as u64;
+    }
+}
+
+pub fn now_epoch() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

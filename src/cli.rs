@@ -1,0 +1,412 @@
+//! The command line: every option is a `--flag` and an environment variable, and `--help`
+//! lists every variable name. Values are taken as text here and validated in `config.rs`, so
+//! that every error names the variable at fault and never echoes a secret.
+
+use clap::{Args, Parser};
+
+/// Bootstraps an OAuth client at an identity provider, then exits: mints a short-lived
+/// Initial Access Token with an admin token (or uses one it is given), registers the client
+/// with OAuth 2.0 Dynamic Client Registration (RFC 7591), retries with backoff until the IdP
+/// is reachable, and writes the registration atomically to a file. Idempotent: a restart
+/// verifies the stored registration (RFC 7592) instead of registering again.
+///
+/// Exit codes: 0 done; 2 configuration; 3 rejected by the IdP; 4 deadline passed with the IdP
+/// unreachable or not ready; 5 local I/O; 130/143 interrupted by SIGINT/SIGTERM.
+///
+/// Secrets (admin token, IAT) are best passed as files: every secret variable NAME also
+/// accepts NAME_FILE, a path whose content (one trailing newline stripped) is the value.
+#[derive(Parser, Debug)]
+#[command(name = "dcr-bootstrap", version, max_term_width = 110)]
+pub struct Cli {
+    #[command(flatten)]
+    pub opts: Opts,
+}
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct Opts {
+    // ---- IdP ----
+    /// Base URL of the IdP as seen from this container, e.g. http://idp-app:8002 (required).
+    #[arg(long, env = "IDP_BASE_URL", value_name = "URL", help_heading = "IdP")]
+    pub idp_base_url: Option<String>,
+
+    /// Endpoint layout of the IdP: empowernow.
+    #[arg(
+        long,
+        env = "DCR_PROFILE",
+        value_name = "NAME",
+        default_value = "empowernow",
+        help_heading = "IdP"
+    )]
+    pub profile: String,
+
+    /// IAT minting endpoint [default: {IDP_BASE_URL}/api/admin/dcr/initial-access-tokens].
+    #[arg(
+        long,
+        env = "DCR_IAT_ENDPOINT",
+        value_name = "URL",
+        help_heading = "IdP"
+    )]
+    pub iat_endpoint: Option<String>,
+
+    /// Registration endpoint [default: {IDP_BASE_URL}/api/oidc/dcr/register].
+    #[arg(
+        long,
+        env = "DCR_REGISTRATION_ENDPOINT",
+        value_name = "URL",
+        help_heading = "IdP"
+    )]
+    pub registration_endpoint: Option<String>,
+
+    /// Extra CA certificate(s) to trust, PEM (for an IdP behind a private CA).
+    #[arg(long, env = "DCR_CA_FILE", value_name = "PATH", help_heading = "IdP")]
+    pub ca_file: Option<String>,
+
+    /// Allow plain http:// to a non-loopback host (a compose network such as http://idp-app:8002).
+    #[arg(
+        long,
+        env = "DCR_ALLOW_INSECURE_HTTP",
+        value_name = "BOOL",
+        default_value = "false",
+        help_heading = "IdP"
+    )]
+    pub allow_insecure_http: String,
+
+    // ---- Tokens ----
+    /// An Initial Access Token to register with; minting is skipped. Secret.
+    #[arg(
+        long,
+        env = "DCR_IAT",
+        value_name = "TOKEN",
+        hide_env_values = true,
+        help_heading = "Tokens"
+    )]
+    pub iat: Option<String>,
+
+    /// File holding DCR_IAT.
+    #[arg(
+        long,
+        env = "DCR_IAT_FILE",
+        value_name = "PATH",
+        help_heading = "Tokens"
+    )]
+    pub iat_file: Option<String>,
+
+    /// Admin access token used to mint an IAT. Secret.
+    #[arg(
+        long,
+        env = "BOOTSTRAP_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true,
+        help_heading = "Tokens"
+    )]
+    pub admin_token: Option<String>,
+
+    /// File holding BOOTSTRAP_ADMIN_TOKEN.
+    #[arg(
+        long,
+        env = "BOOTSTRAP_ADMIN_TOKEN_FILE",
+        value_name = "PATH",
+        help_heading = "Tokens"
+    )]
+    pub admin_token_file: Option<String>,
+
+    /// Label of the minted IAT.
+    #[arg(
+        long,
+        env = "DCR_IAT_LABEL",
+        value_name = "TEXT",
+        default_value = "dcr-bootstrap",
+        help_heading = "Tokens"
+    )]
+    pub iat_label: String,
+
+    /// Lifetime of the minted IAT, in seconds.
+    #[arg(
+        long,
+        env = "DCR_IAT_EXPIRES_IN",
+        value_name = "SECONDS",
+        default_value = "600",
+        help_heading = "Tokens"
+    )]
+    pub iat_expires_in: String,
+
+    /// How many registrations the minted IAT allows.
+    #[arg(
+        long,
+        env = "DCR_IAT_MAX_USES",
+        value_name = "N",
+        default_value = "1",
+        help_heading = "Tokens"
+    )]
+    pub iat_max_uses: String,
+
+    /// Name of the use-count field in the mint request: max_uses or max_usages (the docs disagree).
+    #[arg(
+        long,
+        env = "DCR_IAT_MAX_USES_FIELD",
+        value_name = "FIELD",
+        default_value = "max_uses",
+        help_heading = "Tokens"
+    )]
+    pub iat_max_uses_field: String,
+
+    // ---- Client metadata ----
+    /// Client metadata as an inline JSON object (RFC 7591 §2); the DCR_* fields below override it.
+    #[arg(
+        long,
+        env = "DCR_CLIENT_METADATA",
+        value_name = "JSON",
+        help_heading = "Client metadata"
+    )]
+    pub client_metadata: Option<String>,
+
+    /// Client metadata from a JSON file (instead of DCR_CLIENT_METADATA).
+    #[arg(
+        long,
+        env = "DCR_CLIENT_METADATA_FILE",
+        value_name = "PATH",
+        help_heading = "Client metadata"
+    )]
+    pub client_metadata_file: Option<String>,
+
+    /// Requested client_id (EmpowerNow honours it; a stable id makes recovery easier).
+    #[arg(
+        long,
+        env = "DCR_CLIENT_ID",
+        value_name = "ID",
+        help_heading = "Client metadata"
+    )]
+    pub client_id: Option<String>,
+
+    /// client_name.
+    #[arg(
+        long,
+        env = "DCR_CLIENT_NAME",
+        value_name = "NAME",
+        help_heading = "Client metadata"
+    )]
+    pub client_name: Option<String>,
+
+    /// redirect_uris, comma or space separated.
+    #[arg(
+        long,
+        env = "DCR_REDIRECT_URIS",
+        value_name = "URIS",
+        help_heading = "Client metadata"
+    )]
+    pub redirect_uris: Option<String>,
+
+    /// scope, space or comma separated.
+    #[arg(
+        long,
+        env = "DCR_SCOPE",
+        value_name = "SCOPES",
+        help_heading = "Client metadata"
+    )]
+    pub scope: Option<String>,
+
+    /// grant_types, comma or space separated.
+    #[arg(
+        long,
+        env = "DCR_GRANT_TYPES",
+        value_name = "LIST",
+        help_heading = "Client metadata"
+    )]
+    pub grant_types: Option<String>,
+
+    /// response_types, comma or space separated.
+    #[arg(
+        long,
+        env = "DCR_RESPONSE_TYPES",
+        value_name = "LIST",
+        help_heading = "Client metadata"
+    )]
+    pub response_types: Option<String>,
+
+    /// token_endpoint_auth_method: private_key_jwt, client_secret_basic, client_secret_post or none.
+    #[arg(
+        long,
+        env = "DCR_TOKEN_ENDPOINT_AUTH_METHOD",
+        value_name = "METHOD",
+        help_heading = "Client metadata"
+    )]
+    pub token_endpoint_auth_method: Option<String>,
+
+    /// IdP client profile (template), e.g. code-flow-pkjwt.
+    #[arg(
+        long,
+        env = "DCR_CLIENT_PROFILE",
+        value_name = "NAME",
+        help_heading = "Client metadata"
+    )]
+    pub client_profile: Option<String>,
+
+    /// JSON field that carries DCR_CLIENT_PROFILE (undocumented by the IdP).
+    #[arg(
+        long,
+        env = "DCR_CLIENT_PROFILE_FIELD",
+        value_name = "FIELD",
+        default_value = "client_profile",
+        help_heading = "Client metadata"
+    )]
+    pub client_profile_field: String,
+
+    // ---- Keys ----
+    /// PEM private key for private_key_jwt: published as inline jwks; generated (RSA 2048,
+    /// RS256) when missing and written only after the IdP accepted it.
+    #[arg(
+        long,
+        env = "DCR_SIGNING_KEY",
+        value_name = "PATH",
+        help_heading = "Keys"
+    )]
+    pub signing_key: Option<String>,
+
+    /// kid of the published key [default: RFC 7638 thumbprint].
+    #[arg(long, env = "BFF_KID", value_name = "KID", help_heading = "Keys")]
+    pub kid: Option<String>,
+
+    // ---- Output ----
+    /// Where the registration JSON is written (required).
+    #[arg(long, env = "DCR_OUTPUT", value_name = "PATH", help_heading = "Output")]
+    pub output: Option<String>,
+
+    /// Alias of DCR_OUTPUT, the BFF's name for it.
+    #[arg(
+        long,
+        env = "BFF_CLIENT_CRED_PATH",
+        value_name = "PATH",
+        help_heading = "Output"
+    )]
+    pub bff_client_cred_path: Option<String>,
+
+    /// File mode of the written files, octal.
+    #[arg(
+        long,
+        env = "DCR_OUTPUT_MODE",
+        value_name = "OCTAL",
+        default_value = "0600",
+        help_heading = "Output"
+    )]
+    pub output_mode: String,
+
+    /// Owner of the written files, uid:gid (e.g. 1000:1000 for a non-root BFF).
+    #[arg(
+        long,
+        env = "DCR_OUTPUT_OWNER",
+        value_name = "UID:GID",
+        help_heading = "Output"
+    )]
+    pub output_owner: Option<String>,
+
+    /// Also write a dotenv file with AUTH_CLIENT_ID and, when issued, AUTH_CLIENT_SECRET.
+    #[arg(
+        long,
+        env = "DCR_ENV_OUTPUT",
+        value_name = "PATH",
+        help_heading = "Output"
+    )]
+    pub env_output: Option<String>,
+
+    /// What to do when the stored client is gone at the IdP: fail or reregister.
+    #[arg(
+        long,
+        env = "DCR_ON_STALE",
+        value_name = "POLICY",
+        default_value = "fail",
+        help_heading = "Output"
+    )]
+    pub on_stale: String,
+
+    /// Delete the stored client and register afresh on every start (hard reset; turn off after).
+    #[arg(
+        long,
+        env = "DCR_FORCE_REPLACE",
+        value_name = "BOOL",
+        default_value = "false",
+        help_heading = "Output"
+    )]
+    pub force_replace: String,
+
+    // ---- Timing ----
+    /// Overall deadline of the run.
+    #[arg(
+        long,
+        env = "DCR_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "300s",
+        help_heading = "Timing"
+    )]
+    pub timeout: String,
+
+    /// Timeout of a single HTTP request.
+    #[arg(
+        long,
+        env = "DCR_REQUEST_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "10s",
+        help_heading = "Timing"
+    )]
+    pub request_timeout: String,
+
+    /// First backoff step after an HTTP-level failure (5xx, 429, timeout); doubles up to DCR_BACKOFF_MAX, full jitter.
+    #[arg(
+        long,
+        env = "DCR_BACKOFF_INITIAL",
+        value_name = "DURATION",
+        default_value = "500ms",
+        help_heading = "Timing"
+    )]
+    pub backoff_initial: String,
+
+    /// Largest backoff step.
+    #[arg(
+        long,
+        env = "DCR_BACKOFF_MAX",
+        value_name = "DURATION",
+        default_value = "8s",
+        help_heading = "Timing"
+    )]
+    pub backoff_max: String,
+
+    /// Interval between connection probes while nothing listens (refused, DNS, connect timeout).
+    #[arg(
+        long,
+        env = "DCR_PROBE_INTERVAL",
+        value_name = "DURATION",
+        default_value = "500ms",
+        help_heading = "Timing"
+    )]
+    pub probe_interval: String,
+
+    /// Longest Retry-After honoured; longer values are capped to this.
+    #[arg(
+        long,
+        env = "DCR_RETRY_AFTER_MAX",
+        value_name = "DURATION",
+        default_value = "60s",
+        help_heading = "Timing"
+    )]
+    pub retry_after_max: String,
+
+    // ---- Logging ----
+    /// Log format: text or json.
+    #[arg(
+        long,
+        env = "DCR_LOG_FORMAT",
+        value_name = "FORMAT",
+        default_value = "text",
+        help_heading = "Logging"
+    )]
+    pub log_format: String,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. info, debug, dcr_bootstrap=trace.
+    #[arg(
+        long,
+        env = "RUST_LOG",
+        value_name = "FILTER",
+        default_value = "info",
+        help_heading = "Logging"
+    )]
+    pub log: String,
+}

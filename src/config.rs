@@ -1,0 +1,583 @@
+//! Turns the raw command line into a validated `Config`. Every failure is `Error::Config` with
+//! a message that names the variable (and flag) and says what was expected; secret values are
+//! never quoted back.
+
+use crate::cli::Opts;
+use crate::duration;
+use crate::error::{Error, Result};
+use crate::metadata::{self, DesiredMetadata, MetadataInputs};
+use crate::secret::secret;
+use reqwest::Url;
+use secrecy::SecretString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    EmpowerNow,
+}
+
+impl Profile {
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::EmpowerNow => "empowernow",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StalePolicy {
+    Fail,
+    Reregister,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// How the IAT for a registration is obtained.
+#[derive(Debug, Clone)]
+pub struct MintSettings {
+    pub label: String,
+    pub expires_in: u64,
+    pub max_uses: u64,
+    pub max_uses_field: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutputSettings {
+    pub path: PathBuf,
+    pub mode: u32,
+    pub owner: Option<(u32, u32)>,
+    pub env_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Timing {
+    pub deadline: Duration,
+    pub request_timeout: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub probe_interval: Duration,
+    pub retry_after_max: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SigningKeySettings {
+    pub path: PathBuf,
+    pub kid: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub idp_base_url: Url,
+    pub profile: Profile,
+    pub iat_endpoint: Url,
+    pub registration_endpoint: Url,
+    pub ca_file: Option<PathBuf>,
+    pub allow_insecure_http: bool,
+    pub iat: Option<SecretString>,
+    pub admin_token: Option<SecretString>,
+    pub mint: MintSettings,
+    pub metadata: DesiredMetadata,
+    pub signing_key: Option<SigningKeySettings>,
+    pub output: OutputSettings,
+    pub on_stale: StalePolicy,
+    pub force_replace: bool,
+    pub timing: Timing,
+}
+
+/// `DCR_FOO (--foo)`: how errors name an option.
+fn name(var: &str) -> String {
+    let flag = var
+        .trim_start_matches("DCR_")
+        .to_ascii_lowercase()
+        .replace('_', "-");
+    format!("{var} (--{flag})")
+}
+
+fn bad(var: &str, expected: &str, got: &str) -> Error {
+    Error::Config(format!("{}: expected {expected}, got {got:?}", name(var)))
+}
+
+pub fn parse_bool(var: &str, v: &str) -> Result<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        _ => Err(bad(var, "true or false", v)),
+    }
+}
+
+fn parse_duration(var: &str, v: &str, min: Duration) -> Result<Duration> {
+    let d = duration::parse(v).map_err(|e| Error::Config(format!("{}: {e}", name(var))))?;
+    if d < min {
+        return Err(Error::Config(format!(
+            "{}: must be at least {}, got {v:?}",
+            name(var),
+            duration::show(min)
+        )));
+    }
+    Ok(d)
+}
+
+fn parse_positive(var: &str, v: &str, max: u64) -> Result<u64> {
+    match v.trim().parse::<u64>() {
+        Ok(n) if n >= 1 && n <= max => Ok(n),
+        _ => Err(bad(var, &format!("an integer from 1 to {max}"), v)),
+    }
+}
+
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// Plain http is refused unless the host is loopback or the operator opted in: a bearer token
+/// over cleartext across a real network is a leak.
+pub fn check_transport(what: &str, url: &Url, allow_insecure_http: bool) -> Result<()> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_insecure_http || url.host_str().is_some_and(is_loopback_host) => Ok(()),
+        "http" => Err(Error::Config(format!(
+            "{what} uses plain http:// to the non-loopback host {:?}; use https, or set \
+             DCR_ALLOW_INSECURE_HTTP=true on a trusted internal network (e.g. a compose network)",
+            url.host_str().unwrap_or("")
+        ))),
+        other => Err(Error::Config(format!(
+            "{what}: unsupported URL scheme {other:?} (expected https or http)"
+        ))),
+    }
+}
+
+fn parse_url(var: &str, v: &str) -> Result<Url> {
+    let url = Url::parse(v.trim()).map_err(|_| bad(var, "an absolute http(s) URL", v))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad(var, "an absolute http(s) URL with a host", v));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // Do not echo: userinfo may hold a password.
+        return Err(Error::Config(format!(
+            "{}: must not contain user:password@ credentials",
+            name(var)
+        )));
+    }
+    if url.fragment().is_some() || url.query().is_some() {
+        return Err(bad(var, "a URL without query or fragment", v));
+    }
+    Ok(url)
+}
+
+/// Joins `path` to the base URL, keeping any path prefix the base has (a reverse proxy mount).
+pub fn join(base: &Url, path: &str) -> Url {
+    let mut u = base.clone();
+    let joined = format!("{}{}", base.path().trim_end_matches('/'), path);
+    u.set_path(&joined);
+    u
+}
+
+/// Reads a secret from `NAME` or `NAME_FILE`, never both.
+fn read_secret(var: &str, value: Option<&str>, file: Option<&str>) -> Result<Option<SecretString>> {
+    let file_var = format!("{var}_FILE");
+    match (value, file) {
+        (Some(_), Some(_)) => Err(Error::Config(format!(
+            "{var} and {file_var} are both set; set only one"
+        ))),
+        (Some(v), None) => {
+            if v.trim().is_empty() {
+                return Err(Error::Config(format!("{var} is set but empty")));
+            }
+            check_token_chars(var, v)?;
+            Ok(Some(secret(v.to_string())))
+        }
+        (None, Some(path)) => {
+            let raw = std::fs::read_to_string(path)
+                .map_err(|e| Error::Config(format!("{file_var}: cannot read {path:?}: {e}")))?;
+            let value = raw
+                .strip_suffix("\r\n")
+                .or_else(|| raw.strip_suffix('\n'))
+                .unwrap_or(&raw);
+            if value.trim().is_empty() {
+                return Err(Error::Config(format!("{file_var}: {path:?} is empty")));
+            }
+            check_token_chars(&file_var, value)?;
+            Ok(Some(secret(value.to_string())))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// A bearer token travels in an HTTP header: whitespace or control characters mean a
+/// copy-paste accident (say, a second trailing newline), which is better named here than
+/// reported as an obscure header error later.
+fn check_token_chars(var: &str, value: &str) -> Result<()> {
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::Config(format!(
+            "{var}: the token contains whitespace or control characters \
+             (only one trailing newline is stripped from a file)"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_mode(v: &str) -> Result<u32> {
+    let digits = v.trim().trim_start_matches("0o");
+    let mode = u32::from_str_radix(digits, 8).map_err(|_| {
+        bad(
+            "DCR_OUTPUT_MODE",
+            "an octal file mode such as 0600 or 0640",
+            v,
+        )
+    })?;
+    if digits.is_empty() || mode > 0o777 {
+        return Err(bad(
+            "DCR_OUTPUT_MODE",
+            "an octal file mode such as 0600 or 0640",
+            v,
+        ));
+    }
+    if mode & 0o400 == 0 {
+        return Err(Error::Config(format!(
+            "{}: {v:?} does not let the owner read the file; the next run could not verify it",
+            name("DCR_OUTPUT_MODE")
+        )));
+    }
+    if mode & 0o002 != 0 {
+        return Err(Error::Config(format!(
+            "{}: {v:?} makes credentials world-writable",
+            name("DCR_OUTPUT_MODE")
+        )));
+    }
+    Ok(mode)
+}
+
+fn parse_owner(v: &str) -> Result<(u32, u32)> {
+    let expected = "uid:gid with numeric ids, e.g. 1000:1000";
+    let (u, g) = v
+        .split_once(':')
+        .ok_or_else(|| bad("DCR_OUTPUT_OWNER", expected, v))?;
+    let uid = u
+        .trim()
+        .parse()
+        .map_err(|_| bad("DCR_OUTPUT_OWNER", expected, v))?;
+    let gid = g
+        .trim()
+        .parse()
+        .map_err(|_| bad("DCR_OUTPUT_OWNER", expected, v))?;
+    Ok((uid, gid))
+}
+
+fn non_empty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().filter(|s| !s.trim().is_empty())
+}
+
+impl Config {
+    pub fn from_opts(o: &Opts) -> Result<Config> {
+        let base_raw = non_empty(&o.idp_base_url).ok_or_else(|| {
+            Error::Config(format!(
+                "{} is required, e.g. http://idp-app:8002",
+                name("IDP_BASE_URL")
+            ))
+        })?;
+        let idp_base_url = parse_url("IDP_BASE_URL", base_raw)?;
+        let allow_insecure_http = parse_bool("DCR_ALLOW_INSECURE_HTTP", &o.allow_insecure_http)?;
+        let profile = match o.profile.trim() {
+            "empowernow" => Profile::EmpowerNow,
+            other => return Err(bad("DCR_PROFILE", "empowernow", other)),
+        };
+        let iat_endpoint = match non_empty(&o.iat_endpoint) {
+            Some(v) => parse_url("DCR_IAT_ENDPOINT", v)?,
+            None => join(&idp_base_url, "/api/admin/dcr/initial-access-tokens"),
+        };
+        let registration_endpoint = match non_empty(&o.registration_endpoint) {
+            Some(v) => parse_url("DCR_REGISTRATION_ENDPOINT", v)?,
+            None => join(&idp_base_url, "/api/oidc/dcr/register"),
+        };
+        check_transport("IDP_BASE_URL", &idp_base_url, allow_insecure_http)?;
+        check_transport("DCR_IAT_ENDPOINT", &iat_endpoint, allow_insecure_http)?;
+        check_transport(
+            "DCR_REGISTRATION_ENDPOINT",
+            &registration_endpoint,
+            allow_insecure_http,
+        )?;
+
+        let ca_file = non_empty(&o.ca_file).map(PathBuf::from);
+
+        let iat = read_secret("DCR_IAT", o.iat.as_deref(), o.iat_file.as_deref())?;
+        let admin_token = read_secret(
+            "BOOTSTRAP_ADMIN_TOKEN",
+            o.admin_token.as_deref(),
+            o.admin_token_file.as_deref(),
+        )?;
+
+        let max_uses_field = match o.iat_max_uses_field.trim() {
+            f @ ("max_uses" | "max_usages") => f.to_string(),
+            other => {
+                return Err(bad(
+                    "DCR_IAT_MAX_USES_FIELD",
+                    "max_uses or max_usages",
+                    other,
+                ));
+            }
+        };
+        if o.iat_label.trim().is_empty() {
+            return Err(Error::Config(format!(
+                "{} must not be empty",
+                name("DCR_IAT_LABEL")
+            )));
+        }
+        let mint = MintSettings {
+            label: o.iat_label.clone(),
+            expires_in: parse_positive("DCR_IAT_EXPIRES_IN", &o.iat_expires_in, 86_400)?,
+            max_uses: parse_positive("DCR_IAT_MAX_USES", &o.iat_max_uses, 1000)?,
+            max_uses_field,
+        };
+
+        let signing_key = non_empty(&o.signing_key).map(|p| SigningKeySettings {
+            path: PathBuf::from(p),
+            kid: non_empty(&o.kid).map(str::to_string),
+        });
+        if signing_key.is_none() && non_empty(&o.kid).is_some() {
+            return Err(Error::Config(
+                "BFF_KID (--kid) is set but DCR_SIGNING_KEY is not; the kid names the signing key"
+                    .into(),
+            ));
+        }
+
+        let metadata = metadata::desired(&MetadataInputs {
+            json: o.client_metadata.as_deref(),
+            file: o.client_metadata_file.as_deref(),
+            client_id: non_empty(&o.client_id),
+            client_name: non_empty(&o.client_name),
+            redirect_uris: o.redirect_uris.as_deref(),
+            scope: non_empty(&o.scope),
+            grant_types: non_empty(&o.grant_types),
+            response_types: non_empty(&o.response_types),
+            auth_method: non_empty(&o.token_endpoint_auth_method),
+            client_profile: non_empty(&o.client_profile),
+            profile_field: o.client_profile_field.trim(),
+            has_signing_key: signing_key.is_some(),
+        })?;
+
+        let output_path = match (non_empty(&o.output), non_empty(&o.bff_client_cred_path)) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(Error::Config(format!(
+                    "DCR_OUTPUT ({a:?}) and its alias BFF_CLIENT_CRED_PATH ({b:?}) disagree; set one"
+                )));
+            }
+            (Some(a), _) | (None, Some(a)) => PathBuf::from(a),
+            (None, None) => {
+                return Err(Error::Config(format!(
+                    "{} (or BFF_CLIENT_CRED_PATH) is required: where to write the registration, e.g. /app/keys/bff_client.json",
+                    name("DCR_OUTPUT")
+                )));
+            }
+        };
+        if output_path.file_name().is_none() {
+            return Err(bad(
+                "DCR_OUTPUT",
+                "a file path",
+                &output_path.display().to_string(),
+            ));
+        }
+        let output = OutputSettings {
+            path: output_path,
+            mode: parse_mode(&o.output_mode)?,
+            owner: non_empty(&o.output_owner).map(parse_owner).transpose()?,
+            env_path: non_empty(&o.env_output).map(PathBuf::from),
+        };
+
+        let on_stale = match o.on_stale.trim() {
+            "fail" => StalePolicy::Fail,
+            "reregister" => StalePolicy::Reregister,
+            other => return Err(bad("DCR_ON_STALE", "fail or reregister", other)),
+        };
+        let force_replace = parse_bool("DCR_FORCE_REPLACE", &o.force_replace)?;
+
+        let ms = Duration::from_millis;
+        let timing = Timing {
+            deadline: parse_duration("DCR_TIMEOUT", &o.timeout, ms(100))?,
+            request_timeout: parse_duration("DCR_REQUEST_TIMEOUT", &o.request_timeout, ms(100))?,
+            backoff_initial: parse_duration("DCR_BACKOFF_INITIAL", &o.backoff_initial, ms(1))?,
+            backoff_max: parse_duration("DCR_BACKOFF_MAX", &o.backoff_max, ms(1))?,
+            probe_interval: parse_duration("DCR_PROBE_INTERVAL", &o.probe_interval, ms(10))?,
+            retry_after_max: parse_duration(
+                "DCR_RETRY_AFTER_MAX",
+                &o.retry_after_max,
+                Duration::ZERO,
+            )?,
+        };
+        if timing.backoff_max < timing.backoff_initial {
+            return Err(Error::Config(format!(
+                "{} ({}) is smaller than DCR_BACKOFF_INITIAL ({})",
+                name("DCR_BACKOFF_MAX"),
+                duration::show(timing.backoff_max),
+                duration::show(timing.backoff_initial)
+            )));
+        }
+
+        Ok(Config {
+            idp_base_url,
+            profile,
+            iat_endpoint,
+            registration_endpoint,
+            ca_file,
+            allow_insecure_http,
+            iat,
+            admin_token,
+            mint,
+            metadata,
+            signing_key,
+            output,
+            on_stale,
+            force_replace,
+            timing,
+        })
+    }
+}
+
+/// Parsed before everything else, so that configuration errors are logged in the right format.
+pub fn log_format(o: &Opts) -> Result<LogFormat> {
+    match o.log_format.trim() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(bad("DCR_LOG_FORMAT", "text or json", other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> Opts {
+        Opts {
+            idp_base_url: Some("http://127.0.0.1:8002".into()),
+            profile: "empowernow".into(),
+            allow_insecure_http: "false".into(),
+            iat_label: "x".into(),
+            iat_expires_in: "600".into(),
+            iat_max_uses: "1".into(),
+            iat_max_uses_field: "max_uses".into(),
+            client_profile_field: "client_profile".into(),
+            output: Some("/tmp/out.json".into()),
+            output_mode: "0600".into(),
+            on_stale: "fail".into(),
+            force_replace: "false".into(),
+            timeout: "300s".into(),
+            request_timeout: "10s".into(),
+            backoff_initial: "500ms".into(),
+            backoff_max: "8s".into(),
+            probe_interval: "500ms".into(),
+            retry_after_max: "60s".into(),
+            log_format: "text".into(),
+            log: "info".into(),
+            ..Opts::default()
+        }
+    }
+
+    fn err(o: Opts) -> String {
+        Config::from_opts(&o).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_derive_endpoints_from_the_base() {
+        let c = Config::from_opts(&opts()).unwrap();
+        assert_eq!(
+            c.iat_endpoint.as_str(),
+            "http://127.0.0.1:8002/api/admin/dcr/initial-access-tokens"
+        );
+        assert_eq!(
+            c.registration_endpoint.as_str(),
+            "http://127.0.0.1:8002/api/oidc/dcr/register"
+        );
+        assert_eq!(c.output.mode, 0o600);
+    }
+
+    #[test]
+    fn base_path_prefix_is_kept() {
+        let mut o = opts();
+        o.idp_base_url = Some("https://idp.example/tenant/".into());
+        let c = Config::from_opts(&o).unwrap();
+        assert_eq!(
+            c.registration_endpoint.as_str(),
+            "https://idp.example/tenant/api/oidc/dcr/register"
+        );
+    }
+
+    #[test]
+    fn insecure_http_needs_opt_in() {
+        let mut o = opts();
+        o.idp_base_url = Some("http://idp-app:8002".into());
+        assert!(err(o.clone()).contains("DCR_ALLOW_INSECURE_HTTP"));
+        o.allow_insecure_http = "true".into();
+        assert!(Config::from_opts(&o).is_ok());
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        type Case = (fn(&mut Opts), &'static str);
+        let cases: Vec<Case> = vec![
+            (|o| o.idp_base_url = None, "IDP_BASE_URL"),
+            (
+                |o| o.idp_base_url = Some("not a url".into()),
+                "IDP_BASE_URL",
+            ),
+            (|o| o.timeout = "10".into(), "DCR_TIMEOUT"),
+            (|o| o.request_timeout = "-1s".into(), "DCR_REQUEST_TIMEOUT"),
+            (|o| o.output_mode = "rw".into(), "DCR_OUTPUT_MODE"),
+            (|o| o.output_mode = "0999".into(), "DCR_OUTPUT_MODE"),
+            (|o| o.output_owner = Some("bff".into()), "DCR_OUTPUT_OWNER"),
+            (|o| o.iat_max_uses = "0".into(), "DCR_IAT_MAX_USES"),
+            (
+                |o| o.iat_max_uses_field = "uses".into(),
+                "DCR_IAT_MAX_USES_FIELD",
+            ),
+            (|o| o.on_stale = "maybe".into(), "DCR_ON_STALE"),
+            (|o| o.force_replace = "perhaps".into(), "DCR_FORCE_REPLACE"),
+            (|o| o.profile = "okta".into(), "DCR_PROFILE"),
+            (|o| o.output = None, "DCR_OUTPUT"),
+            (|o| o.backoff_max = "1ms".into(), "DCR_BACKOFF_MAX"),
+            (
+                |o| o.iat_file = Some("/nonexistent/iat".into()),
+                "DCR_IAT_FILE",
+            ),
+        ];
+        for (mutate, var) in cases {
+            let mut o = opts();
+            mutate(&mut o);
+            let e = err(o);
+            assert!(e.contains(var), "{var}: {e}");
+        }
+    }
+
+    #[test]
+    fn secret_and_its_file_are_exclusive_and_never_echoed() {
+        let mut o = opts();
+        o.iat = Some("very-secret-iat-value".into());
+        o.iat_file = Some("/etc/hostname".into());
+        let e = err(o);
+        assert!(e.contains("DCR_IAT") && !e.contains("very-secret"));
+    }
+
+    #[test]
+    fn secret_file_loses_one_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        std::fs::write(&p, "abc-token-123\n").unwrap();
+        let mut o = opts();
+        o.admin_token_file = Some(p.display().to_string());
+        let c = Config::from_opts(&o.clone()).unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(c.admin_token.unwrap().expose_secret(), "abc-token-123");
+        std::fs::write(&p, "abc-token-123\n\n").unwrap();
+        let e = err(o);
+        assert!(
+            e.contains("BOOTSTRAP_ADMIN_TOKEN_FILE") && !e.contains("abc-token"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! The HTTP transport: one reqwest client with rustls (aws-lc-rs), Mozilla's roots plus an
+//! optional private CA, no redirects (a redirect would carry our bearer token elsewhere), and
+//! bounded response bodies. Failures are sorted by what they mean for a retry, not by where
+//! in the stack they happened.
+
+use crate::error::{Error, Result};
+use crate::retry_after;
+use reqwest::{Method, Url};
+use rustls::RootCertStore;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The largest response body we read; IdP answers are a few KiB. Anything larger is refused
+/// before it is buffered, so a broken or hostile peer cannot balloon our memory.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+pub struct Http {
+    client: reqwest::Client,
+}
+
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub content_type: String,
+    pub location: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// Why no usable answer came back.
+#[derive(Debug, Clone)]
+pub enum Failure {
+    /// Nothing reached the server: DNS failure, connection refused, connect timeout.
+    Unreachable(String),
+    /// The request may have reached the server, but no complete answer came back
+    /// (timeout after connecting, reset, truncated body).
+    NoAnswer(String),
+    /// TLS verification failed. A wrong CA or a wrong host never heals by retrying.
+    Tls(String),
+    /// The answer was larger than [`MAX_RESPONSE_BYTES`].
+    TooLarge(String),
+}
+
+impl Http {
+    pub fn new(ca_file: Option<&Path>, request_timeout: Duration) -> Result<Http> {
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = ca_file {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect())
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "DCR_CA_FILE: cannot read certificates from {}: {e}",
+                        path.display()
+                    ))
+                })?;
+            if certs.is_empty() {
+                return Err(Error::Config(format!(
+                    "DCR_CA_FILE: {} holds no PEM certificate",
+                    path.display()
+                )));
+            }
+            for c in certs {
+                roots.add(c).map_err(|e| {
+                    Error::Config(format!(
+                        "DCR_CA_FILE: {} holds an unusable certificate: {e}",
+                        path.display()
+                    ))
+                })?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Config(format!("TLS setup failed: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(request_timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("dcr-bootstrap/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Config(format!("HTTP client setup failed: {e}")))?;
+        Ok(Http { client })
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &Url,
+        bearer: Option<&SecretString>,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> std::result::Result<Reply, Failure> {
+        let mut req = self
+            .client
+            .request(method, url.clone())
+            .timeout(timeout)
+            .header("Accept", "application/json");
+        if let Some(token) = bearer {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!(
+                "Bearer {}",
+                token.expose_secret()
+            ))
+            .map_err(|_| Failure::NoAnswer("token is not a valid header value".into()))?;
+            value.set_sensitive(true);
+            req = req.header(reqwest::header::AUTHORIZATION, value);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(serde_json::to_vec(b).unwrap_or_default());
+        }
+        let mut resp = req.send().await.map_err(classify)?;
+        let status = resp.status().as_u16();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let retry_after = header("retry-after")
+            .and_then(|v| retry_after::parse(&v, std::time::SystemTime::now()));
+        let content_type = header("content-type").unwrap_or_default();
+        let location = header("location");
+        if let Some(len) = resp.content_length()
+            && len > MAX_RESPONSE_BYTES as u64
+        {
+            return Err(Failure::TooLarge(format!(
+                "{url} answered {status} with a {len}-byte body (limit {MAX_RESPONSE_BYTES})"
+            )));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(Failure::TooLarge(format!(
+                    "{url} answered {status} with a body over {MAX_RESPONSE_BYTES} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Reply {
+            status,
+            retry_after,
+            content_type,
+            location,
+            body,
+        })
+    }
+}
+
+fn classify(e: reqwest::Error) -> Failure {
+    if let Some(tls) = tls_error(&e) {
+        return Failure::Tls(format!("{tls} ({})", url_of(&e)));
+    }
+    if e.is_connect() {
+        Failure::Unreachable(describe(&e))
+    } else if e.is_timeout() {
+        Failure::NoAnswer(format!(
+            "no complete answer within the request timeout ({})",
+            url_of(&e)
+        ))
+    } else {
+        Failure::NoAnswer(describe(&e))
+    }
+}
+
+fn url_of(e: &reqwest::Error) -> String {
+    e.url().map(|u| u.to_string()).unwrap_or_default()
+}
+
+/// The innermost cause is the informative one ("Connection refused", "failed to lookup ...").
+fn describe(e: &reqwest::Error) -> String {
+    let mut root: &dyn std::error::Error = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    let url = url_of(e);
+    if url.is_empty() {
+        root.to_string()
+    } else {
+        format!("{root} ({url})")
+    }
+}
+
+/// Finds a rustls error anywhere in the chain. `io::Error::source` skips its own payload, so
+/// each io::Error's inner error is inspected explicitly.
+fn tls_error(e: &reqwest::Error) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return Some(explain_tls(r));
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && let Some(r) = inner.downcast_ref::<rustls::Error>()
+        {
+            return Some(explain_tls(r));
+        }
+        cur = err.source();
+    }
+    None
+}
+
+fn explain_tls(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(c) => format!(
+            "TLS certificate rejected ({c:?}); if the IdP uses a private CA, point DCR_CA_FILE at its PEM certificate"
+        ),
+        other => format!("TLS failure: {other}"),
+    }
+}

@@ -1,0 +1,485 @@
+//! The protocol: mint an IAT (EmpowerNow admin API), register (RFC 7591), read and delete
+//! (RFC 7592). Each call runs under the retry policy; each answer is sorted into done, retry,
+//! or a fatal error whose message says what to do about it.
+
+use crate::config::{MintSettings, check_transport};
+use crate::error::{Error, Result};
+use crate::http::{Failure, Http, Reply};
+use crate::retry::{Attempt, Attempts, Policy};
+use crate::secret::{remember, secret};
+use reqwest::{Method, Url};
+use secrecy::SecretString;
+use serde_json::{Map, Value, json};
+use std::cell::Cell;
+
+pub struct Idp<'a> {
+    pub http: &'a Http,
+    pub policy: &'a Policy,
+    pub attempts: &'a Attempts,
+    pub allow_insecure_http: bool,
+}
+
+/// One request of an operation, re-sent as is on every retry.
+struct Call<'a> {
+    what: &'a str,
+    method: Method,
+    url: &'a Url,
+    bearer: Option<&'a SecretString>,
+    body: Option<&'a Value>,
+}
+
+pub enum Registration {
+    Created(Map<String, Value>),
+    /// 401 on registration: the IAT is expired, used up or unknown.
+    IatRejected(String),
+}
+
+pub enum ReadResult {
+    Current(Map<String, Value>),
+    /// 401/404: the client no longer exists (or our RAT was revoked with it).
+    Gone(String),
+}
+
+/// Statuses that mean "not now" rather than "no": RFC 9110 and curl's transient set, plus 425.
+/// 501 Not Implemented is permanent by definition.
+pub fn transient(status: u16) -> bool {
+    matches!(status, 408 | 425 | 429) || ((500..600).contains(&status) && status != 501)
+}
+
+/// The top-level JSON object of a reply, if it is one.
+pub fn json_object(reply: &Reply) -> Option<Map<String, Value>> {
+    match serde_json::from_slice(&reply.body) {
+        Ok(Value::Object(m)) => Some(m),
+        _ => None,
+    }
+}
+
+/// A short, single-line account of an error answer: the OAuth `error`/`error_description`,
+/// FastAPI's `detail`, or the start of whatever else came back.
+pub fn describe(reply: &Reply) -> String {
+    let status = reply.status;
+    if let Some(o) = json_object(reply) {
+        let s = |k: &str| o.get(k).and_then(Value::as_str);
+        match (s("error"), s("error_description")) {
+            (Some(e), Some(d)) => return format!("{status} {e}: {}", clip(d)),
+            (Some(e), None) => return format!("{status} {e}"),
+            _ => {}
+        }
+        if let Some(d) = o.get("detail") {
+            let text = d
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| d.to_string());
+            return format!("{status} {}", clip(&text));
+        }
+    }
+    if reply.body.is_empty() {
+        return format!("{status} with an empty body");
+    }
+    let ct = if reply.content_type.is_empty() {
+        "untyped"
+    } else {
+        reply.content_type.as_str()
+    };
+    format!(
+        "{status} with a {ct} body: {}",
+        clip(&String::from_utf8_lossy(&reply.body))
+    )
+}
+
+fn clip(s: &str) -> String {
+    let one_line: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let trimmed = one_line.split_whitespace().collect::<Vec<_>>().join(" ");
+    if trimmed.chars().count() > 200 {
+        format!("{}…", trimmed.chars().take(200).collect::<String>())
+    } else {
+        trimmed
+    }
+}
+
+fn redirect_error(what: &str, var: &str, reply: &Reply) -> Error {
+    Error::Rejected(format!(
+        "{what}: the IdP answered {} with a redirect to {}; redirects are not followed, so the bearer token never goes anywhere else. Set {var} to the final URL",
+        reply.status,
+        reply.location.as_deref().unwrap_or("(no Location)")
+    ))
+}
+
+/// Secrets in an IdP document are remembered for log scrubbing the moment they arrive.
+pub fn remember_secrets(doc: &Map<String, Value>) {
+    for k in ["registration_access_token", "client_secret"] {
+        if let Some(v) = doc.get(k).and_then(Value::as_str) {
+            remember(v);
+        }
+    }
+}
+
+impl Idp<'_> {
+    /// One operation under the retry policy. `no_answer` decides what a request that may have
+    /// reached the server without an answer means; `decide` sorts the answers.
+    async fn call<T>(
+        &self,
+        req: Call<'_>,
+        no_answer: &dyn Fn(&str) -> Option<Error>,
+        decide: &dyn Fn(Reply) -> Attempt<T>,
+    ) -> Result<T> {
+        let Call {
+            what,
+            method,
+            url,
+            bearer,
+            body,
+        } = req;
+        self.policy
+            .run(self.attempts, what, |timeout| {
+                let method = method.clone();
+                async move {
+                    match self.http.send(method, url, bearer, body, timeout).await {
+                        Ok(reply) => decide(reply),
+                        Err(Failure::Unreachable(reason)) => Attempt::Retry {
+                            reason,
+                            unreachable: true,
+                            retry_after: None,
+                        },
+                        Err(Failure::NoAnswer(reason)) => match no_answer(&reason) {
+                            Some(e) => Attempt::Fatal(e),
+                            None => Attempt::Retry {
+                                reason,
+                                unreachable: false,
+                                retry_after: None,
+                            },
+                        },
+                        Err(Failure::Tls(reason)) => {
+                            Attempt::Fatal(Error::Rejected(format!("{what}: {reason}")))
+                        }
+                        Err(Failure::TooLarge(reason)) => Attempt::Fatal(Error::Rejected(format!(
+                            "{what}: {reason}; refusing to read it"
+                        ))),
+                    }
+                }
+            })
+            .await
+    }
+
+    fn retry<T>(reply: &Reply) -> Attempt<T> {
+        Attempt::Retry {
+            reason: describe(reply),
+            unreachable: false,
+            retry_after: reply.retry_after,
+        }
+    }
+
+    pub async fn mint_iat(
+        &self,
+        endpoint: &Url,
+        admin: &SecretString,
+        s: &MintSettings,
+    ) -> Result<SecretString> {
+        let mut body = json!({"label": s.label, "expires_in": s.expires_in});
+        body[s.max_uses_field.as_str()] = json!(s.max_uses);
+        // Retrying a mint is harmless: an unused IAT just expires.
+        let decide = |r: Reply| -> Attempt<SecretString> {
+            if r.is_success() {
+                return match json_object(&r)
+                    .as_ref()
+                    .and_then(|o| o.get("token"))
+                    .and_then(Value::as_str)
+                {
+                    Some(t) if !t.is_empty() => Attempt::Done(secret(t.to_string())),
+                    _ => Attempt::Fatal(Error::Rejected(format!(
+                        "minting an IAT at {endpoint}: the IdP answered {} without a \"token\" field",
+                        r.status
+                    ))),
+                };
+            }
+            if transient(r.status) {
+                return Self::retry(&r);
+            }
+            Attempt::Fatal(match r.status {
+                300..=399 => redirect_error("minting an IAT", "DCR_IAT_ENDPOINT", &r),
+                401 => Error::Rejected(format!(
+                    "BOOTSTRAP_ADMIN_TOKEN was rejected at {endpoint} ({}): supply a valid, unexpired admin access token",
+                    describe(&r)
+                )),
+                403 => Error::Rejected(format!(
+                    "BOOTSTRAP_ADMIN_TOKEN may not mint IATs at {endpoint} ({}): grant its client the IAT-minting permission (admin API scope)",
+                    describe(&r)
+                )),
+                404 | 405 => Error::Rejected(format!(
+                    "no IAT endpoint at {endpoint} ({}): check DCR_IAT_ENDPOINT / IDP_BASE_URL",
+                    describe(&r)
+                )),
+                _ => Error::Rejected(format!(
+                    "the IdP refused to mint an IAT at {endpoint} ({}); check DCR_IAT_* settings{}",
+                    describe(&r),
+                    if r.status == 400 {
+                        " (and DCR_IAT_MAX_USES_FIELD: max_uses or max_usages)"
+                    } else {
+                        ""
+                    }
+                )),
+            })
+        };
+        self.call(
+            Call {
+                what: "mint IAT",
+                method: Method::POST,
+                url: endpoint,
+                bearer: Some(admin),
+                body: Some(&body),
+            },
+            &|_| None,
+            &decide,
+        )
+        .await
+    }
+
+    /// Registers the client. `blind_retry_safe` says whether a registration that may have
+    /// reached the IdP without an answer can be re-sent without risking a duplicate client;
+    /// when it is re-sent, `maybe_committed` records it.
+    pub async fn register(
+        &self,
+        endpoint: &Url,
+        iat: &SecretString,
+        metadata: &Map<String, Value>,
+        blind_retry_safe: bool,
+        maybe_committed: &Cell<bool>,
+    ) -> Result<Registration> {
+        let body = Value::Object(metadata.clone());
+        let name = metadata
+            .get("client_id")
+            .or_else(|| metadata.get("client_name"))
+            .and_then(Value::as_str)
+            .unwrap_or("(unnamed)")
+            .to_string();
+        let no_answer = |reason: &str| {
+            if blind_retry_safe {
+                maybe_committed.set(true);
+                None
+            } else {
+                Some(Error::Rejected(format!(
+                    "the registration request was sent but no answer came back ({reason}); the IdP may have created the client. \
+                     Not retrying, because a second registration could create a duplicate: look for an orphaned client {name:?} at the IdP, \
+                     delete it if present, and run again. (Retries are safe when this tool mints a single-use IAT or DCR_CLIENT_ID is set.)"
+                )))
+            }
+        };
+        let decide = |r: Reply| -> Attempt<Registration> {
+            if r.is_success() {
+                return match json_object(&r) {
+                    Some(doc)
+                        if doc
+                            .get("client_id")
+                            .and_then(Value::as_str)
+                            .is_some_and(|s| !s.is_empty()) =>
+                    {
+                        remember_secrets(&doc);
+                        Attempt::Done(Registration::Created(doc))
+                    }
+                    _ => Attempt::Fatal(Error::Rejected(format!(
+                        "registration at {endpoint} answered {} but the body is not a JSON object with a client_id ({} bytes, {}); \
+                         the client may exist at the IdP without us knowing its id: check for an orphaned client {name:?}",
+                        r.status,
+                        r.body.len(),
+                        if r.content_type.is_empty() {
+                            "untyped"
+                        } else {
+                            r.content_type.as_str()
+                        }
+                    ))),
+                };
+            }
+            if transient(r.status) {
+                return Self::retry(&r);
+            }
+            if r.status == 401 {
+                return Attempt::Done(Registration::IatRejected(describe(&r)));
+            }
+            let detail = describe(&r);
+            let hint = if detail.contains("invalid_redirect_uri") {
+                " (check DCR_REDIRECT_URIS)"
+            } else if detail.contains("invalid_scope") {
+                " (check DCR_SCOPE against the IdP's allowed scopes)"
+            } else if detail.contains("invalid_client_metadata") {
+                " (check redirect_uris, grant_types, response_types, token_endpoint_auth_method and DCR_CLIENT_PROFILE)"
+            } else {
+                ""
+            };
+            let orphan = if maybe_committed.get() {
+                format!(
+                    "; an earlier attempt got no answer, so it may have created {name:?} at the IdP"
+                )
+            } else {
+                String::new()
+            };
+            Attempt::Fatal(match r.status {
+                300..=399 => redirect_error("registration", "DCR_REGISTRATION_ENDPOINT", &r),
+                403 => Error::Rejected(format!(
+                    "registration at {endpoint} forbidden ({detail}): the IdP's policy or the IAT does not allow this client{orphan}"
+                )),
+                404 | 405 => Error::Rejected(format!(
+                    "no registration endpoint at {endpoint} ({detail}): check DCR_REGISTRATION_ENDPOINT / IDP_BASE_URL"
+                )),
+                _ => Error::Rejected(format!(
+                    "registration at {endpoint} rejected ({detail}){hint}{orphan}"
+                )),
+            })
+        };
+        self.call(
+            Call {
+                what: "register client",
+                method: Method::POST,
+                url: endpoint,
+                bearer: Some(iat),
+                body: Some(&body),
+            },
+            &no_answer,
+            &decide,
+        )
+        .await
+    }
+
+    /// RFC 7592 §2.1 read of the stored client.
+    pub async fn read(&self, uri: &Url, rat: &SecretString) -> Result<ReadResult> {
+        check_transport(
+            "registration_client_uri from the IdP",
+            uri,
+            self.allow_insecure_http,
+        )?;
+        let decide = |r: Reply| -> Attempt<ReadResult> {
+            if r.is_success() {
+                return match json_object(&r) {
+                    Some(doc) => {
+                        remember_secrets(&doc);
+                        Attempt::Done(ReadResult::Current(doc))
+                    }
+                    None => Attempt::Fatal(Error::Rejected(format!(
+                        "reading the client at {uri} answered {} with a body that is not a JSON object",
+                        r.status
+                    ))),
+                };
+            }
+            if transient(r.status) {
+                return Self::retry(&r);
+            }
+            match r.status {
+                401 | 404 => Attempt::Done(ReadResult::Gone(describe(&r))),
+                300..=399 => Attempt::Fatal(redirect_error(
+                    "reading the client",
+                    "DCR_OUTPUT's registration_client_uri",
+                    &r,
+                )),
+                _ => Attempt::Fatal(Error::Rejected(format!(
+                    "reading the stored client at {uri} failed ({})",
+                    describe(&r)
+                ))),
+            }
+        };
+        self.call(
+            Call {
+                what: "read client",
+                method: Method::GET,
+                url: uri,
+                bearer: Some(rat),
+                body: None,
+            },
+            &|_| None,
+            &decide,
+        )
+        .await
+    }
+
+    /// RFC 7592 §2.3 delete. Gone already (404, or 401 for a client that no longer exists)
+    /// counts as deleted.
+    pub async fn delete(&self, uri: &Url, rat: &SecretString) -> Result<()> {
+        check_transport(
+            "registration_client_uri from the IdP",
+            uri,
+            self.allow_insecure_http,
+        )?;
+        let decide = |r: Reply| -> Attempt<()> {
+            match r.status {
+                200..=299 | 404 => Attempt::Done(()),
+                401 => {
+                    tracing::warn!(
+                        "deleting {uri} answered {}: the client is gone or our registration access token is no longer valid; if it still exists, delete it at the IdP",
+                        describe(&r)
+                    );
+                    Attempt::Done(())
+                }
+                s if transient(s) => Self::retry(&r),
+                _ => Attempt::Fatal(Error::Rejected(format!(
+                    "deleting the stored client at {uri} failed ({})",
+                    describe(&r)
+                ))),
+            }
+        };
+        self.call(
+            Call {
+                what: "delete client",
+                method: Method::DELETE,
+                url: uri,
+                bearer: Some(rat),
+                body: None,
+            },
+            &|_| None,
+            &decide,
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: u16, ct: &str, body: &str) -> Reply {
+        Reply {
+            status,
+            retry_after: None,
+            content_type: ct.into(),
+            location: None,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn transient_set() {
+        for s in [408, 425, 429, 500, 502, 503, 504, 599] {
+            assert!(transient(s), "{s}");
+        }
+        for s in [400, 401, 403, 404, 409, 501] {
+            assert!(!transient(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn describes_oauth_fastapi_and_html_errors() {
+        assert_eq!(
+            describe(&reply(
+                400,
+                "application/json",
+                r#"{"error":"invalid_redirect_uri","error_description":"no"}"#
+            )),
+            "400 invalid_redirect_uri: no"
+        );
+        assert_eq!(
+            describe(&reply(
+                401,
+                "application/json",
+                r#"{"detail":"Not authenticated"}"#
+            )),
+            "401 Not authenticated"
+        );
+        assert_eq!(describe(&reply(502, "", "")), "502 with an empty body");
+        let html = format!("<html>\n<body>{}</body></html>", "x".repeat(500));
+        let d = describe(&reply(500, "text/html", &html));
+        assert!(
+            d.starts_with("500 with a text/html body: <html> <body>") && d.chars().count() < 260,
+            "{d}"
+        );
+    }
+}

@@ -1,0 +1,320 @@
+//! The output on the shared volume: load what a previous run left, write atomically (temp file
+//! in the same directory, fsync, rename, fsync the directory) with an explicit mode and owner,
+//! and serialise concurrent runs with an advisory lock beside the output.
+//!
+//! Writes are synchronous on purpose: a signal can only stop the async run at an await point,
+//! so a write is never abandoned half-way by cancellation.
+
+use crate::error::{Error, Result};
+use crate::idp::remember_secrets;
+use crate::retry::Policy;
+use crate::secret::secret;
+use secrecy::SecretString;
+use serde_json::{Map, Value};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// A registration a previous run wrote.
+#[derive(Debug)]
+pub struct Stored {
+    pub doc: Map<String, Value>,
+}
+
+impl Stored {
+    pub fn client_id(&self) -> &str {
+        self.doc
+            .get("client_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    pub fn rat(&self) -> Option<SecretString> {
+        self.doc
+            .get("registration_access_token")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(|s| secret(s.to_string()))
+    }
+
+    pub fn client_uri(&self) -> Option<&str> {
+        self.doc
+            .get("registration_client_uri")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    pub fn client_secret(&self) -> Option<&str> {
+        self.doc.get("client_secret").and_then(Value::as_str)
+    }
+}
+
+fn dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Creates the parent directory (0700) when missing.
+pub fn ensure_parent_dir(path: &Path) -> Result<()> {
+    let dir = dir_of(path);
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| {
+            Error::io(
+                format!("cannot create the output directory {}", dir.display()),
+                e,
+            )
+        })
+}
+
+/// Loads the registration at `path`. Missing is `None`; unreadable or not a registration is an
+/// error, never silently replaced: the file may be the only record of a live client.
+pub fn load(path: &Path) -> Result<Option<Stored>> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::io(
+                format!("cannot read DCR_OUTPUT {}", path.display()),
+                e,
+            ));
+        }
+    };
+    let corrupt = |why: &str| {
+        Error::Io(format!(
+            "DCR_OUTPUT {} exists but is not a valid registration ({why}); it is left untouched. \
+             Restore it, or move it away to register a new client",
+            path.display()
+        ))
+    };
+    let doc = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(m)) => m,
+        Ok(_) => return Err(corrupt("not a JSON object")),
+        Err(_) => return Err(corrupt("not valid JSON")),
+    };
+    if doc
+        .get("client_id")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return Err(corrupt("no client_id"));
+    }
+    remember_secrets(&doc);
+    Ok(Some(Stored { doc }))
+}
+
+/// Removes the temp file on drop unless the rename happened.
+struct TempGuard(Option<PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+/// Writes `contents` to `path` atomically: readers see the old file or the new one, never a
+/// mix, and after a crash the old file is intact. A symlink at `path` is replaced, never
+/// written through.
+pub fn write_atomic(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<()> {
+    let dir = dir_of(path);
+    let tmp = dir.join(format!(
+        ".{}.{}.{:08x}.tmp",
+        file_name(path),
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    let ctx = |what: &str| format!("{what} {}", path.display());
+    let mut guard = TempGuard(Some(tmp.clone()));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| Error::io(ctx("cannot create a temporary file to write"), e))?;
+    f.write_all(contents)
+        .map_err(|e| Error::io(ctx("cannot write"), e))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(|e| {
+            Error::io(
+                ctx(&format!("cannot chown {uid}:{gid} (DCR_OUTPUT_OWNER)")),
+                e,
+            )
+        })?;
+    }
+    f.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(ctx("cannot set the mode of"), e))?;
+    f.sync_all()
+        .map_err(|e| Error::io(ctx("cannot fsync"), e))?;
+    drop(f);
+    fs::rename(&tmp, path)
+        .map_err(|e| Error::io(ctx("cannot rename the temporary file onto"), e))?;
+    guard.0 = None;
+    // The rename is durable only once the directory entry is.
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("cannot fsync the directory {}", dir.display()), e))?;
+    Ok(())
+}
+
+/// Removes temp files a killed run (SIGKILL, power loss) left beside `path`. Called under the
+/// lock, so no live writer owns them.
+pub fn sweep_temp_files(path: &Path) {
+    let prefix = format!(".{}.", file_name(path));
+    let Ok(entries) = fs::read_dir(dir_of(path)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&prefix) && name.ends_with(".tmp") {
+            tracing::debug!("removing a temp file left by an interrupted run: {name}");
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+/// An exclusive advisory lock (flock) on `<output>.lock`, held until dropped (or the process
+/// ends, however it ends). The lock file itself stays: deleting it would let two runs lock
+/// two different files.
+pub struct OutputLock {
+    _file: File,
+}
+
+pub fn lock_path(output: &Path) -> PathBuf {
+    let mut p = output.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+pub async fn lock(output: &Path, policy: &Policy) -> Result<OutputLock> {
+    let path = lock_path(output);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| Error::io(format!("cannot open the lock file {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => return Ok(OutputLock { _file: file }),
+        Err(fs::TryLockError::WouldBlock) => {}
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(Error::io(format!("cannot lock {}", path.display()), e));
+        }
+    }
+    tracing::info!(
+        "another dcr-bootstrap holds {}; waiting for it to finish",
+        path.display()
+    );
+    let waiter = tokio::task::spawn_blocking(move || file.lock().map(|()| file));
+    match tokio::time::timeout(policy.remaining(), waiter).await {
+        Ok(Ok(Ok(file))) => Ok(OutputLock { _file: file }),
+        Ok(Ok(Err(e))) => Err(Error::io(format!("cannot lock {}", path.display()), e)),
+        Ok(Err(e)) => Err(Error::io(format!("cannot lock {}", path.display()), e)),
+        Err(_) => Err(Error::Deadline(format!(
+            "another dcr-bootstrap held {} for the whole DCR_TIMEOUT",
+            path.display()
+        ))),
+    }
+}
+
+/// The dotenv rendering for `DCR_ENV_OUTPUT` (compose `env_file`, `source`).
+pub fn dotenv(client_id: &str, client_secret: Option<&str>) -> String {
+    let mut out =
+        String::from("# Written by dcr-bootstrap. Regenerated on every run; do not edit.\n");
+    out.push_str(&format!("AUTH_CLIENT_ID={}\n", dotenv_value(client_id)));
+    if let Some(s) = client_secret {
+        out.push_str(&format!("AUTH_CLIENT_SECRET={}\n", dotenv_value(s)));
+    }
+    out
+}
+
+/// Bare when the value is plain; single-quoted (literal in compose and POSIX sh) otherwise.
+fn dotenv_value(v: &str) -> String {
+    let plain = !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._~+/=:@-".contains(c));
+    if plain {
+        v.to_string()
+    } else {
+        format!("'{}'", v.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn atomic_write_sets_mode_and_replaces_a_symlink_not_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target.json");
+        fs::write(&target, "original").unwrap();
+        let out = dir.path().join("out.json");
+        std::os::unix::fs::symlink(&target, &out).unwrap();
+        write_atomic(&out, b"{\"client_id\":\"a\"}", 0o640, None).unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "original");
+        let meta = fs::symlink_metadata(&out).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(meta.mode() & 0o777, 0o640);
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "no temp file left"
+        );
+    }
+
+    #[test]
+    fn corrupt_output_is_an_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.json");
+        fs::write(&out, "{\"client_id\":").unwrap();
+        let e = load(&out).unwrap_err();
+        assert_eq!(e.exit_code(), 5);
+        assert!(load(&dir.path().join("missing.json")).unwrap().is_none());
+    }
+
+    #[test]
+    fn dotenv_quotes_what_needs_it() {
+        let s = dotenv("bff-server", Some("a b'c"));
+        assert!(s.contains("AUTH_CLIENT_ID=bff-server\n"));
+        assert!(s.contains("AUTH_CLIENT_SECRET='a b'\\''c'\n"));
+        assert!(!dotenv("x", None).contains("AUTH_CLIENT_SECRET"));
+    }
+
+    #[test]
+    fn sweep_removes_only_our_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.json");
+        fs::write(dir.path().join(".out.json.1.0000.tmp"), "x").unwrap();
+        fs::write(dir.path().join(".other.json.1.0000.tmp"), "x").unwrap();
+        sweep_temp_files(&out);
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 1);
+    }
+}
