@@ -131,7 +131,7 @@ impl Policy {
                     let remaining = self.remaining();
                     if delay >= remaining {
                         return Err(Error::Deadline(format!(
-                            "{what}: gave up after {tries} attempts in {}; the next retry would pass DCR_TIMEOUT ({}); last error: {reason}",
+                            "{what}: gave up after {tries} attempt(s) in {}; the next retry would pass DCR_TIMEOUT ({}); last error: {reason}",
                             show(self.start.elapsed()),
                             show(self.total())
                         )));

@@ -123,6 +123,11 @@ impl Emulator {
         s.admin_token = s.token("revoked-admin");
     }
 
+    /// Mints an IAT directly, as an operator would by hand (for runs given `DCR_IAT`).
+    pub fn mint_iat(&self, expires_in: Duration, uses: u64) -> String {
+        self.lock().mint_iat(expires_in, uses).token
+    }
+
     /// Expires every IAT minted so far.
     pub fn expire_iats(&self) {
         let now = std::time::Instant::now();

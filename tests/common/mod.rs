@@ -1,0 +1,254 @@
+//! Test harness: an in-process emulator (so tests can inject faults and read its counters) and
+//! the real `dcr-bootstrap` binary run as a child process with a clean environment.
+#![allow(dead_code)]
+
+use dcr_idp_emulator::{Config, Emulator, Stats};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_dcr-bootstrap");
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests-3f9c2a";
+
+pub fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+pub fn emulator_config() -> Config {
+    Config {
+        admin_token: ADMIN_TOKEN.to_string(),
+        ..Config::default()
+    }
+}
+
+pub struct Harness {
+    pub emu: Emulator,
+    pub dir: tempfile::TempDir,
+}
+
+/// What a finished run left behind.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn logs(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) {
+        assert_eq!(self.code, Some(code), "exit code; logs:\n{}", self.logs());
+    }
+}
+
+impl Harness {
+    pub fn new() -> Harness {
+        Harness::with(emulator_config())
+    }
+
+    pub fn with(cfg: Config) -> Harness {
+        Harness {
+            emu: Emulator::start(loopback(), cfg).expect("start emulator"),
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// An emulator that holds its port but refuses connections until `emu.listen()`.
+    pub fn not_listening(cfg: Config) -> Harness {
+        Harness {
+            emu: Emulator::bind(loopback(), cfg).expect("bind emulator"),
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.dir.path().join("keys").join("bff_client.json")
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.emu.stats()
+    }
+
+    /// A working configuration: mint with the admin token, register a code-flow client.
+    pub fn env(&self) -> BTreeMap<String, String> {
+        let mut e = BTreeMap::new();
+        for (k, v) in [
+            ("IDP_BASE_URL", self.emu.base_url()),
+            ("BOOTSTRAP_ADMIN_TOKEN", ADMIN_TOKEN.to_string()),
+            ("DCR_OUTPUT", self.out().display().to_string()),
+            ("DCR_CLIENT_NAME", "bff-server".to_string()),
+            (
+                "DCR_REDIRECT_URIS",
+                "https://automate.example/auth/callback,https://authn.example/auth/callback"
+                    .to_string(),
+            ),
+            ("DCR_SCOPE", "openid profile email".to_string()),
+            ("DCR_TIMEOUT", "30s".to_string()),
+            ("DCR_REQUEST_TIMEOUT", "5s".to_string()),
+            ("DCR_BACKOFF_INITIAL", "50ms".to_string()),
+            ("DCR_BACKOFF_MAX", "400ms".to_string()),
+            ("DCR_PROBE_INTERVAL", "100ms".to_string()),
+            ("RUST_LOG", "debug".to_string()),
+        ] {
+            e.insert(k.to_string(), v);
+        }
+        e
+    }
+
+    pub fn command(&self, env: &BTreeMap<String, String>, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    pub async fn run(&self, env: &BTreeMap<String, String>) -> Run {
+        self.run_args(env, &[]).await
+    }
+
+    pub async fn run_args(&self, env: &BTreeMap<String, String>, args: &[&str]) -> Run {
+        let start = Instant::now();
+        let out = tokio::time::timeout(Duration::from_secs(120), self.command(env, args).output())
+            .await
+            .expect("dcr-bootstrap hung for 120s")
+            .expect("spawn dcr-bootstrap");
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            elapsed: start.elapsed(),
+        }
+    }
+
+    pub fn spawn(&self, env: &BTreeMap<String, String>) -> Running {
+        let start = Instant::now();
+        let mut child = self.command(env, &[]).spawn().expect("spawn dcr-bootstrap");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sink = log.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        Running {
+            child,
+            log,
+            lines: rx,
+            start,
+        }
+    }
+
+    /// The stored registration document.
+    pub fn output_json(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.out()).expect("read output");
+        serde_json::from_str(&text).expect("output is JSON")
+    }
+
+    /// Files in the output directory other than the expected ones: temp files left behind.
+    pub fn stray_files(&self) -> Vec<String> {
+        let dir = self.out().parent().unwrap().to_path_buf();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect()
+    }
+}
+
+pub struct Running {
+    pub child: Child,
+    log: Arc<Mutex<String>>,
+    lines: mpsc::UnboundedReceiver<String>,
+    pub start: Instant,
+}
+
+impl Running {
+    /// Waits until the binary logs a line containing `needle` (synchronisation on an event,
+    /// not on time). Panics with the log so far after `limit`.
+    pub async fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) if line.contains(needle) => return line,
+                Ok(Some(_)) => {}
+                Ok(None) => panic!(
+                    "dcr-bootstrap exited before logging {needle:?}; log:\n{}",
+                    self.log()
+                ),
+                Err(_) => panic!("no {needle:?} within {limit:?}; log:\n{}", self.log()),
+            }
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        let pid = self.child.id().expect("child running") as i32;
+        // SAFETY: kill(2) on our own child's pid with a valid signal number.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    pub async fn finish(mut self) -> Run {
+        let status = tokio::time::timeout(Duration::from_secs(120), self.child.wait())
+            .await
+            .expect("dcr-bootstrap hung for 120s")
+            .expect("wait");
+        // Let the reader task drain what is left of stderr.
+        while self.lines.recv().await.is_some() {}
+        let mut stdout = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            use tokio::io::AsyncReadExt;
+            let _ = out.read_to_string(&mut stdout).await;
+        }
+        Run {
+            code: status.code(),
+            stdout,
+            stderr: self.log(),
+            elapsed: self.start.elapsed(),
+        }
+    }
+}
+
+/// Asserts that none of `secrets` appears anywhere in `text`.
+#[track_caller]
+pub fn assert_no_secrets(text: &str, secrets: &[String]) {
+    for s in secrets {
+        assert!(
+            !text.contains(s.as_str()),
+            "secret {}… leaked into the logs:\n{text}",
+            &s[..s.len().min(8)]
+        );
+    }
+}
+
+pub fn file_mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).expect("stat").permissions().mode() & 0o777
+}
