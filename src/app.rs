@@ -42,7 +42,6 @@ pub fn main(cli: Cli) -> u8 {
                 client_id = %o.client_id,
                 attempts = o.attempts,
                 elapsed_ms = o.elapsed.as_millis() as u64,
-                output = %cfg.output.path.display(),
                 "{} client {} in {} ({} HTTP attempt(s)); credentials at {}",
                 o.action.as_str(),
                 o.client_id,

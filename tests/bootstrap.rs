@@ -324,3 +324,37 @@ async fn the_max_usages_spelling_is_configurable() {
     env.insert("DCR_IAT_MAX_USES_FIELD".into(), "max_usages".into());
     h.run(&env).await.assert_code(0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bff_page_register_path_and_a_chosen_client_id() {
+    let h = Harness::new();
+    let mut env = h.env();
+    env.insert(
+        "DCR_REGISTRATION_ENDPOINT".into(),
+        format!("{}/api/oidc/register", h.emu.base_url()),
+    );
+    env.insert("DCR_CLIENT_ID".into(), "bff-server".into());
+    h.run(&env).await.assert_code(0);
+    assert_eq!(h.output_json()["client_id"], "bff-server");
+    assert_eq!(h.emu.clients()[0].0, "bff-server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_owner_is_applied() {
+    use std::os::unix::fs::MetadataExt;
+    let h = Harness::new();
+    let mut env = h.env();
+    env.insert("DCR_OUTPUT_OWNER".into(), "1000:1001".into());
+    let run = h.run(&env).await;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        run.assert_code(0);
+        let meta = std::fs::metadata(h.out()).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (1000, 1001));
+    } else {
+        // Only root may give files away: a clear local I/O error, and no partial file.
+        run.assert_code(5);
+        assert!(run.stderr.contains("DCR_OUTPUT_OWNER"), "{}", run.stderr);
+        assert!(!h.out().exists());
+    }
+}
