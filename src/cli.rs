@@ -71,6 +71,16 @@ pub struct Opts {
     )]
     pub allow_insecure_http: String,
 
+    /// Admin endpoint that re-issues a client's registration access token; {client_id} is
+    /// replaced [default: {IDP_BASE_URL}/api/admin/dcr/clients/{client_id}/tokens].
+    #[arg(
+        long,
+        env = "DCR_RAT_ENDPOINT",
+        value_name = "URL",
+        help_heading = "IdP"
+    )]
+    pub rat_endpoint: Option<String>,
+
     // ---- Tokens ----
     /// An Initial Access Token to register with; minting is skipped. Secret.
     #[arg(
@@ -317,6 +327,17 @@ pub struct Opts {
         help_heading = "Output"
     )]
     pub on_stale: String,
+
+    /// When DCR_CLIENT_ID is already registered (a lost answer, a lost volume): adopt it (needs
+    /// BOOTSTRAP_ADMIN_TOKEN to re-issue its registration access token) or fail.
+    #[arg(
+        long,
+        env = "DCR_ON_EXISTING",
+        value_name = "POLICY",
+        default_value = "adopt",
+        help_heading = "Output"
+    )]
+    pub on_existing: String,
 
     /// Delete the stored client and register afresh on every start (hard reset; turn off after).
     #[arg(

@@ -32,6 +32,12 @@ pub enum StalePolicy {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExistingPolicy {
+    Adopt,
+    Fail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
@@ -76,6 +82,10 @@ pub struct Config {
     pub profile: Profile,
     pub iat_endpoint: Url,
     pub registration_endpoint: Url,
+    /// Admin RAT re-issue endpoint, with a `{client_id}` placeholder.
+    pub rat_endpoint: String,
+    /// RFC 7592 management URL for a client when the IdP handed none back, with `{client_id}`.
+    pub client_uri_template: String,
     pub ca_file: Option<PathBuf>,
     pub allow_insecure_http: bool,
     pub iat: Option<SecretString>,
@@ -85,6 +95,7 @@ pub struct Config {
     pub signing_key: Option<SigningKeySettings>,
     pub output: OutputSettings,
     pub on_stale: StalePolicy,
+    pub on_existing: ExistingPolicy,
     pub force_replace: bool,
     pub timing: Timing,
 }
@@ -297,6 +308,25 @@ impl Config {
             Some(v) => parse_url("DCR_REGISTRATION_ENDPOINT", v)?,
             None => join(&idp_base_url, "/api/oidc/dcr/register"),
         };
+        let rat_endpoint = match non_empty(&o.rat_endpoint) {
+            Some(v) => {
+                if !v.contains("{client_id}") {
+                    return Err(bad("DCR_RAT_ENDPOINT", "a URL containing {client_id}", v));
+                }
+                let probe = parse_url("DCR_RAT_ENDPOINT", &v.replace("{client_id}", "x"))?;
+                check_transport("DCR_RAT_ENDPOINT", &probe, allow_insecure_http)?;
+                v.trim().to_string()
+            }
+            None => format!(
+                "{}/api/admin/dcr/clients/{{client_id}}/tokens",
+                idp_base_url.as_str().trim_end_matches('/')
+            ),
+        };
+        // The BFF pages' management path (GET/PATCH /api/oidc/register/{client_id}).
+        let client_uri_template = format!(
+            "{}/api/oidc/register/{{client_id}}",
+            idp_base_url.as_str().trim_end_matches('/')
+        );
         check_transport("IDP_BASE_URL", &idp_base_url, allow_insecure_http)?;
         check_transport("DCR_IAT_ENDPOINT", &iat_endpoint, allow_insecure_http)?;
         check_transport(
@@ -396,6 +426,11 @@ impl Config {
             "reregister" => StalePolicy::Reregister,
             other => return Err(bad("DCR_ON_STALE", "fail or reregister", other)),
         };
+        let on_existing = match o.on_existing.trim() {
+            "adopt" => ExistingPolicy::Adopt,
+            "fail" => ExistingPolicy::Fail,
+            other => return Err(bad("DCR_ON_EXISTING", "adopt or fail", other)),
+        };
         let force_replace = parse_bool("DCR_FORCE_REPLACE", &o.force_replace)?;
 
         let ms = Duration::from_millis;
@@ -425,6 +460,8 @@ impl Config {
             profile,
             iat_endpoint,
             registration_endpoint,
+            rat_endpoint,
+            client_uri_template,
             ca_file,
             allow_insecure_http,
             iat,
@@ -434,9 +471,27 @@ impl Config {
             signing_key,
             output,
             on_stale,
+            on_existing,
             force_replace,
             timing,
         })
+    }
+
+    /// Fills `{client_id}` (percent-encoded) into an endpoint template.
+    pub fn endpoint_for(&self, template: &str, var: &str, client_id: &str) -> Result<Url> {
+        // RFC 3986 unreserved characters pass; everything else is percent-encoded.
+        let id: String = client_id
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        Url::parse(&template.replace("{client_id}", &id))
+            .map_err(|_| Error::Config(format!("{var}: no valid URL for client {client_id:?}")))
     }
 }
 
@@ -466,6 +521,7 @@ mod tests {
             output: Some("/tmp/out.json".into()),
             output_mode: "0600".into(),
             on_stale: "fail".into(),
+            on_existing: "adopt".into(),
             force_replace: "false".into(),
             timeout: "300s".into(),
             request_timeout: "10s".into(),
@@ -537,6 +593,11 @@ mod tests {
                 "DCR_IAT_MAX_USES_FIELD",
             ),
             (|o| o.on_stale = "maybe".into(), "DCR_ON_STALE"),
+            (|o| o.on_existing = "merge".into(), "DCR_ON_EXISTING"),
+            (
+                |o| o.rat_endpoint = Some("https://idp/tokens".into()),
+                "DCR_RAT_ENDPOINT",
+            ),
             (|o| o.force_replace = "perhaps".into(), "DCR_FORCE_REPLACE"),
             (|o| o.profile = "okta".into(), "DCR_PROFILE"),
             (|o| o.output = None, "DCR_OUTPUT"),

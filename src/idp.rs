@@ -32,6 +32,8 @@ pub enum Registration {
     Created(Map<String, Value>),
     /// 401 on registration: the IAT is expired, used up or unknown.
     IatRejected(String),
+    /// The requested client_id is taken.
+    AlreadyExists(String),
 }
 
 pub enum ReadResult {
@@ -106,6 +108,95 @@ fn redirect_error(what: &str, var: &str, reply: &Reply) -> Error {
         reply.status,
         reply.location.as_deref().unwrap_or("(no Location)")
     ))
+}
+
+/// The IAT in a successful mint answer (`token`).
+pub fn parse_iat(reply: &Reply) -> std::result::Result<String, String> {
+    match json_object(reply).as_ref().and_then(|o| o.get("token")) {
+        Some(Value::String(t))
+            if !t.is_empty() && !t.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Ok(t.clone())
+        }
+        Some(_) => Err("its \"token\" field is not a usable token string".into()),
+        None => Err(format!(
+            "its body has no \"token\" field ({})",
+            body_kind(reply)
+        )),
+    }
+}
+
+/// A client information document (RFC 7591 §3.2.1, RFC 7592 §3): a JSON object with a
+/// non-empty string `client_id`, and string credentials where present.
+pub fn parse_client_doc(reply: &Reply) -> std::result::Result<Map<String, Value>, String> {
+    let doc = json_object(reply)
+        .ok_or_else(|| format!("its body is not a JSON object ({})", body_kind(reply)))?;
+    match doc.get("client_id") {
+        Some(Value::String(id)) if !id.is_empty() => {}
+        _ => return Err("its body has no client_id".into()),
+    }
+    for k in [
+        "registration_access_token",
+        "client_secret",
+        "registration_client_uri",
+    ] {
+        if doc.get(k).is_some_and(|v| !v.is_string()) {
+            return Err(format!("its {k} is not a string"));
+        }
+    }
+    Ok(doc)
+}
+
+/// A registration access token from an admin re-issue answer (`registration_access_token`
+/// or `token`).
+pub fn parse_rat(reply: &Reply) -> std::result::Result<String, String> {
+    let o = json_object(reply)
+        .ok_or_else(|| format!("its body is not a JSON object ({})", body_kind(reply)))?;
+    match o
+        .get("registration_access_token")
+        .or_else(|| o.get("token"))
+    {
+        Some(Value::String(t)) if !t.is_empty() => Ok(t.clone()),
+        _ => Err("its body has no registration_access_token or token field".into()),
+    }
+}
+
+fn body_kind(reply: &Reply) -> String {
+    let ct = if reply.content_type.is_empty() {
+        "untyped"
+    } else {
+        reply.content_type.as_str()
+    };
+    format!("{} bytes, {ct}", reply.body.len())
+}
+
+/// RFC 7591 answers are `application/json`. A 2xx of another type that still parses is
+/// accepted, with a warning: a proxy may be rewriting answers.
+fn warn_content_type(what: &str, reply: &Reply) {
+    let ct = reply.content_type.to_ascii_lowercase();
+    let json = ct.starts_with("application/json")
+        || (ct.starts_with("application/") && ct.contains("+json"));
+    if !json {
+        tracing::warn!(
+            "{what}: the IdP answered {} with content type {:?}; parsed as JSON anyway",
+            reply.status,
+            reply.content_type
+        );
+    }
+}
+
+/// Did a registration fail because the requested client_id is taken? EmpowerNow's answer is
+/// undocumented: a 409, or a 400 whose description says "already", is taken to mean so.
+pub fn is_already_registered(reply: &Reply) -> bool {
+    reply.status == 409
+        || (reply.status == 400
+            && json_object(reply)
+                .and_then(|o| {
+                    o.get("error_description")
+                        .and_then(Value::as_str)
+                        .map(str::to_ascii_lowercase)
+                })
+                .is_some_and(|d| d.contains("already")))
 }
 
 /// Secrets in an IdP document are remembered for log scrubbing the moment they arrive.
@@ -183,14 +274,14 @@ impl Idp<'_> {
         // Retrying a mint is harmless: an unused IAT just expires.
         let decide = |r: Reply| -> Attempt<SecretString> {
             if r.is_success() {
-                return match json_object(&r)
-                    .as_ref()
-                    .and_then(|o| o.get("token"))
-                    .and_then(Value::as_str)
-                {
-                    Some(t) if !t.is_empty() => Attempt::Done(secret(t.to_string())),
-                    _ => Attempt::Fatal(Error::Rejected(format!(
-                        "minting an IAT at {endpoint}: the IdP answered {} without a \"token\" field",
+                return match parse_iat(&r) {
+                    Ok(t) => {
+                        let t = secret(t);
+                        warn_content_type("minting an IAT", &r);
+                        Attempt::Done(t)
+                    }
+                    Err(why) => Attempt::Fatal(Error::Rejected(format!(
+                        "minting an IAT at {endpoint}: the IdP answered {} but {why}",
                         r.status
                     ))),
                 };
@@ -223,18 +314,14 @@ impl Idp<'_> {
                 )),
             })
         };
-        self.call(
-            Call {
-                what: "mint IAT",
-                method: Method::POST,
-                url: endpoint,
-                bearer: Some(admin),
-                body: Some(&body),
-            },
-            &|_| None,
-            &decide,
-        )
-        .await
+        let call = Call {
+            what: "mint IAT",
+            method: Method::POST,
+            url: endpoint,
+            bearer: Some(admin),
+            body: Some(&body),
+        };
+        self.call(call, &|_| None, &decide).await
     }
 
     /// Registers the client. `blind_retry_safe` says whether a registration that may have
@@ -269,26 +356,16 @@ impl Idp<'_> {
         };
         let decide = |r: Reply| -> Attempt<Registration> {
             if r.is_success() {
-                return match json_object(&r) {
-                    Some(doc)
-                        if doc
-                            .get("client_id")
-                            .and_then(Value::as_str)
-                            .is_some_and(|s| !s.is_empty()) =>
-                    {
+                return match parse_client_doc(&r) {
+                    Ok(doc) => {
                         remember_secrets(&doc);
+                        warn_content_type("registration", &r);
                         Attempt::Done(Registration::Created(doc))
                     }
-                    _ => Attempt::Fatal(Error::Rejected(format!(
-                        "registration at {endpoint} answered {} but the body is not a JSON object with a client_id ({} bytes, {}); \
-                         the client may exist at the IdP without us knowing its id: check for an orphaned client {name:?}",
-                        r.status,
-                        r.body.len(),
-                        if r.content_type.is_empty() {
-                            "untyped"
-                        } else {
-                            r.content_type.as_str()
-                        }
+                    Err(why) => Attempt::Fatal(Error::Rejected(format!(
+                        "registration at {endpoint} answered {} but {why}; the client may exist at the IdP \
+                         without us knowing its id: check for an orphaned client {name:?}",
+                        r.status
                     ))),
                 };
             }
@@ -297,6 +374,9 @@ impl Idp<'_> {
             }
             if r.status == 401 {
                 return Attempt::Done(Registration::IatRejected(describe(&r)));
+            }
+            if is_already_registered(&r) {
+                return Attempt::Done(Registration::AlreadyExists(describe(&r)));
             }
             let detail = describe(&r);
             let hint = if detail.contains("invalid_redirect_uri") {
@@ -328,18 +408,14 @@ impl Idp<'_> {
                 )),
             })
         };
-        self.call(
-            Call {
-                what: "register client",
-                method: Method::POST,
-                url: endpoint,
-                bearer: Some(iat),
-                body: Some(&body),
-            },
-            &no_answer,
-            &decide,
-        )
-        .await
+        let call = Call {
+            what: "register client",
+            method: Method::POST,
+            url: endpoint,
+            bearer: Some(iat),
+            body: Some(&body),
+        };
+        self.call(call, &no_answer, &decide).await
     }
 
     /// RFC 7592 §2.1 read of the stored client.
@@ -351,13 +427,14 @@ impl Idp<'_> {
         )?;
         let decide = |r: Reply| -> Attempt<ReadResult> {
             if r.is_success() {
-                return match json_object(&r) {
-                    Some(doc) => {
+                return match parse_client_doc(&r) {
+                    Ok(doc) => {
                         remember_secrets(&doc);
+                        warn_content_type("reading the client", &r);
                         Attempt::Done(ReadResult::Current(doc))
                     }
-                    None => Attempt::Fatal(Error::Rejected(format!(
-                        "reading the client at {uri} answered {} with a body that is not a JSON object",
+                    Err(why) => Attempt::Fatal(Error::Rejected(format!(
+                        "reading the client at {uri} answered {} but {why}",
                         r.status
                     ))),
                 };
@@ -378,18 +455,62 @@ impl Idp<'_> {
                 ))),
             }
         };
-        self.call(
-            Call {
-                what: "read client",
-                method: Method::GET,
-                url: uri,
-                bearer: Some(rat),
-                body: None,
-            },
-            &|_| None,
-            &decide,
-        )
-        .await
+        let call = Call {
+            what: "read client",
+            method: Method::GET,
+            url: uri,
+            bearer: Some(rat),
+            body: None,
+        };
+        self.call(call, &|_| None, &decide).await
+    }
+
+    /// Asks the admin API for a new registration access token (EmpowerNow's
+    /// `/api/admin/dcr/clients/{client_id}/tokens`). `None` when the client does not exist.
+    pub async fn reissue_rat(
+        &self,
+        endpoint: &Url,
+        admin: &SecretString,
+    ) -> Result<Option<SecretString>> {
+        let body = json!({});
+        let decide = |r: Reply| -> Attempt<Option<SecretString>> {
+            if r.is_success() {
+                return match parse_rat(&r) {
+                    Ok(t) => Attempt::Done(Some(secret(t))),
+                    Err(why) => Attempt::Fatal(Error::Rejected(format!(
+                        "re-issuing a registration access token at {endpoint} answered {} but {why}",
+                        r.status
+                    ))),
+                };
+            }
+            if transient(r.status) {
+                return Self::retry(&r);
+            }
+            Attempt::Fatal(match r.status {
+                404 => return Attempt::Done(None),
+                401 | 403 => Error::Rejected(format!(
+                    "BOOTSTRAP_ADMIN_TOKEN may not re-issue registration access tokens at {endpoint} ({})",
+                    describe(&r)
+                )),
+                300..=399 => redirect_error(
+                    "re-issuing a registration access token",
+                    "DCR_RAT_ENDPOINT",
+                    &r,
+                ),
+                _ => Error::Rejected(format!(
+                    "re-issuing a registration access token at {endpoint} failed ({}); check DCR_RAT_ENDPOINT",
+                    describe(&r)
+                )),
+            })
+        };
+        let call = Call {
+            what: "re-issue registration access token",
+            method: Method::POST,
+            url: endpoint,
+            bearer: Some(admin),
+            body: Some(&body),
+        };
+        self.call(call, &|_| None, &decide).await
     }
 
     /// RFC 7592 §2.3 delete. Gone already (404, or 401 for a client that no longer exists)
@@ -417,18 +538,14 @@ impl Idp<'_> {
                 ))),
             }
         };
-        self.call(
-            Call {
-                what: "delete client",
-                method: Method::DELETE,
-                url: uri,
-                bearer: Some(rat),
-                body: None,
-            },
-            &|_| None,
-            &decide,
-        )
-        .await
+        let call = Call {
+            what: "delete client",
+            method: Method::DELETE,
+            url: uri,
+            bearer: Some(rat),
+            body: None,
+        };
+        self.call(call, &|_| None, &decide).await
     }
 }
 

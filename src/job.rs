@@ -1,7 +1,7 @@
 //! The job: under the output lock, decide from what is stored whether to verify, register or
 //! replace, talk to the IdP, and persist the result.
 
-use crate::config::{Config, StalePolicy, join};
+use crate::config::{Config, ExistingPolicy, StalePolicy};
 use crate::error::{Error, Result};
 use crate::http::Http;
 use crate::idp::{Idp, ReadResult, Registration};
@@ -24,6 +24,9 @@ pub enum Action {
     Trusted,
     /// The stored client was gone or force-replaced, and a new one was registered.
     Reregistered,
+    /// `DCR_CLIENT_ID` already existed at the IdP (our own lost registration, or a lost
+    /// volume) and was taken over through the admin API.
+    Adopted,
 }
 
 impl Action {
@@ -33,6 +36,7 @@ impl Action {
             Action::Verified => "verified",
             Action::Trusted => "trusted",
             Action::Reregistered => "re-registered",
+            Action::Adopted => "adopted",
         }
     }
 }
@@ -108,13 +112,14 @@ impl Ctx<'_> {
     fn client_uri(&self, stored: &Stored) -> Result<Url> {
         let raw = match stored.client_uri() {
             Some(u) => u.to_string(),
-            // No registration_client_uri stored: fall back to the documented EmpowerNow
-            // management path, {registration endpoint}/{client_id}.
-            None => join(
-                &self.cfg.registration_endpoint,
-                &format!("/{}", stored.client_id()),
-            )
-            .to_string(),
+            // No registration_client_uri stored: the BFF pages' management path.
+            None => {
+                return self.cfg.endpoint_for(
+                    &self.cfg.client_uri_template,
+                    "IDP_BASE_URL",
+                    stored.client_id(),
+                );
+            }
         };
         Url::parse(&raw).map_err(|_| {
             Error::Io(format!(
@@ -215,15 +220,65 @@ impl Ctx<'_> {
         if let Some(k) = &key {
             metadata.insert("jwks".into(), k.jwks());
         }
-        let mut doc = self.register(&metadata).await?;
+        let (mut doc, adopted) = self.register(&metadata).await?;
         let id = doc
             .get("client_id")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
+        let action = if adopted { Action::Adopted } else { action };
         self.check_readback(&metadata, &doc);
+        if adopted
+            && let Some(k) = &key
+            && !jwks_has_kid(&doc, &k.kid)
+        {
+            tracing::warn!(
+                "the adopted client {id} does not list signing key {} in its jwks; private_key_jwt will fail until it does \
+                 (DCR_FORCE_REPLACE=true re-registers with this key)",
+                k.kid
+            );
+        }
         self.write_outputs(&mut doc, action, key.as_ref())?;
         Ok(id)
+    }
+
+    /// Takes over `client_id`, which exists at the IdP but not in our output: a new
+    /// registration access token from the admin API, then an RFC 7592 read.
+    async fn adopt(&self, client_id: &str, why: &str) -> Result<Map<String, Value>> {
+        let cfg = self.cfg;
+        let Some(admin) = cfg
+            .admin_token
+            .as_ref()
+            .filter(|_| cfg.on_existing == ExistingPolicy::Adopt)
+        else {
+            return Err(Error::Rejected(format!(
+                "client_id {client_id:?} already exists at the IdP ({why}) and this run holds no registration for it. \
+                 Set BOOTSTRAP_ADMIN_TOKEN (with DCR_ON_EXISTING=adopt) to take it over, restore {}, or delete the client at the IdP",
+                cfg.output.path.display()
+            )));
+        };
+        let rat_url = cfg.endpoint_for(&cfg.rat_endpoint, "DCR_RAT_ENDPOINT", client_id)?;
+        let Some(rat) = self.idp.reissue_rat(&rat_url, admin).await? else {
+            return Err(Error::Rejected(format!(
+                "client_id {client_id:?} was reported as existing ({why}) but the admin API does not know it ({rat_url} answered 404)"
+            )));
+        };
+        let uri = cfg.endpoint_for(&cfg.client_uri_template, "IDP_BASE_URL", client_id)?;
+        match self.idp.read(&uri, &rat).await? {
+            ReadResult::Current(mut doc) => {
+                tracing::warn!(
+                    "client {client_id} already existed at the IdP ({why}); adopted it with a re-issued registration access token"
+                );
+                doc.entry("registration_access_token")
+                    .or_insert_with(|| Value::String(rat.expose_secret().to_string()));
+                doc.entry("registration_client_uri")
+                    .or_insert_with(|| Value::String(uri.to_string()));
+                Ok(doc)
+            }
+            ReadResult::Gone(gone) => Err(Error::Rejected(format!(
+                "adopting client {client_id:?}: reading it with a fresh registration access token failed ({gone})"
+            ))),
+        }
     }
 
     async fn mint(&self) -> Result<SecretString> {
@@ -244,8 +299,9 @@ impl Ctx<'_> {
     }
 
     /// Registers, minting an IAT first when none was given, and once more if the IdP rejects
-    /// an IAT we minted (it may have expired while the IdP was restarting).
-    async fn register(&self, metadata: &Map<String, Value>) -> Result<Map<String, Value>> {
+    /// an IAT we minted (it may have expired while the IdP was restarting). Returns the
+    /// registration and whether an existing client was adopted instead.
+    async fn register(&self, metadata: &Map<String, Value>) -> Result<(Map<String, Value>, bool)> {
         let cfg = self.cfg;
         let maybe_committed = Cell::new(false);
         let (mut iat, mut minted) = match &cfg.iat {
@@ -270,7 +326,30 @@ impl Ctx<'_> {
                 )
                 .await?
             {
-                Registration::Created(doc) => return Ok(doc),
+                Registration::Created(doc) => return Ok((doc, false)),
+                Registration::AlreadyExists(why) => {
+                    let Some(id) = metadata.get("client_id").and_then(Value::as_str) else {
+                        return Err(Error::Rejected(format!("registration rejected ({why})")));
+                    };
+                    return Ok((self.adopt(id, &why).await?, true));
+                }
+                Registration::IatRejected(why)
+                    if maybe_committed.get()
+                        && cfg.admin_token.is_some()
+                        && cfg.on_existing == ExistingPolicy::Adopt
+                        && metadata.contains_key("client_id") =>
+                {
+                    // Our own earlier attempt most likely created the client and spent the IAT.
+                    let id = metadata
+                        .get("client_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    return Ok((
+                        self.adopt(id, &format!("an earlier attempt got no answer, then {why}"))
+                            .await?,
+                        true,
+                    ));
+                }
                 Registration::IatRejected(why) if maybe_committed.get() => {
                     return Err(Error::Rejected(format!(
                         "the IAT was rejected ({why}) after an earlier registration attempt got no answer: \
@@ -390,4 +469,14 @@ impl Ctx<'_> {
         }
         Ok(())
     }
+}
+
+fn jwks_has_kid(doc: &Map<String, Value>, kid: &str) -> bool {
+    doc.get("jwks")
+        .and_then(|j| j.get("keys"))
+        .and_then(Value::as_array)
+        .is_some_and(|keys| {
+            keys.iter()
+                .any(|k| k.get("kid").and_then(Value::as_str) == Some(kid))
+        })
 }

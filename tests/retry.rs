@@ -105,6 +105,7 @@ async fn a_rejected_minted_iat_is_reminted_once() {
         path: Some(REGISTER.into()),
         times: 1,
         after: 0,
+        effects: vec![],
         action: FaultAction::Respond {
             status: 401,
             headers: vec![("Content-Type".into(), "application/json".into())],

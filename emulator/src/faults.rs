@@ -18,7 +18,22 @@ pub struct Fault {
     /// Skip this many matching requests before firing.
     #[serde(default)]
     pub after: u32,
+    /// State changes applied when the rule fires, before its action.
+    #[serde(default)]
+    pub effects: Vec<Effect>,
     pub action: FaultAction,
+}
+
+/// Things that happen at the IdP between two calls of a client.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// Every IAT minted so far expires now.
+    ExpireIats,
+    /// Every IAT minted so far has no uses left.
+    ExhaustIats,
+    /// The admin token stops working.
+    RevokeAdminToken,
 }
 
 fn one() -> u32 {
@@ -42,9 +57,13 @@ pub enum FaultAction {
     Drop,
     /// Reset the connection (RST) without answering and without handling the request.
     Reset,
+    /// Handle the request normally (useful with `effects`).
+    Pass,
     /// Handle the request (commit any state change), then close without answering:
     /// the classic lost response.
     DropAfterCommit,
+    /// Handle the request, send half of the answer, then reset the connection.
+    ResetMidResponse,
     /// Handle the request, send the head and half of the body, then stall.
     StallBody,
     /// Handle the request, then send the real status with a truncated JSON body.
@@ -78,6 +97,7 @@ impl Fault {
             path: Some(path.to_string()),
             times,
             after: 0,
+            effects: Vec::new(),
             action: FaultAction::Respond {
                 status,
                 headers,
@@ -92,25 +112,32 @@ impl Fault {
             path: Some(path.to_string()),
             times,
             after: 0,
+            effects: Vec::new(),
             action,
         }
+    }
+
+    /// Adds state changes applied when the rule fires.
+    pub fn with_effects(mut self, effects: &[Effect]) -> Fault {
+        self.effects = effects.to_vec();
+        self
     }
 }
 
 /// Picks the first live rule matching the request and consumes one use of it.
-pub fn take(rules: &mut Vec<Fault>, method: &str, path: &str) -> Option<FaultAction> {
+pub fn take(rules: &mut Vec<Fault>, method: &str, path: &str) -> Option<Fault> {
     let idx = rules.iter().position(|r| r.matches(method, path))?;
     let rule = &mut rules[idx];
     if rule.after > 0 {
         rule.after -= 1;
         return None;
     }
-    let action = rule.action.clone();
+    let fired = rule.clone();
     rule.times = rule.times.saturating_sub(1);
     if rule.times == 0 {
         rules.remove(idx);
     }
-    Some(action)
+    Some(fired)
 }
 
 #[cfg(test)]
@@ -145,5 +172,10 @@ mod tests {
         .unwrap();
         assert_eq!(f.times, 3);
         assert!(matches!(f.action, FaultAction::Respond { status: 429, .. }));
+        let f: Fault = serde_json::from_str(
+            r#"{"path":"/api","effects":["expire_iats"],"action":{"kind":"pass"}}"#,
+        )
+        .unwrap();
+        assert_eq!(f.effects, vec![Effect::ExpireIats]);
     }
 }

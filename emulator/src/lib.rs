@@ -8,10 +8,12 @@ pub mod api;
 pub mod faults;
 pub mod http;
 pub mod state;
+pub mod tls;
 pub mod validate;
 
-pub use faults::{Fault, FaultAction};
+pub use faults::{Effect, Fault, FaultAction};
 pub use state::{Config, Stats};
+pub use tls::TestPki;
 
 use http::{ReadError, Response};
 use state::State;
@@ -19,8 +21,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 /// A running (or bound but not yet listening) emulator. Dropping it stops the server.
 pub struct Emulator {
@@ -28,6 +32,7 @@ pub struct Emulator {
     state: Arc<Mutex<State>>,
     socket: Option<TcpSocket>,
     task: Option<JoinHandle<()>>,
+    tls: Option<TlsAcceptor>,
 }
 
 impl Emulator {
@@ -41,11 +46,16 @@ impl Emulator {
         };
         socket.set_reuseaddr(true)?;
         socket.bind(addr)?;
+        let tls = match &config.tls {
+            Some(pki) => Some(pki.acceptor().map_err(io::Error::other)?),
+            None => None,
+        };
         Ok(Emulator {
             addr: socket.local_addr()?,
             state: Arc::new(Mutex::new(State::new(config))),
             socket: Some(socket),
             task: None,
+            tls,
         })
     }
 
@@ -56,7 +66,7 @@ impl Emulator {
         };
         let listener = socket.listen(4096)?;
         let state = self.state.clone();
-        self.task = Some(tokio::spawn(accept_loop(listener, state)));
+        self.task = Some(tokio::spawn(accept_loop(listener, state, self.tls.clone())));
         Ok(())
     }
 
@@ -71,9 +81,12 @@ impl Emulator {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`, the value for `IDP_BASE_URL`.
+    /// `http://127.0.0.1:PORT` (or `https://localhost:PORT` with TLS), for `IDP_BASE_URL`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.tls {
+            Some(_) => format!("https://localhost:{}", self.addr.port()),
+            None => format!("http://{}", self.addr),
+        }
     }
 
     pub fn admin_token(&self) -> String {
@@ -150,14 +163,26 @@ impl Drop for Emulator {
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<Mutex<State>>) {
+async fn accept_loop(listener: TcpListener, state: Arc<Mutex<State>>, tls: Option<TlsAcceptor>) {
     loop {
         let Ok((stream, _peer)) = listener.accept().await else {
             continue;
         };
         lock(&state).stats.connections += 1;
         let state = state.clone();
-        tokio::spawn(serve(stream, state));
+        match tls.clone() {
+            None => {
+                tokio::spawn(serve(stream, state, "http"));
+            }
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    // A failed handshake (the client refused our certificate) just ends here.
+                    if let Ok(s) = acceptor.accept(stream).await {
+                        serve(s, state, "https").await;
+                    }
+                });
+            }
+        }
     }
 }
 
@@ -165,7 +190,35 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
+/// A connection: plain TCP or TLS over TCP, with access to the socket for resets.
+trait Conn: AsyncRead + AsyncWrite + Unpin + Send {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Conn for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Conn for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+fn apply(state: &mut State, effect: Effect) {
+    match effect {
+        Effect::ExpireIats => {
+            let now = std::time::Instant::now();
+            state.iats.iter_mut().for_each(|i| i.expires_at = now);
+        }
+        Effect::ExhaustIats => state.iats.iter_mut().for_each(|i| i.remaining = 0),
+        Effect::RevokeAdminToken => state.admin_token = state.token("revoked-admin"),
+    }
+}
+
+async fn serve<S: Conn>(mut stream: S, state: Arc<Mutex<State>>, scheme: &'static str) {
     let req = match http::read_request(&mut stream).await {
         Ok(r) => r,
         Err(ReadError::Closed) => return,
@@ -179,13 +232,17 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         let mut s = lock(&state);
         s.stats.requests += 1;
         let f = faults::take(&mut s.faults, &req.method, &req.path);
-        if f.is_some() {
+        if let Some(f) = &f {
             s.stats.faults_fired += 1;
+            for e in &f.effects {
+                apply(&mut s, *e);
+            }
         }
-        f
+        f.map(|f| f.action)
     };
+    let handle = || api::handle(&mut lock(&state), &req, scheme);
     let resp = match fault {
-        None => api::handle(&mut lock(&state), &req, "http"),
+        None | Some(FaultAction::Pass) => handle(),
         Some(FaultAction::Respond {
             status,
             headers,
@@ -200,17 +257,26 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         }
         Some(FaultAction::Drop) => return,
         Some(FaultAction::Reset) => {
-            reset(&stream);
+            reset(stream.tcp());
             return;
         }
         Some(FaultAction::Delay { ms }) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            api::handle(&mut lock(&state), &req, "http")
+            handle()
         }
         Some(post) => {
-            let real = api::handle(&mut lock(&state), &req, "http");
+            let real = handle();
             match post {
                 FaultAction::DropAfterCommit => return,
+                FaultAction::ResetMidResponse => {
+                    use tokio::io::AsyncWriteExt;
+                    let mut bytes = real.head_bytes();
+                    bytes.extend_from_slice(&real.body);
+                    let _ = stream.write_all(&bytes[..bytes.len() / 2]).await;
+                    let _ = stream.flush().await;
+                    reset(stream.tcp());
+                    return;
+                }
                 FaultAction::StallBody => {
                     http::write_stalled(&mut stream, &real).await;
                     return;
@@ -254,7 +320,7 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
     let _ = http::write_response(&mut stream, &resp).await;
 }
 
-/// Closes with RST instead of FIN: SO_LINGER with a zero timeout, then drop.
+/// Closes with RST instead of FIN: SO_LINGER with a zero timeout; the drop that follows resets.
 fn reset(stream: &TcpStream) {
     #[allow(deprecated)]
     let _ = stream.set_linger(Some(Duration::ZERO));

@@ -84,6 +84,16 @@ struct Args {
     /// Answer the first N API requests with a truncated JSON body.
     #[arg(long, default_value_t = 0)]
     malformed_first: u32,
+    /// Serve HTTPS with a certificate from a CA generated at start; the CA's PEM is written to
+    /// --tls-ca-out (point DCR_CA_FILE at it).
+    #[arg(long, requires = "tls_ca_out")]
+    tls: bool,
+    /// Where --tls writes the generated CA certificate (PEM).
+    #[arg(long, value_name = "PATH")]
+    tls_ca_out: Option<std::path::PathBuf>,
+    /// Names the --tls server certificate is valid for, comma separated.
+    #[arg(long, default_value = "localhost,127.0.0.1")]
+    tls_hosts: String,
     /// A fault rule as JSON (repeatable), e.g.
     /// '{"path":"/api/oidc","times":2,"action":{"kind":"respond","status":502}}'.
     #[arg(long = "fault")]
@@ -139,7 +149,24 @@ fn config(args: &Args) -> Result<Config, String> {
     for raw in &args.faults {
         faults.push(serde_json::from_str(raw).map_err(|e| format!("--fault {raw}: {e}"))?);
     }
+    let tls = if args.tls {
+        let hosts: Vec<&str> = args
+            .tls_hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .collect();
+        let pki = dcr_idp_emulator::TestPki::new(&hosts).map_err(|e| format!("--tls: {e}"))?;
+        if let Some(path) = &args.tls_ca_out {
+            std::fs::write(path, &pki.ca_pem)
+                .map_err(|e| format!("--tls-ca-out {}: {e}", path.display()))?;
+        }
+        Some(pki)
+    } else {
+        None
+    };
     Ok(Config {
+        tls,
         admin_token: args.admin_token.clone(),
         iat_max_uses_field: args.iat_max_uses_field.clone(),
         allowed_scopes: args

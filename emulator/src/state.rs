@@ -28,6 +28,8 @@ pub struct Config {
     pub missing_client_status: u16,
     /// Fault rules active from the start.
     pub faults: Vec<Fault>,
+    /// Serve HTTPS with this certificate instead of plain HTTP.
+    pub tls: Option<crate::tls::TestPki>,
 }
 
 impl Default for Config {
@@ -53,6 +55,7 @@ impl Default for Config {
             rotate_rat_on_update: false,
             missing_client_status: 401,
             faults: Vec::new(),
+            tls: None,
         }
     }
 }
