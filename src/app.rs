@@ -6,9 +6,35 @@ use crate::config::{self, Config};
 use crate::duration::show;
 use crate::error::{Error, Signal};
 use crate::{job, logging};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal as UnixSignal, SignalKind, signal};
 
 pub fn main(cli: Cli) -> u8 {
+    // The runtime and the signal handlers come first: a SIGTERM that arrives while the
+    // configuration is read must still end the run with 143, not the default action.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dcr-bootstrap: cannot start the async runtime: {e}");
+            return crate::error::EXIT_IO;
+        }
+    };
+    let signals = {
+        let _guard = rt.enter();
+        (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        )
+    };
+    let (term, int) = match signals {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("dcr-bootstrap: cannot install signal handlers: {e}");
+            return crate::error::EXIT_IO;
+        }
+    };
     let format = match config::log_format(&cli.opts) {
         Ok(f) => f,
         Err(e) => {
@@ -25,14 +51,8 @@ pub fn main(cli: Cli) -> u8 {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail(&Error::io("cannot start the async runtime", e)),
-    };
-    let result = rt.block_on(run_until_signal(&cfg));
+    let result = rt.block_on(run_until_signal(&cfg, term, int));
+
     // A lock waiter may still block in the blocking pool; do not wait for it.
     rt.shutdown_background();
     match result {
@@ -55,15 +75,11 @@ pub fn main(cli: Cli) -> u8 {
     }
 }
 
-async fn run_until_signal(cfg: &Config) -> Result<job::Outcome, Error> {
-    // Handlers are installed before any work, so a signal is never lost to the default action.
-    let (mut term, mut int) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(t), Ok(i)) => (t, i),
-        (Err(e), _) | (_, Err(e)) => return Err(Error::io("cannot install signal handlers", e)),
-    };
+async fn run_until_signal(
+    cfg: &Config,
+    mut term: UnixSignal,
+    mut int: UnixSignal,
+) -> Result<job::Outcome, Error> {
     // Dropping the job future at an await point abandons nothing half-written: file writes
     // are synchronous and complete between await points.
     tokio::select! {

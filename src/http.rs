@@ -195,30 +195,48 @@ fn describe(e: &reqwest::Error) -> String {
     }
 }
 
-/// Finds a rustls error anywhere in the chain. `io::Error::source` skips its own payload, so
-/// each io::Error's inner error is inspected explicitly.
+/// The TLS error behind a request failure, explained.
 fn tls_error(e: &reqwest::Error) -> Option<String> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(r) = err.downcast_ref::<rustls::Error>() {
-            return Some(explain_tls(r));
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-            && let Some(r) = inner.downcast_ref::<rustls::Error>()
-        {
-            return Some(explain_tls(r));
-        }
-        cur = err.source();
+    find_rustls(e).map(explain_tls)
+}
+
+/// Finds a rustls error anywhere in the chain. `io::Error::source` skips its own payload
+/// (which may be another io::Error wrapping the rustls error), so io::Errors are descended
+/// through their payload instead.
+fn find_rustls<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(r) = e.downcast_ref::<rustls::Error>() {
+        return Some(r);
     }
-    None
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        let inner: &(dyn std::error::Error + 'static) = io.get_ref()?;
+        return find_rustls(inner);
+    }
+    e.source().and_then(find_rustls)
 }
 
 fn explain_tls(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
     match e {
-        rustls::Error::InvalidCertificate(c) => format!(
-            "TLS certificate rejected ({c:?}); if the IdP uses a private CA, point DCR_CA_FILE at its PEM certificate"
-        ),
+        rustls::Error::InvalidCertificate(c) => {
+            let why = match c {
+                C::UnknownIssuer => "it is signed by a CA we do not trust".to_string(),
+                C::BadSignature => {
+                    "it is signed by a CA we do not trust (a CA of the same name, but another key)"
+                        .to_string()
+                }
+
+                C::Expired | C::ExpiredContext { .. } => "it has expired".to_string(),
+                C::NotValidYet | C::NotValidYetContext { .. } => "it is not valid yet".to_string(),
+                C::NotValidForName | C::NotValidForNameContext { .. } => {
+                    "it is not valid for this host name".to_string()
+                }
+                other => format!("{other:?}"),
+            };
+            format!(
+                "the IdP's TLS certificate was rejected: {why}. A certificate problem does not heal by retrying; \
+                 if the IdP uses a private CA, point DCR_CA_FILE at that CA's PEM certificate"
+            )
+        }
         other => format!("TLS failure: {other}"),
     }
 }

@@ -83,20 +83,14 @@ pub async fn run(cfg: &Config) -> Result<Outcome> {
     store::sweep_temp_files(out);
 
     let (action, client_id) = match store::load(out)? {
-        None => (
-            Action::Registered,
-            ctx.register_and_store(Action::Registered).await?,
-        ),
+        None => ctx.register_and_store(Action::Registered).await?,
         Some(stored) if cfg.force_replace => {
             tracing::warn!(
                 "DCR_FORCE_REPLACE=true: deleting client {} and registering a new one; this happens on every start while it stays on",
                 stored.client_id()
             );
             ctx.delete_stored(&stored).await?;
-            (
-                Action::Reregistered,
-                ctx.register_and_store(Action::Reregistered).await?,
-            )
+            ctx.register_and_store(Action::Reregistered).await?
         }
         Some(stored) => ctx.verify_or_replace(&stored).await?,
     };
@@ -164,10 +158,7 @@ impl Ctx<'_> {
                     tracing::warn!(
                         "stored client {id} is gone at the IdP ({why}); DCR_ON_STALE=reregister: registering a new client"
                     );
-                    Ok((
-                        Action::Reregistered,
-                        self.register_and_store(Action::Reregistered).await?,
-                    ))
+                    self.register_and_store(Action::Reregistered).await
                 }
                 StalePolicy::Fail => Err(Error::Rejected(format!(
                     "the stored client {id} is gone at the IdP ({why}). Set DCR_ON_STALE=reregister to register a new one \
@@ -203,7 +194,8 @@ impl Ctx<'_> {
         }
     }
 
-    async fn register_and_store(&self, action: Action) -> Result<String> {
+    /// Registers (or adopts) and writes the outputs; returns what was done and the client_id.
+    async fn register_and_store(&self, action: Action) -> Result<(Action, String)> {
         let cfg = self.cfg;
         if cfg.iat.is_none() && cfg.admin_token.is_none() {
             return Err(Error::Config(format!(
@@ -239,7 +231,7 @@ impl Ctx<'_> {
             );
         }
         self.write_outputs(&mut doc, action, key.as_ref())?;
-        Ok(id)
+        Ok((action, id))
     }
 
     /// Takes over `client_id`, which exists at the IdP but not in our output: a new
@@ -351,12 +343,18 @@ impl Ctx<'_> {
                     ));
                 }
                 Registration::IatRejected(why) if maybe_committed.get() => {
+                    let name = metadata
+                        .get("client_id")
+                        .or_else(|| metadata.get("client_name"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("(unnamed)");
                     return Err(Error::Rejected(format!(
                         "the IAT was rejected ({why}) after an earlier registration attempt got no answer: \
-                         that attempt most likely created the client and spent the IAT. Look for an orphaned client at the IdP \
-                         (client_name/client_id from the metadata), delete it, and run again"
+                         that attempt most likely created the client and spent the IAT. Look for an orphaned client {name:?} \
+                         at the IdP, delete it, and run again (with DCR_CLIENT_ID and BOOTSTRAP_ADMIN_TOKEN set, it is adopted instead)"
                     )));
                 }
+
                 Registration::IatRejected(why) if cfg.admin_token.is_some() && !reminted => {
                     tracing::warn!("the IdP rejected the IAT ({why}); minting a fresh one");
                     iat = self.mint().await?;

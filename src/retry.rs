@@ -140,7 +140,15 @@ impl Policy {
                         "{what} failed ({reason}); retry {tries} in {}{}",
                         show(delay),
                         retry_after
-                            .map(|ra| format!(" (Retry-After {})", show(ra)))
+                            .map(|ra| if ra > self.retry_after_max {
+                                format!(
+                                    " (Retry-After {} capped to DCR_RETRY_AFTER_MAX {})",
+                                    show(ra),
+                                    show(self.retry_after_max)
+                                )
+                            } else {
+                                format!(" (Retry-After {})", show(ra))
+                            })
                             .unwrap_or_default()
                     );
                     tokio::time::sleep(delay).await;

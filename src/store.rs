@@ -215,7 +215,11 @@ pub async fn lock(output: &Path, policy: &Policy) -> Result<OutputLock> {
         .truncate(false)
         .mode(0o600)
         .open(&path)
+        // A read-only volume still allows flock on an existing lock file: verification
+        // needs no write unless the IdP rotates something.
+        .or_else(|e| File::open(&path).map_err(|_| e))
         .map_err(|e| Error::io(format!("cannot open the lock file {}", path.display()), e))?;
+
     match file.try_lock() {
         Ok(()) => return Ok(OutputLock { _file: file }),
         Err(fs::TryLockError::WouldBlock) => {}

@@ -358,3 +358,40 @@ async fn output_owner_is_applied() {
         assert!(!h.out().exists());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_volume_with_a_fixed_client_id_adopts_the_existing_client() {
+    let h = Harness::new();
+    let mut env = h.env();
+    env.insert("DCR_CLIENT_ID".into(), "bff-server".into());
+    h.run(&env).await.assert_code(0);
+    std::fs::remove_file(h.out()).unwrap();
+
+    let run = h.run(&env).await;
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("adopted client bff-server"),
+        "{}",
+        run.stderr
+    );
+    let s = h.stats();
+    assert_eq!(
+        (s.clients_registered, s.rats_reissued, s.clients_live),
+        (1, 1, 1)
+    );
+    let doc = h.output_json();
+    assert_eq!(doc["dcr_bootstrap"]["action"], "adopted");
+    assert_eq!(
+        doc["registration_access_token"].as_str(),
+        h.emu.current_rat("bff-server").as_deref()
+    );
+    // And the adopted registration verifies on the next start.
+    h.run(&env).await.assert_code(0);
+    assert_eq!(h.stats().clients_read, 2);
+
+    std::fs::remove_file(h.out()).unwrap();
+    env.insert("DCR_ON_EXISTING".into(), "fail".into());
+    let run = h.run(&env).await;
+    run.assert_code(3);
+    assert!(run.stderr.contains("already exists"), "{}", run.stderr);
+}

@@ -36,6 +36,8 @@ pub struct Harness {
 #[derive(Debug)]
 pub struct Run {
     pub code: Option<i32>,
+    /// The signal that ended the process, when one did (before its handlers were installed).
+    pub signal: Option<i32>,
     pub stdout: String,
     pub stderr: String,
     pub elapsed: Duration,
@@ -129,8 +131,10 @@ impl Harness {
             .await
             .expect("dcr-bootstrap hung for 120s")
             .expect("spawn dcr-bootstrap");
+        use std::os::unix::process::ExitStatusExt;
         Run {
             code: out.status.code(),
+            signal: out.status.signal(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             elapsed: start.elapsed(),
@@ -138,8 +142,18 @@ impl Harness {
     }
 
     pub fn spawn(&self, env: &BTreeMap<String, String>) -> Running {
+        self.spawn_command(self.command(env, &[]))
+    }
+
+    /// Spawns a prepared command (e.g. the binary wrapped in `unshare`).
+    pub fn spawn_command(&self, mut cmd: Command) -> Running {
         let start = Instant::now();
-        let mut child = self.command(env, &[]).spawn().expect("spawn dcr-bootstrap");
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawn");
+
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::unbounded_channel();
@@ -227,8 +241,11 @@ impl Running {
             use tokio::io::AsyncReadExt;
             let _ = out.read_to_string(&mut stdout).await;
         }
+        use std::os::unix::process::ExitStatusExt;
         Run {
             code: status.code(),
+            signal: status.signal(),
+
             stdout,
             stderr: self.log(),
             elapsed: self.start.elapsed(),

@@ -1,0 +1,472 @@
+//! The fault matrix. Every scenario asserts four invariants:
+//! (a) the right outcome: success, or the documented exit code, within the deadline;
+//! (b) no duplicate registration (emulator counters);
+//! (c) the output is absent, or complete, valid JSON with mode 0600; no temp file is left;
+//! (d) no secret value anywhere in the captured logs (run at RUST_LOG=trace).
+
+mod common;
+
+use common::*;
+use dcr_idp_emulator::{Effect, Fault, FaultAction};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+const REGISTER: &str = "/api/oidc/dcr/register";
+const MINT: &str = "/api/admin/dcr/initial-access-tokens";
+
+/// Checks invariants (b), (c) and (d), and (a)'s exit code.
+#[track_caller]
+pub fn check_invariants(name: &str, h: &Harness, run: &Run, code: i32) {
+    assert_eq!(
+        run.code,
+        Some(code),
+        "[{name}] exit code; logs:\n{}",
+        run.logs()
+    );
+    let s = h.stats();
+    assert!(
+        s.clients_registered <= 1,
+        "[{name}] duplicate registration: {s:?}"
+    );
+    if h.out().exists() {
+        let text = std::fs::read_to_string(h.out()).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("[{name}] partial output ({e}): {text}"));
+        assert!(
+            doc["client_id"].as_str().is_some_and(|s| !s.is_empty()),
+            "[{name}] {text}"
+        );
+        assert_eq!(file_mode(&h.out()), 0o600, "[{name}] mode");
+    } else {
+        assert_ne!(code, 0, "[{name}] exit 0 without an output file");
+    }
+    assert!(
+        h.stray_files().is_empty(),
+        "[{name}] temp files left: {:?}",
+        h.stray_files()
+    );
+    let mut secrets = h.emu.issued_secrets();
+    secrets.push(ADMIN_TOKEN.to_string());
+    for s in &secrets {
+        assert!(
+            !run.logs().contains(s.as_str()),
+            "[{name}] a secret leaked into the logs"
+        );
+    }
+}
+
+fn trace_env(h: &Harness) -> BTreeMap<String, String> {
+    let mut env = h.env();
+    env.insert("RUST_LOG".into(), "trace".into());
+    env
+}
+
+fn respond(path: &str, times: u32, status: u16, ct: &str, body: &str) -> Fault {
+    Fault::action_on(
+        path,
+        times,
+        FaultAction::Respond {
+            status,
+            headers: if ct.is_empty() {
+                vec![]
+            } else {
+                vec![("Content-Type".into(), ct.into())]
+            },
+            body: body.into(),
+        },
+    )
+}
+
+struct Case {
+    name: &'static str,
+    faults: Vec<Fault>,
+    env: Vec<(&'static str, String)>,
+    code: i32,
+    /// Text the logs must contain (the message an operator would read).
+    says: &'static str,
+    /// Clients the IdP must hold afterwards.
+    clients: u64,
+}
+
+fn case(name: &'static str, faults: Vec<Fault>, code: i32, says: &'static str) -> Case {
+    Case {
+        name,
+        faults,
+        env: vec![],
+        code,
+        says,
+        clients: u64::from(code == 0),
+    }
+}
+
+fn http_date_in(secs: u64) -> String {
+    httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(secs))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_matrix() {
+    let lost = |action| vec![Fault::action_on(REGISTER, 1, action)];
+    let cases = vec![
+        case(
+            "503 x4 then success",
+            vec![Fault::status(REGISTER, 503, 4, None)],
+            0,
+            "register client failed (503",
+        ),
+        case(
+            "429 Retry-After seconds",
+            vec![Fault::status(MINT, 429, 1, Some("1"))],
+            0,
+            "Retry-After 1s",
+        ),
+        case(
+            "429 Retry-After HTTP-date",
+            vec![Fault::status(MINT, 429, 1, Some(&http_date_in(2)))],
+            0,
+            "Retry-After",
+        ),
+        Case {
+            env: vec![("DCR_RETRY_AFTER_MAX", "1s".into())],
+            ..case(
+                "Retry-After 86400 is capped",
+                vec![Fault::status(MINT, 503, 1, Some("86400"))],
+                0,
+                "capped to DCR_RETRY_AFTER_MAX 1s",
+            )
+        },
+        Case {
+            env: vec![("DCR_TIMEOUT", "3s".into())],
+            ..case(
+                "Retry-After 86400 within a 3s deadline",
+                vec![Fault::status(MINT, 503, 1, Some("86400"))],
+                4,
+                "DCR_TIMEOUT",
+            )
+        },
+        case(
+            "500 with an HTML body",
+            vec![respond(
+                MINT,
+                2,
+                500,
+                "text/html",
+                "<html><body><h1>Internal Server Error</h1></body></html>",
+            )],
+            0,
+            "text/html body",
+        ),
+        case(
+            "502 from a proxy, empty body",
+            vec![respond(REGISTER, 2, 502, "", "")],
+            0,
+            "502 with an empty body",
+        ),
+        case(
+            "connection dropped before an answer (mint)",
+            vec![Fault::action_on(MINT, 2, FaultAction::Drop)],
+            0,
+            "mint IAT failed",
+        ),
+        case(
+            "connection reset before an answer (mint)",
+            vec![Fault::action_on(MINT, 2, FaultAction::Reset)],
+            0,
+            "mint IAT failed",
+        ),
+        case(
+            "connection reset mid-response (mint)",
+            vec![Fault::action_on(MINT, 1, FaultAction::ResetMidResponse)],
+            0,
+            "mint IAT failed",
+        ),
+        Case {
+            env: vec![("DCR_REQUEST_TIMEOUT", "500ms".into())],
+            ..case(
+                "headers slower than DCR_REQUEST_TIMEOUT",
+                vec![Fault::action_on(MINT, 1, FaultAction::Delay { ms: 1500 })],
+                0,
+                "request timeout",
+            )
+        },
+        Case {
+            env: vec![("DCR_REQUEST_TIMEOUT", "700ms".into())],
+            ..case(
+                "body stalls halfway",
+                vec![Fault::action_on(MINT, 1, FaultAction::StallBody)],
+                0,
+                "request timeout",
+            )
+        },
+        Case {
+            clients: 1,
+            ..case(
+                "2xx with truncated JSON (register)",
+                lost(FaultAction::TruncateBody),
+                3,
+                "orphaned client",
+            )
+        },
+        Case {
+            clients: 1,
+            ..case(
+                "2xx JSON without client_id",
+                lost(FaultAction::OmitFields {
+                    fields: vec!["client_id".into()],
+                }),
+                3,
+                "no client_id",
+            )
+        },
+        case(
+            "2xx with truncated JSON (mint)",
+            vec![Fault::action_on(MINT, 1, FaultAction::TruncateBody)],
+            3,
+            "no \"token\" field",
+        ),
+        case(
+            "2xx with a 50 MB body",
+            vec![Fault::action_on(
+                MINT,
+                1,
+                FaultAction::HugeBody {
+                    bytes: 50 * 1024 * 1024,
+                },
+            )],
+            3,
+            "refusing to read it",
+        ),
+        case(
+            "2xx with the wrong content type",
+            vec![Fault::action_on(
+                REGISTER,
+                1,
+                FaultAction::ContentType {
+                    value: "text/plain".into(),
+                },
+            )],
+            0,
+            "parsed as JSON anyway",
+        ),
+        case(
+            "3xx to another host",
+            vec![Fault::action_on(
+                MINT,
+                1,
+                FaultAction::Redirect {
+                    status: 302,
+                    location: "http://127.0.0.1:9/steal".into(),
+                },
+            )],
+            3,
+            "redirects are not followed",
+        ),
+        case(
+            "IAT expired between mint and use",
+            vec![
+                Fault::action_on(REGISTER, 1, FaultAction::Pass)
+                    .with_effects(&[Effect::ExpireIats]),
+            ],
+            0,
+            "minting a fresh one",
+        ),
+        case(
+            "IAT exhausted between mint and use",
+            vec![
+                Fault::action_on(REGISTER, 1, FaultAction::Pass)
+                    .with_effects(&[Effect::ExhaustIats]),
+            ],
+            0,
+            "minting a fresh one",
+        ),
+        case(
+            "admin token revoked mid-run",
+            vec![
+                Fault::action_on(REGISTER, 1, FaultAction::Pass)
+                    .with_effects(&[Effect::ExpireIats, Effect::RevokeAdminToken]),
+            ],
+            3,
+            "BOOTSTRAP_ADMIN_TOKEN was rejected",
+        ),
+        Case {
+            clients: 1,
+            ..case(
+                "lost response, single-use IAT: no duplicate",
+                lost(FaultAction::DropAfterCommit),
+                3,
+                "orphaned client",
+            )
+        },
+        Case {
+            clients: 1,
+            ..case(
+                "reset mid-response on register: no duplicate",
+                lost(FaultAction::ResetMidResponse),
+                3,
+                "orphaned client",
+            )
+        },
+        Case {
+            env: vec![("DCR_CLIENT_ID", "bff-server".into())],
+            ..case(
+                "lost response with DCR_CLIENT_ID: adopted",
+                lost(FaultAction::DropAfterCommit),
+                0,
+                "adopted it",
+            )
+        },
+        Case {
+            env: vec![
+                ("DCR_CLIENT_ID", "bff-server".into()),
+                ("DCR_ON_EXISTING", "fail".into()),
+            ],
+            clients: 1,
+            ..case(
+                "lost response with DCR_CLIENT_ID, adoption off",
+                lost(FaultAction::DropAfterCommit),
+                3,
+                "orphaned client \"bff-server\"",
+            )
+        },
+    ];
+    for c in cases {
+        let h = Harness::new();
+        for f in c.faults {
+            h.emu.push_fault(f);
+        }
+        let mut env = trace_env(&h);
+        for (k, v) in c.env {
+            env.insert(k.into(), v);
+        }
+        let run = h.run(&env).await;
+        check_invariants(c.name, &h, &run, c.code);
+        assert!(
+            run.logs().contains(c.says),
+            "[{}] logs lack {:?}:\n{}",
+            c.name,
+            c.says,
+            run.logs()
+        );
+        assert_eq!(
+            h.stats().clients_live,
+            c.clients,
+            "[{}] clients at the IdP",
+            c.name
+        );
+        assert!(
+            run.elapsed < Duration::from_secs(30),
+            "[{}] took {:?}",
+            c.name,
+            run.elapsed
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_response_with_a_multi_use_given_iat_is_not_retried() {
+    let h = Harness::new();
+    let iat = h.emu.mint_iat(Duration::from_secs(600), 5);
+    h.emu
+        .push_fault(Fault::action_on(REGISTER, 1, FaultAction::DropAfterCommit));
+    let mut env = trace_env(&h);
+    env.remove("BOOTSTRAP_ADMIN_TOKEN");
+    env.insert("DCR_IAT".into(), iat);
+    let run = h.run(&env).await;
+    check_invariants("multi-use IAT, lost response", &h, &run, 3);
+    assert!(run.stderr.contains("Not retrying"), "{}", run.stderr);
+    assert_eq!(
+        h.stats().clients_registered,
+        1,
+        "exactly the orphan, no duplicate"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_50mb_answer_is_refused_without_buffering_it() {
+    let h = Harness::new();
+    h.emu.push_fault(Fault::action_on(
+        MINT,
+        1,
+        FaultAction::HugeBody {
+            bytes: 50 * 1024 * 1024,
+        },
+    ));
+    let run = h.run(&h.env()).await;
+    run.assert_code(3);
+
+    // SAFETY: getrusage writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) },
+        0
+    );
+    // ru_maxrss is the largest child of this test process so far (KiB): all are dcr-bootstrap
+    // runs, so none of them held the 50 MB body.
+    assert!(
+        ru.ru_maxrss < 40 * 1024,
+        "a child peaked at {} KiB",
+        ru.ru_maxrss
+    );
+}
+
+async fn outage(secs: u64) {
+    let mut h = Harness::not_listening(emulator_config());
+    let mut env = trace_env(&h);
+    env.insert("DCR_TIMEOUT".into(), format!("{}s", secs + 20));
+    let mut run = h.spawn(&env);
+    run.wait_for("Connection refused", Duration::from_secs(10))
+        .await;
+    // The outage itself: a scenario parameter, not synchronisation.
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    h.emu.listen().unwrap();
+    let up = std::time::Instant::now();
+    let run = run.finish().await;
+    check_invariants(&format!("not listening for {secs}s"), &h, &run, 0);
+    assert!(
+        up.elapsed() < Duration::from_secs(2),
+        "noticed recovery after {:?}",
+        up.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idp_not_listening_for_2s() {
+    outage(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idp_not_listening_for_10s() {
+    outage(10).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_symlink_is_replaced_not_followed() {
+    let h = Harness::new();
+    let target = h.dir.path().join("elsewhere.json");
+    std::fs::write(&target, "do not touch").unwrap();
+    std::fs::create_dir_all(h.out().parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&target, h.out()).unwrap();
+    let run = h.run(&trace_env(&h)).await;
+    // The dangling-or-not symlink holds no registration: it reads the target, which is not JSON.
+    run.assert_code(5);
+    assert!(
+        run.stderr.contains("not a valid registration"),
+        "{}",
+        run.stderr
+    );
+
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "do not touch");
+    std::fs::remove_file(h.out()).unwrap();
+    std::os::unix::fs::symlink(h.dir.path().join("missing.json"), h.out()).unwrap();
+    let run = h.run(&trace_env(&h)).await;
+    check_invariants("dangling symlink", &h, &run, 0);
+    assert!(
+        std::fs::symlink_metadata(h.out())
+            .unwrap()
+            .file_type()
+            .is_file()
+    );
+    assert!(
+        !h.dir.path().join("missing.json").exists(),
+        "the link's target was never written"
+    );
+}
