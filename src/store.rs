@@ -94,27 +94,42 @@ pub fn load(path: &Path) -> Result<Option<Stored>> {
             ));
         }
     };
-    let corrupt = |why: &str| {
+    let stored = parse_stored(&bytes).map_err(|why| {
         Error::Io(format!(
             "DCR_OUTPUT {} exists but is not a valid registration ({why}); it is left untouched. \
              Restore it, or move it away to register a new client",
             path.display()
         ))
-    };
-    let doc = match serde_json::from_slice::<Value>(&bytes) {
+    })?;
+    remember_secrets(&stored.doc);
+    Ok(Some(stored))
+}
+
+/// Parses what a previous run wrote: a JSON object with a non-empty string `client_id`, and
+/// string credentials where present.
+pub fn parse_stored(bytes: &[u8]) -> std::result::Result<Stored, &'static str> {
+    let doc = match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(m)) => m,
-        Ok(_) => return Err(corrupt("not a JSON object")),
-        Err(_) => return Err(corrupt("not valid JSON")),
+        Ok(_) => return Err("not a JSON object"),
+        Err(_) => return Err("not valid JSON"),
     };
     if doc
         .get("client_id")
         .and_then(Value::as_str)
         .is_none_or(str::is_empty)
     {
-        return Err(corrupt("no client_id"));
+        return Err("no client_id");
     }
-    remember_secrets(&doc);
-    Ok(Some(Stored { doc }))
+    for k in [
+        "registration_access_token",
+        "registration_client_uri",
+        "client_secret",
+    ] {
+        if doc.get(k).is_some_and(|v| !v.is_string()) {
+            return Err("a credential field is not a string");
+        }
+    }
+    Ok(Stored { doc })
 }
 
 /// Removes the temp file on drop unless the rename happened.
