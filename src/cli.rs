@@ -2,7 +2,7 @@
 //! lists every variable name. Values are taken as text here and validated in `config.rs`, so
 //! that every error names the variable at fault and never echoes a secret.
 
-use clap::{Args, Parser};
+use clap::{Args, Parser, Subcommand};
 
 /// Bootstraps an OAuth client at an identity provider, then exits: mints a short-lived
 /// Initial Access Token with an admin token (or uses one it is given), registers the client
@@ -18,20 +18,43 @@ use clap::{Args, Parser};
 #[derive(Parser, Debug)]
 #[command(name = "dcr-bootstrap", version, max_term_width = 110)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     #[command(flatten)]
     pub opts: Opts,
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Register or verify the client, then exit (the default without a subcommand).
+    Run,
+    /// Validate the configuration and metadata offline; print the effective configuration
+    /// (secrets redacted) and the request bodies that would be sent. Sends nothing. Exit 0 or 2.
+    Check,
+    /// Delete the client at the IdP (RFC 7592 DELETE) and remove the output and key files.
+    Deregister,
+    /// Only mint an IAT and write it to DCR_IAT_OUTPUT (0600), for a BFF that still registers
+    /// itself.
+    MintIat,
 }
 
 #[derive(Args, Debug, Default, Clone)]
 pub struct Opts {
     // ---- IdP ----
     /// Base URL of the IdP as seen from this container, e.g. http://idp-app:8002 (required).
-    #[arg(long, env = "IDP_BASE_URL", value_name = "URL", help_heading = "IdP")]
+    #[arg(
+        long,
+        global = true,
+        env = "IDP_BASE_URL",
+        value_name = "URL",
+        help_heading = "IdP"
+    )]
     pub idp_base_url: Option<String>,
 
     /// Endpoint layout of the IdP: empowernow.
     #[arg(
         long,
+        global = true,
         env = "DCR_PROFILE",
         value_name = "NAME",
         default_value = "empowernow",
@@ -42,6 +65,7 @@ pub struct Opts {
     /// IAT minting endpoint [default: {IDP_BASE_URL}/api/admin/dcr/initial-access-tokens].
     #[arg(
         long,
+        global = true,
         env = "DCR_IAT_ENDPOINT",
         value_name = "URL",
         help_heading = "IdP"
@@ -51,6 +75,7 @@ pub struct Opts {
     /// Registration endpoint [default: {IDP_BASE_URL}/api/oidc/dcr/register].
     #[arg(
         long,
+        global = true,
         env = "DCR_REGISTRATION_ENDPOINT",
         value_name = "URL",
         help_heading = "IdP"
@@ -58,12 +83,19 @@ pub struct Opts {
     pub registration_endpoint: Option<String>,
 
     /// Extra CA certificate(s) to trust, PEM (for an IdP behind a private CA).
-    #[arg(long, env = "DCR_CA_FILE", value_name = "PATH", help_heading = "IdP")]
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_CA_FILE",
+        value_name = "PATH",
+        help_heading = "IdP"
+    )]
     pub ca_file: Option<String>,
 
     /// Allow plain http:// to a non-loopback host (a compose network such as http://idp-app:8002).
     #[arg(
         long,
+        global = true,
         env = "DCR_ALLOW_INSECURE_HTTP",
         value_name = "BOOL",
         default_value = "false",
@@ -75,6 +107,7 @@ pub struct Opts {
     /// replaced [default: {IDP_BASE_URL}/api/admin/dcr/clients/{client_id}/tokens].
     #[arg(
         long,
+        global = true,
         env = "DCR_RAT_ENDPOINT",
         value_name = "URL",
         help_heading = "IdP"
@@ -85,6 +118,7 @@ pub struct Opts {
     /// An Initial Access Token to register with; minting is skipped. Secret.
     #[arg(
         long,
+        global = true,
         env = "DCR_IAT",
         value_name = "TOKEN",
         hide_env_values = true,
@@ -95,6 +129,7 @@ pub struct Opts {
     /// File holding DCR_IAT.
     #[arg(
         long,
+        global = true,
         env = "DCR_IAT_FILE",
         value_name = "PATH",
         help_heading = "Tokens"
@@ -104,6 +139,7 @@ pub struct Opts {
     /// Admin access token used to mint an IAT. Secret.
     #[arg(
         long,
+        global = true,
         env = "BOOTSTRAP_ADMIN_TOKEN",
         value_name = "TOKEN",
         hide_env_values = true,
@@ -114,6 +150,7 @@ pub struct Opts {
     /// File holding BOOTSTRAP_ADMIN_TOKEN.
     #[arg(
         long,
+        global = true,
         env = "BOOTSTRAP_ADMIN_TOKEN_FILE",
         value_name = "PATH",
         help_heading = "Tokens"
@@ -123,6 +160,7 @@ pub struct Opts {
     /// Label of the minted IAT.
     #[arg(
         long,
+        global = true,
         env = "DCR_IAT_LABEL",
         value_name = "TEXT",
         default_value = "dcr-bootstrap",
@@ -133,6 +171,7 @@ pub struct Opts {
     /// Lifetime of the minted IAT, in seconds.
     #[arg(
         long,
+        global = true,
         env = "DCR_IAT_EXPIRES_IN",
         value_name = "SECONDS",
         default_value = "600",
@@ -143,6 +182,7 @@ pub struct Opts {
     /// How many registrations the minted IAT allows.
     #[arg(
         long,
+        global = true,
         env = "DCR_IAT_MAX_USES",
         value_name = "N",
         default_value = "1",
@@ -153,6 +193,7 @@ pub struct Opts {
     /// Name of the use-count field in the mint request: max_uses or max_usages (the docs disagree).
     #[arg(
         long,
+        global = true,
         env = "DCR_IAT_MAX_USES_FIELD",
         value_name = "FIELD",
         default_value = "max_uses",
@@ -164,6 +205,7 @@ pub struct Opts {
     /// Client metadata as an inline JSON object (RFC 7591 §2); the DCR_* fields below override it.
     #[arg(
         long,
+        global = true,
         env = "DCR_CLIENT_METADATA",
         value_name = "JSON",
         help_heading = "Client metadata"
@@ -173,6 +215,7 @@ pub struct Opts {
     /// Client metadata from a JSON file (instead of DCR_CLIENT_METADATA).
     #[arg(
         long,
+        global = true,
         env = "DCR_CLIENT_METADATA_FILE",
         value_name = "PATH",
         help_heading = "Client metadata"
@@ -182,6 +225,7 @@ pub struct Opts {
     /// Requested client_id (EmpowerNow honours it; a stable id makes recovery easier).
     #[arg(
         long,
+        global = true,
         env = "DCR_CLIENT_ID",
         value_name = "ID",
         help_heading = "Client metadata"
@@ -191,6 +235,7 @@ pub struct Opts {
     /// client_name.
     #[arg(
         long,
+        global = true,
         env = "DCR_CLIENT_NAME",
         value_name = "NAME",
         help_heading = "Client metadata"
@@ -200,6 +245,7 @@ pub struct Opts {
     /// redirect_uris, comma or space separated.
     #[arg(
         long,
+        global = true,
         env = "DCR_REDIRECT_URIS",
         value_name = "URIS",
         help_heading = "Client metadata"
@@ -209,6 +255,7 @@ pub struct Opts {
     /// scope, space or comma separated.
     #[arg(
         long,
+        global = true,
         env = "DCR_SCOPE",
         value_name = "SCOPES",
         help_heading = "Client metadata"
@@ -218,6 +265,7 @@ pub struct Opts {
     /// grant_types, comma or space separated.
     #[arg(
         long,
+        global = true,
         env = "DCR_GRANT_TYPES",
         value_name = "LIST",
         help_heading = "Client metadata"
@@ -227,6 +275,7 @@ pub struct Opts {
     /// response_types, comma or space separated.
     #[arg(
         long,
+        global = true,
         env = "DCR_RESPONSE_TYPES",
         value_name = "LIST",
         help_heading = "Client metadata"
@@ -236,6 +285,7 @@ pub struct Opts {
     /// token_endpoint_auth_method: private_key_jwt, client_secret_basic, client_secret_post or none.
     #[arg(
         long,
+        global = true,
         env = "DCR_TOKEN_ENDPOINT_AUTH_METHOD",
         value_name = "METHOD",
         help_heading = "Client metadata"
@@ -245,6 +295,7 @@ pub struct Opts {
     /// IdP client profile (template), e.g. code-flow-pkjwt.
     #[arg(
         long,
+        global = true,
         env = "DCR_CLIENT_PROFILE",
         value_name = "NAME",
         help_heading = "Client metadata"
@@ -254,6 +305,7 @@ pub struct Opts {
     /// JSON field that carries DCR_CLIENT_PROFILE (undocumented by the IdP).
     #[arg(
         long,
+        global = true,
         env = "DCR_CLIENT_PROFILE_FIELD",
         value_name = "FIELD",
         default_value = "client_profile",
@@ -266,24 +318,113 @@ pub struct Opts {
     /// RS256) when missing and written only after the IdP accepted it.
     #[arg(
         long,
+        global = true,
         env = "DCR_SIGNING_KEY",
         value_name = "PATH",
         help_heading = "Keys"
     )]
     pub signing_key: Option<String>,
 
-    /// kid of the published key [default: RFC 7638 thumbprint].
-    #[arg(long, env = "BFF_KID", value_name = "KID", help_heading = "Keys")]
+    /// kid of the first key [default: RFC 7638 thumbprint]; rotated keys get "<BFF_KID>-<unix time>".
+    #[arg(
+        long,
+        global = true,
+        env = "BFF_KID",
+        value_name = "KID",
+        help_heading = "Keys"
+    )]
     pub kid: Option<String>,
+
+    /// Algorithm of generated keys: RS256, PS256 or ES256 (P-256).
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_KEY_ALG",
+        value_name = "ALG",
+        default_value = "RS256",
+        help_heading = "Keys"
+    )]
+    pub key_alg: String,
+
+    /// RSA key size for RS256/PS256: 2048, 3072 or 4096.
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_RSA_BITS",
+        value_name = "BITS",
+        default_value = "2048",
+        help_heading = "Keys"
+    )]
+    pub rsa_bits: String,
+
+    /// Rotate the signing key when it is this many days old (0: on this start; negative: never).
+    #[arg(
+        long,
+        global = true,
+        env = "BFF_JWK_ROTATE_AFTER_DAYS",
+        value_name = "DAYS",
+        default_value = "30",
+        help_heading = "Keys"
+    )]
+    pub rotate_after_days: String,
+
+    /// Stop publishing earlier keys this many days old (0 or less: off).
+    #[arg(
+        long,
+        global = true,
+        env = "BFF_JWK_RETIRE_AFTER_DAYS",
+        value_name = "DAYS",
+        default_value = "60",
+        help_heading = "Keys"
+    )]
+    pub retire_after_days: String,
+
+    /// Publish at most this many keys (0 or less: no cap; never below 2 during a rotation).
+    #[arg(
+        long,
+        global = true,
+        env = "BFF_JWK_MAX_KEYS",
+        value_name = "N",
+        default_value = "3",
+        help_heading = "Keys"
+    )]
+    pub max_keys: String,
+
+    /// Register this jwks_uri (served by the BFF) instead of inline jwks.
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_JWKS_URI",
+        value_name = "URL",
+        help_heading = "Keys"
+    )]
+    pub jwks_uri: Option<String>,
+
+    /// Also write the public JWKS of the published keys here (for /.well-known/jwks.json).
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_JWKS_OUTPUT",
+        value_name = "PATH",
+        help_heading = "Keys"
+    )]
+    pub jwks_output: Option<String>,
 
     // ---- Output ----
     /// Where the registration JSON is written (required).
-    #[arg(long, env = "DCR_OUTPUT", value_name = "PATH", help_heading = "Output")]
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_OUTPUT",
+        value_name = "PATH",
+        help_heading = "Output"
+    )]
     pub output: Option<String>,
 
     /// Alias of DCR_OUTPUT, the BFF's name for it.
     #[arg(
         long,
+        global = true,
         env = "BFF_CLIENT_CRED_PATH",
         value_name = "PATH",
         help_heading = "Output"
@@ -293,6 +434,7 @@ pub struct Opts {
     /// File mode of the written files, octal.
     #[arg(
         long,
+        global = true,
         env = "DCR_OUTPUT_MODE",
         value_name = "OCTAL",
         default_value = "0600",
@@ -303,6 +445,7 @@ pub struct Opts {
     /// Owner of the written files, uid:gid (e.g. 1000:1000 for a non-root BFF).
     #[arg(
         long,
+        global = true,
         env = "DCR_OUTPUT_OWNER",
         value_name = "UID:GID",
         help_heading = "Output"
@@ -312,6 +455,7 @@ pub struct Opts {
     /// Also write a dotenv file with AUTH_CLIENT_ID and, when issued, AUTH_CLIENT_SECRET.
     #[arg(
         long,
+        global = true,
         env = "DCR_ENV_OUTPUT",
         value_name = "PATH",
         help_heading = "Output"
@@ -321,6 +465,7 @@ pub struct Opts {
     /// What to do when the stored client is gone at the IdP: fail or reregister.
     #[arg(
         long,
+        global = true,
         env = "DCR_ON_STALE",
         value_name = "POLICY",
         default_value = "fail",
@@ -332,6 +477,7 @@ pub struct Opts {
     /// BOOTSTRAP_ADMIN_TOKEN to re-issue its registration access token) or fail.
     #[arg(
         long,
+        global = true,
         env = "DCR_ON_EXISTING",
         value_name = "POLICY",
         default_value = "adopt",
@@ -339,9 +485,75 @@ pub struct Opts {
     )]
     pub on_existing: String,
 
-    /// Delete the stored client and register afresh on every start (hard reset; turn off after).
+    /// How drift is corrected: patch (changed fields only; EmpowerNow) or put (RFC 7592 full replacement).
     #[arg(
         long,
+        global = true,
+        env = "DCR_UPDATE_METHOD",
+        value_name = "METHOD",
+        default_value = "patch",
+        help_heading = "Output"
+    )]
+    pub update_method: String,
+
+    /// Redirect URI updates: auto (when DCR_REDIRECT_URIS is set and differs), replace, merge or none.
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_REDIRECT_UPDATE_MODE",
+        value_name = "MODE",
+        default_value = "auto",
+        help_heading = "Output"
+    )]
+    pub redirect_update_mode: String,
+
+    /// Never remove a redirect URI: forces DCR_REDIRECT_UPDATE_MODE=merge.
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_ROTATION_SAFE",
+        value_name = "BOOL",
+        default_value = "false",
+        help_heading = "Output"
+    )]
+    pub rotation_safe: String,
+
+    /// Fail (exit 3) instead of warning when the IdP registered another auth method, grants or scopes.
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_STRICT_READBACK",
+        value_name = "BOOL",
+        default_value = "false",
+        help_heading = "Output"
+    )]
+    pub strict_readback: String,
+
+    /// Where `mint-iat` writes the IAT (0600).
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_IAT_OUTPUT",
+        value_name = "PATH",
+        help_heading = "Output"
+    )]
+    pub iat_output: Option<String>,
+
+    /// Push a status metric to this Prometheus Pushgateway (job dcr-bootstrap); failures only warn.
+    #[arg(
+        long,
+        global = true,
+        env = "PROM_PUSHGATEWAY_URL",
+        value_name = "URL",
+        help_heading = "Output"
+    )]
+    pub pushgateway: Option<String>,
+
+    /// Delete the stored client and register afresh on every start (hard reset; turn off after).
+
+    #[arg(
+        long,
+        global = true,
         env = "DCR_FORCE_REPLACE",
         value_name = "BOOL",
         default_value = "false",
@@ -353,6 +565,7 @@ pub struct Opts {
     /// Overall deadline of the run.
     #[arg(
         long,
+        global = true,
         env = "DCR_TIMEOUT",
         value_name = "DURATION",
         default_value = "300s",
@@ -363,6 +576,7 @@ pub struct Opts {
     /// Timeout of a single HTTP request.
     #[arg(
         long,
+        global = true,
         env = "DCR_REQUEST_TIMEOUT",
         value_name = "DURATION",
         default_value = "10s",
@@ -373,6 +587,7 @@ pub struct Opts {
     /// First backoff step after an HTTP-level failure (5xx, 429, timeout); doubles up to DCR_BACKOFF_MAX, full jitter.
     #[arg(
         long,
+        global = true,
         env = "DCR_BACKOFF_INITIAL",
         value_name = "DURATION",
         default_value = "500ms",
@@ -383,6 +598,7 @@ pub struct Opts {
     /// Largest backoff step.
     #[arg(
         long,
+        global = true,
         env = "DCR_BACKOFF_MAX",
         value_name = "DURATION",
         default_value = "8s",
@@ -393,6 +609,7 @@ pub struct Opts {
     /// Interval between connection probes while nothing listens (refused, DNS, connect timeout).
     #[arg(
         long,
+        global = true,
         env = "DCR_PROBE_INTERVAL",
         value_name = "DURATION",
         default_value = "500ms",
@@ -403,6 +620,7 @@ pub struct Opts {
     /// Longest Retry-After honoured; longer values are capped to this.
     #[arg(
         long,
+        global = true,
         env = "DCR_RETRY_AFTER_MAX",
         value_name = "DURATION",
         default_value = "60s",
@@ -414,6 +632,7 @@ pub struct Opts {
     /// Log format: text or json.
     #[arg(
         long,
+        global = true,
         env = "DCR_LOG_FORMAT",
         value_name = "FORMAT",
         default_value = "text",
@@ -424,6 +643,7 @@ pub struct Opts {
     /// Log filter (tracing EnvFilter syntax), e.g. info, debug, dcr_bootstrap=trace.
     #[arg(
         long,
+        global = true,
         env = "RUST_LOG",
         value_name = "FILTER",
         default_value = "info",

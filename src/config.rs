@@ -5,7 +5,10 @@
 use crate::cli::Opts;
 use crate::duration;
 use crate::error::{Error, Result};
+use crate::keyring::KeyPolicy;
+use crate::keys::KeyAlg;
 use crate::metadata::{self, DesiredMetadata, MetadataInputs};
+use crate::reconcile::RedirectMode;
 use crate::secret::secret;
 use reqwest::Url;
 use secrecy::SecretString;
@@ -73,7 +76,15 @@ pub struct Timing {
 #[derive(Debug, Clone)]
 pub struct SigningKeySettings {
     pub path: PathBuf,
-    pub kid: Option<String>,
+    pub policy: KeyPolicy,
+    /// Register `jwks_uri` (served by the BFF) instead of inline `jwks`.
+    pub jwks_uri: Option<Url>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateMethod {
+    Patch,
+    Put,
 }
 
 #[derive(Debug, Clone)]
@@ -98,15 +109,28 @@ pub struct Config {
     pub on_existing: ExistingPolicy,
     pub force_replace: bool,
     pub timing: Timing,
+    pub update_method: UpdateMethod,
+    pub redirect_mode: RedirectMode,
+    pub strict_readback: bool,
+    /// Public JWKS of the published keys, for a BFF that serves /.well-known/jwks.json.
+    pub jwks_output: Option<PathBuf>,
+    /// Where `mint-iat` writes the IAT.
+    pub iat_output: Option<PathBuf>,
+    pub pushgateway: Option<Url>,
 }
 
 /// `DCR_FOO (--foo)`: how errors name an option.
 fn name(var: &str) -> String {
-    let flag = var
-        .trim_start_matches("DCR_")
-        .to_ascii_lowercase()
-        .replace('_', "-");
-    format!("{var} (--{flag})")
+    use clap::CommandFactory;
+    // The flag as clap knows it, so messages never drift from --help.
+    let cmd = crate::cli::Cli::command();
+    let flag = cmd
+        .get_arguments()
+        .find(|a| a.get_env().is_some_and(|e| e == var))
+        .and_then(|a| a.get_long())
+        .map(|l| format!(" (--{l})"))
+        .unwrap_or_default();
+    format!("{var}{flag}")
 }
 
 fn bad(var: &str, expected: &str, got: &str) -> Error {
@@ -131,6 +155,15 @@ fn parse_duration(var: &str, v: &str, min: Duration) -> Result<Duration> {
         )));
     }
     Ok(d)
+}
+
+/// A whole number of days (or keys); negative values are allowed and mean "off".
+fn parse_days(var: &str, v: &str) -> Result<i64> {
+    v.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| (-36_500..=36_500).contains(n))
+        .ok_or_else(|| bad(var, "a whole number (0 or less turns it off)", v))
 }
 
 fn parse_positive(var: &str, v: &str, max: u64) -> Result<u64> {
@@ -367,15 +400,53 @@ impl Config {
             max_uses_field,
         };
 
+        let policy = KeyPolicy {
+            alg: KeyAlg::parse(o.key_alg.trim())
+                .ok_or_else(|| bad("DCR_KEY_ALG", "RS256, PS256 or ES256", &o.key_alg))?,
+            rsa_bits: match o.rsa_bits.trim() {
+                "2048" => 2048,
+                "3072" => 3072,
+                "4096" => 4096,
+                other => return Err(bad("DCR_RSA_BITS", "2048, 3072 or 4096", other)),
+            },
+            rotate_after_days: parse_days("BFF_JWK_ROTATE_AFTER_DAYS", &o.rotate_after_days)?,
+            retire_after_days: parse_days("BFF_JWK_RETIRE_AFTER_DAYS", &o.retire_after_days)?,
+            max_keys: parse_days("BFF_JWK_MAX_KEYS", &o.max_keys)?,
+            kid: non_empty(&o.kid).map(|k| k.trim().to_string()),
+        };
+        let jwks_uri = match non_empty(&o.jwks_uri) {
+            Some(v) => {
+                let u = parse_url("DCR_JWKS_URI", v)?;
+                if u.scheme() != "https" {
+                    return Err(bad("DCR_JWKS_URI", "an https URL (the IdP fetches it)", v));
+                }
+                Some(u)
+            }
+            None => None,
+        };
+        let jwks_output = non_empty(&o.jwks_output).map(PathBuf::from);
         let signing_key = non_empty(&o.signing_key).map(|p| SigningKeySettings {
             path: PathBuf::from(p),
-            kid: non_empty(&o.kid).map(str::to_string),
+            policy,
+            jwks_uri: jwks_uri.clone(),
         });
-        if signing_key.is_none() && non_empty(&o.kid).is_some() {
-            return Err(Error::Config(
-                "BFF_KID (--kid) is set but DCR_SIGNING_KEY is not; the kid names the signing key"
-                    .into(),
-            ));
+        if signing_key.is_none() {
+            for (var, set) in [
+                ("BFF_KID", non_empty(&o.kid).is_some()),
+                ("DCR_JWKS_URI", jwks_uri.is_some()),
+                ("DCR_JWKS_OUTPUT", jwks_output.is_some()),
+            ] {
+                if set {
+                    return Err(Error::Config(format!(
+                        "{var} is set but DCR_SIGNING_KEY is not; it describes the signing key"
+                    )));
+                }
+            }
+        }
+        if jwks_uri.is_some() && jwks_output.is_none() {
+            tracing::warn!(
+                "DCR_JWKS_URI is set without DCR_JWKS_OUTPUT: the BFF must serve the public keys at that URI by other means"
+            );
         }
 
         let metadata = metadata::desired(&MetadataInputs {
@@ -474,6 +545,34 @@ impl Config {
             on_existing,
             force_replace,
             timing,
+            update_method: match o.update_method.trim() {
+                "patch" => UpdateMethod::Patch,
+                "put" => UpdateMethod::Put,
+                other => return Err(bad("DCR_UPDATE_METHOD", "patch or put", other)),
+            },
+            redirect_mode: if parse_bool("DCR_ROTATION_SAFE", &o.rotation_safe)? {
+                // Rotation-safe means never removing a redirect URI a running app may use.
+                RedirectMode::Merge
+            } else {
+                RedirectMode::parse(o.redirect_update_mode.trim()).ok_or_else(|| {
+                    bad(
+                        "DCR_REDIRECT_UPDATE_MODE",
+                        "auto, replace, merge or none",
+                        &o.redirect_update_mode,
+                    )
+                })?
+            },
+            strict_readback: parse_bool("DCR_STRICT_READBACK", &o.strict_readback)?,
+            jwks_output,
+            iat_output: non_empty(&o.iat_output).map(PathBuf::from),
+            pushgateway: match non_empty(&o.pushgateway) {
+                Some(v) => {
+                    let u = parse_url("PROM_PUSHGATEWAY_URL", v)?;
+                    check_transport("PROM_PUSHGATEWAY_URL", &u, true)?;
+                    Some(u)
+                }
+                None => None,
+            },
         })
     }
 
@@ -531,7 +630,17 @@ mod tests {
             retry_after_max: "60s".into(),
             log_format: "text".into(),
             log: "info".into(),
+            key_alg: "RS256".into(),
+            rsa_bits: "2048".into(),
+            rotate_after_days: "30".into(),
+            retire_after_days: "60".into(),
+            max_keys: "3".into(),
+            update_method: "patch".into(),
+            redirect_update_mode: "auto".into(),
+            rotation_safe: "false".into(),
+            strict_readback: "false".into(),
             ..Opts::default()
+
         }
     }
 

@@ -38,8 +38,18 @@ pub enum Registration {
 
 pub enum ReadResult {
     Current(Map<String, Value>),
-    /// 401/404: the client no longer exists (or our RAT was revoked with it).
+    /// 404: the client no longer exists.
     Gone(String),
+    /// 401/403: the registration access token was refused (RFC 7592 answers 401 both for a
+    /// revoked token and for a deleted client).
+    Unauthorized(String),
+}
+
+pub enum UpdateResult {
+    /// The client as the IdP now holds it (possibly partial, possibly with a new RAT).
+    Updated(Map<String, Value>),
+    /// 401/403: the registration access token was refused.
+    Unauthorized(String),
 }
 
 /// Statuses that mean "not now" rather than "no": RFC 9110 and curl's transient set, plus 425.
@@ -443,7 +453,8 @@ impl Idp<'_> {
                 return Self::retry(&r);
             }
             match r.status {
-                401 | 404 => Attempt::Done(ReadResult::Gone(describe(&r))),
+                401 | 403 => Attempt::Done(ReadResult::Unauthorized(describe(&r))),
+                404 | 410 => Attempt::Done(ReadResult::Gone(describe(&r))),
                 300..=399 => Attempt::Fatal(redirect_error(
                     "reading the client",
                     "DCR_OUTPUT's registration_client_uri",
@@ -513,23 +524,89 @@ impl Idp<'_> {
         self.call(call, &|_| None, &decide).await
     }
 
-    /// RFC 7592 §2.3 delete. Gone already (404, or 401 for a client that no longer exists)
-    /// counts as deleted.
-    pub async fn delete(&self, uri: &Url, rat: &SecretString) -> Result<()> {
+    /// RFC 7592 §2.2 update: PATCH (changed fields) or PUT (full replacement). Idempotent, so
+    /// a lost answer is simply retried.
+    pub async fn update(
+        &self,
+        uri: &Url,
+        rat: &SecretString,
+        verb: &str,
+        body: &Map<String, Value>,
+    ) -> Result<UpdateResult> {
         check_transport(
             "registration_client_uri from the IdP",
             uri,
             self.allow_insecure_http,
         )?;
-        let decide = |r: Reply| -> Attempt<()> {
+        let body = Value::Object(body.clone());
+        let decide = |r: Reply| -> Attempt<UpdateResult> {
+            if r.is_success() {
+                // EmpowerNow documents only "PATCH (200)": accept a full document, a partial
+                // one, or none at all (204).
+                return match json_object(&r) {
+                    Some(doc) => {
+                        remember_secrets(&doc);
+                        Attempt::Done(UpdateResult::Updated(doc))
+                    }
+                    None if r.body.is_empty() => Attempt::Done(UpdateResult::Updated(Map::new())),
+                    None => Attempt::Fatal(Error::Rejected(format!(
+                        "updating the client at {uri} answered {} but {}",
+                        r.status,
+                        body_kind(&r)
+                    ))),
+                };
+            }
+            if transient(r.status) {
+                return Self::retry(&r);
+            }
+            let detail = describe(&r);
             match r.status {
-                200..=299 | 404 => Attempt::Done(()),
-                401 => {
-                    tracing::warn!(
-                        "deleting {uri} answered {}: the client is gone or our registration access token is no longer valid; if it still exists, delete it at the IdP",
-                        describe(&r)
-                    );
-                    Attempt::Done(())
+                401 | 403 => Attempt::Done(UpdateResult::Unauthorized(detail)),
+                300..=399 => Attempt::Fatal(redirect_error(
+                    "updating the client",
+                    "DCR_OUTPUT's registration_client_uri",
+                    &r,
+                )),
+                404 | 410 => Attempt::Fatal(Error::Rejected(format!(
+                    "the client at {uri} disappeared during the update ({detail}); run again to re-register (DCR_ON_STALE=reregister)"
+                ))),
+                405 | 501 => Attempt::Fatal(Error::Rejected(format!(
+                    "the IdP does not support {verb} at {uri} ({detail}); set DCR_UPDATE_METHOD to the other method"
+                ))),
+                _ => Attempt::Fatal(Error::Rejected(format!(
+                    "the IdP refused the {verb} of the client at {uri} ({detail})"
+                ))),
+            }
+        };
+        let method = if verb == "PUT" {
+            Method::PUT
+        } else {
+            Method::PATCH
+        };
+        let call = Call {
+            what: "update client",
+            method,
+            url: uri,
+            bearer: Some(rat),
+            body: Some(&body),
+        };
+        self.call(call, &|_| None, &decide).await
+    }
+
+    /// RFC 7592 §2.3 delete. `true` when the client is gone (deleted now, or already: 404);
+    /// `false` when the registration access token was refused (401/403).
+    pub async fn delete(&self, uri: &Url, rat: &SecretString) -> Result<bool> {
+        check_transport(
+            "registration_client_uri from the IdP",
+            uri,
+            self.allow_insecure_http,
+        )?;
+        let decide = |r: Reply| -> Attempt<bool> {
+            match r.status {
+                200..=299 | 404 | 410 => Attempt::Done(true),
+                401 | 403 => {
+                    tracing::warn!("deleting {uri} answered {}", describe(&r));
+                    Attempt::Done(false)
                 }
                 s if transient(s) => Self::retry(&r),
                 _ => Attempt::Fatal(Error::Rejected(format!(

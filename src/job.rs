@@ -1,32 +1,37 @@
-//! The job: under the output lock, decide from what is stored whether to verify, register or
-//! replace, talk to the IdP, and persist the result.
+//! The job: under the output lock, decide from what is stored whether to register, adopt,
+//! verify or replace; correct drift (RFC 7592 PATCH or PUT); rotate signing keys; persist.
 
-use crate::config::{Config, ExistingPolicy, StalePolicy};
+use crate::config::{Config, ExistingPolicy, StalePolicy, UpdateMethod};
 use crate::error::{Error, Result};
 use crate::http::Http;
-use crate::idp::{Idp, ReadResult, Registration};
-use crate::keys::{self, SigningKey};
+use crate::idp::{Idp, ReadResult, Registration, UpdateResult};
+use crate::keyring::{KeyPolicy, KeyRecord, KeyRing, Plan};
+use crate::reconcile;
 use crate::retry::{Attempts, Policy};
+use crate::secret::secret;
 use crate::store::{self, Stored};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
 use std::cell::Cell;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// A new client was registered.
     Registered,
-    /// The stored client was confirmed at the IdP (RFC 7592 read).
+    /// The stored client was confirmed at the IdP (RFC 7592 read) and needed no change.
     Verified,
     /// The stored client has no registration access token, so it was kept unchecked.
     Trusted,
     /// The stored client was gone or force-replaced, and a new one was registered.
     Reregistered,
-    /// `DCR_CLIENT_ID` already existed at the IdP (our own lost registration, or a lost
-    /// volume) and was taken over through the admin API.
+    /// `DCR_CLIENT_ID` already existed at the IdP and was taken over through the admin API.
     Adopted,
+    /// Drift was corrected with an RFC 7592 update.
+    Updated,
+    /// A new signing key was published (and the client updated).
+    Rotated,
 }
 
 impl Action {
@@ -37,6 +42,18 @@ impl Action {
             Action::Trusted => "trusted",
             Action::Reregistered => "re-registered",
             Action::Adopted => "adopted",
+            Action::Updated => "updated",
+            Action::Rotated => "rotated",
+        }
+    }
+
+    /// The `status` label of the pushed metric.
+    pub fn metric_status(self) -> &'static str {
+        match self {
+            Action::Registered | Action::Reregistered => "registered",
+            Action::Verified | Action::Trusted | Action::Adopted => "verified",
+            Action::Updated => "updated",
+            Action::Rotated => "rotated",
         }
     }
 }
@@ -49,15 +66,9 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
-struct Ctx<'a> {
-    cfg: &'a Config,
-    idp: Idp<'a>,
-}
-
-pub async fn run(cfg: &Config) -> Result<Outcome> {
-    let start = Instant::now();
+pub fn retry_policy(cfg: &Config, start: Instant) -> Policy {
     let t = &cfg.timing;
-    let policy = Policy {
+    Policy {
         start,
         deadline: start + t.deadline,
         request_timeout: t.request_timeout,
@@ -65,10 +76,44 @@ pub async fn run(cfg: &Config) -> Result<Outcome> {
         backoff_initial: t.backoff_initial,
         backoff_max: t.backoff_max,
         retry_after_max: t.retry_after_max,
-    };
+    }
+}
+
+/// The key records a previous run stored in the output.
+pub fn stored_key_records(stored: Option<&Stored>) -> Vec<KeyRecord> {
+    stored
+        .and_then(|s| s.doc.get("dcr_bootstrap"))
+        .and_then(|m| m.get("signing_keys"))
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
+}
+
+pub fn load_ring(
+    cfg: &Config,
+    stored: Option<&Stored>,
+    now: SystemTime,
+) -> Result<Option<KeyRing>> {
+    cfg.signing_key
+        .as_ref()
+        .map(|k| {
+            store::ensure_parent_dir(&k.path)?;
+            KeyRing::load(
+                &k.path,
+                k.policy.clone(),
+                &stored_key_records(stored),
+                cfg.output.owner,
+                now,
+            )
+        })
+        .transpose()
+}
+
+pub async fn run(cfg: &Config) -> Result<Outcome> {
+    let start = Instant::now();
+    let policy = retry_policy(cfg, start);
     let attempts = Attempts::default();
-    let http = Http::new(cfg.ca_file.as_deref(), t.request_timeout)?;
-    let ctx = Ctx {
+    let http = Http::new(cfg.ca_file.as_deref(), cfg.timing.request_timeout)?;
+    let job = Job {
         cfg,
         idp: Idp {
             http: &http,
@@ -76,23 +121,27 @@ pub async fn run(cfg: &Config) -> Result<Outcome> {
             attempts: &attempts,
             allow_insecure_http: cfg.allow_insecure_http,
         },
+        now: SystemTime::now(),
     };
     let out = &cfg.output.path;
     store::ensure_parent_dir(out)?;
     let _lock = store::lock(out, &policy).await?;
     store::sweep_temp_files(out);
 
-    let (action, client_id) = match store::load(out)? {
-        None => ctx.register_and_store(Action::Registered).await?,
+    let stored = store::load(out)?;
+    let mut ring = load_ring(cfg, stored.as_ref(), job.now)?;
+    let (action, client_id) = match stored {
+        None => job.register_flow(Action::Registered, ring.as_mut()).await?,
         Some(stored) if cfg.force_replace => {
             tracing::warn!(
                 "DCR_FORCE_REPLACE=true: deleting client {} and registering a new one; this happens on every start while it stays on",
                 stored.client_id()
             );
-            ctx.delete_stored(&stored).await?;
-            ctx.register_and_store(Action::Reregistered).await?
+            job.delete_stored(&stored).await?;
+            job.register_flow(Action::Reregistered, ring.as_mut())
+                .await?
         }
-        Some(stored) => ctx.verify_or_replace(&stored).await?,
+        Some(stored) => job.existing_flow(&stored, ring.as_mut()).await?,
     };
     Ok(Outcome {
         action,
@@ -102,66 +151,95 @@ pub async fn run(cfg: &Config) -> Result<Outcome> {
     })
 }
 
-impl Ctx<'_> {
-    fn client_uri(&self, stored: &Stored) -> Result<Url> {
-        let raw = match stored.client_uri() {
-            Some(u) => u.to_string(),
+pub struct Job<'a> {
+    pub cfg: &'a Config,
+    pub idp: Idp<'a>,
+    pub now: SystemTime,
+}
+
+/// The registration document plus the credentials to manage it.
+struct Managed {
+    doc: Map<String, Value>,
+    rat: SecretString,
+    uri: Url,
+}
+
+fn client_id_of(doc: &Map<String, Value>) -> String {
+    doc.get("client_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+impl Job<'_> {
+    pub fn client_uri(&self, stored: &Stored) -> Result<Url> {
+        match stored.client_uri() {
+            Some(raw) => Url::parse(raw).map_err(|_| {
+                Error::Io(format!(
+                    "DCR_OUTPUT {}: registration_client_uri {raw:?} is not a URL",
+                    self.cfg.output.path.display()
+                ))
+            }),
             // No registration_client_uri stored: the BFF pages' management path.
-            None => {
-                return self.cfg.endpoint_for(
-                    &self.cfg.client_uri_template,
-                    "IDP_BASE_URL",
-                    stored.client_id(),
-                );
-            }
-        };
-        Url::parse(&raw).map_err(|_| {
-            Error::Io(format!(
-                "DCR_OUTPUT {}: registration_client_uri {raw:?} is not a URL",
-                self.cfg.output.path.display()
-            ))
-        })
+            None => self.cfg.endpoint_for(
+                &self.cfg.client_uri_template,
+                "IDP_BASE_URL",
+                stored.client_id(),
+            ),
+        }
     }
 
-    async fn verify_or_replace(&self, stored: &Stored) -> Result<(Action, String)> {
+    /// What we want registered: the configured metadata plus the keys of the plan.
+    fn desired(&self, plan: Option<&Plan>) -> Map<String, Value> {
+        let mut m = self.cfg.metadata.fields.clone();
+        if let (Some(k), Some(plan)) = (&self.cfg.signing_key, plan) {
+            match &k.jwks_uri {
+                Some(u) => m.insert("jwks_uri".into(), Value::String(u.to_string())),
+                None => m.insert("jwks".into(), plan.jwks()),
+            };
+        }
+        m
+    }
+
+    async fn existing_flow(
+        &self,
+        stored: &Stored,
+        ring: Option<&mut KeyRing>,
+    ) -> Result<(Action, String)> {
         let id = stored.client_id().to_string();
-        self.warn_if_key_missing();
         let Some(rat) = stored.rat() else {
             tracing::warn!(
                 "{} holds client {id} without a registration_access_token: keeping it without checking the IdP",
                 self.cfg.output.path.display()
             );
-            self.write_env_if_missing(stored)?;
+            if ring.is_some() {
+                tracing::warn!(
+                    "without a registration access token the signing keys cannot be published or rotated"
+                );
+            }
+            self.persist(stored.doc.clone(), Action::Trusted, None, stored)?;
             return Ok((Action::Trusted, id));
         };
         let uri = self.client_uri(stored)?;
-        match self.idp.read(&uri, &rat).await? {
-            ReadResult::Current(current) => {
-                let mut merged = stored.doc.clone();
-                for (k, v) in current {
-                    merged.insert(k, v);
+        match self.read_with_renewal(&id, &uri, rat, stored).await? {
+            Some((current, rat)) => {
+                let mut doc = stored.doc.clone();
+                for (k, v) in &current {
+                    doc.insert(k.clone(), v.clone());
                 }
-                if merged != stored.doc {
-                    // Persist before anything else: the IdP may have rotated the RAT and
-                    // invalidated the one we hold.
-                    tracing::info!(
-                        "the IdP returned changed registration data (e.g. a rotated registration access token); saving it"
-                    );
-                    self.write_outputs(&mut merged, Action::Verified, None)?;
-                } else {
-                    self.write_env_if_missing(stored)?;
-                }
-                Ok((Action::Verified, id))
+                let m = Managed { doc, rat, uri };
+                self.reconcile(m, &current, ring, Action::Verified, stored)
+                    .await
             }
-            ReadResult::Gone(why) => match self.cfg.on_stale {
+            None => match self.cfg.on_stale {
                 StalePolicy::Reregister => {
                     tracing::warn!(
-                        "stored client {id} is gone at the IdP ({why}); DCR_ON_STALE=reregister: registering a new client"
+                        "stored client {id} is gone at the IdP; DCR_ON_STALE=reregister: registering a new client"
                     );
-                    self.register_and_store(Action::Reregistered).await
+                    self.register_flow(Action::Reregistered, ring).await
                 }
                 StalePolicy::Fail => Err(Error::Rejected(format!(
-                    "the stored client {id} is gone at the IdP ({why}). Set DCR_ON_STALE=reregister to register a new one \
+                    "the stored client {id} is gone at the IdP. Set DCR_ON_STALE=reregister to register a new one \
                      automatically, or DCR_FORCE_REPLACE=true for one run, or move {} away",
                     self.cfg.output.path.display()
                 ))),
@@ -169,33 +247,226 @@ impl Ctx<'_> {
         }
     }
 
-    fn warn_if_key_missing(&self) {
-        if let Some(k) = &self.cfg.signing_key
-            && !k.path.exists()
-        {
-            tracing::warn!(
-                "DCR_SIGNING_KEY {} is missing although a registration exists: the registered key cannot be recovered; \
-                 the client cannot authenticate with private_key_jwt until it is re-registered (DCR_FORCE_REPLACE=true for one run)",
-                k.path.display()
-            );
+    /// RFC 7592 read; on 401/403 a new registration access token from the admin API, once.
+    /// `None`: the client is gone.
+    async fn read_with_renewal(
+        &self,
+        id: &str,
+        uri: &Url,
+        rat: SecretString,
+        stored: &Stored,
+    ) -> Result<Option<(Map<String, Value>, SecretString)>> {
+        let rat_of = |doc: &Map<String, Value>, fallback: &SecretString| {
+            doc.get("registration_access_token")
+                .and_then(Value::as_str)
+                .map(|s| secret(s.to_string()))
+                .unwrap_or_else(|| fallback.clone())
+        };
+        match self.idp.read(uri, &rat).await? {
+            ReadResult::Current(doc) => {
+                let rat = rat_of(&doc, &rat);
+                Ok(Some((doc, rat)))
+            }
+            ReadResult::Gone(why) => {
+                tracing::warn!("reading client {id} at {uri}: {why}");
+                Ok(None)
+            }
+            ReadResult::Unauthorized(why) => {
+                let Some(renewed) = self.renew_rat(id, &why).await? else {
+                    return Ok(None);
+                };
+                // Persist the renewed token at once: the old one is dead.
+                let mut doc = stored.doc.clone();
+                doc.insert(
+                    "registration_access_token".into(),
+                    Value::String(renewed.expose_secret().to_string()),
+                );
+                self.save_doc(&doc)?;
+                match self.idp.read(uri, &renewed).await? {
+                    ReadResult::Current(doc) => {
+                        let rat = rat_of(&doc, &renewed);
+                        Ok(Some((doc, rat)))
+                    }
+                    ReadResult::Gone(_) => Ok(None),
+                    ReadResult::Unauthorized(why) => Err(Error::Rejected(format!(
+                        "reading client {id} failed even with a freshly re-issued registration access token ({why})"
+                    ))),
+                }
+            }
         }
     }
 
-    async fn delete_stored(&self, stored: &Stored) -> Result<()> {
-        match stored.rat() {
-            Some(rat) => self.idp.delete(&self.client_uri(stored)?, &rat).await,
-            None => {
+    /// A new registration access token for `id` from the admin API (`DCR_RAT_ENDPOINT`).
+    /// `None` when the admin API says the client does not exist; an error naming the admin
+    /// action when there is no admin token.
+    async fn renew_rat(&self, id: &str, why: &str) -> Result<Option<SecretString>> {
+        let cfg = self.cfg;
+        let Some(admin) = &cfg.admin_token else {
+            if cfg.on_stale == StalePolicy::Reregister {
                 tracing::warn!(
-                    "cannot delete client {} at the IdP: no registration_access_token stored; delete it there by hand",
-                    stored.client_id()
+                    "the stored registration access token for {id} was rejected ({why})"
                 );
+                return Ok(None);
+            }
+            return Err(Error::Rejected(format!(
+                "the IdP rejected the stored registration access token for client {id} ({why}): the client is gone or the token \
+                 was revoked. Admin action: re-issue a registration access token (POST {}) and store it as \
+                 registration_access_token in {}, or set BOOTSTRAP_ADMIN_TOKEN so this tool does it; \
+                 or set DCR_ON_STALE=reregister to register a new client",
+                cfg.rat_endpoint.replace("{client_id}", id),
+                cfg.output.path.display()
+            )));
+        };
+        tracing::warn!(
+            "the registration access token for {id} was rejected ({why}); re-issuing it with the admin token"
+        );
+        let url = cfg.endpoint_for(&cfg.rat_endpoint, "DCR_RAT_ENDPOINT", id)?;
+        self.idp.reissue_rat(&url, admin).await
+    }
+
+    /// Brings the IdP's client in line with what we want and persists the result.
+    async fn reconcile(
+        &self,
+        mut m: Managed,
+        current: &Map<String, Value>,
+        mut ring: Option<&mut KeyRing>,
+        base: Action,
+        stored: &Stored,
+    ) -> Result<(Action, String)> {
+        let cfg = self.cfg;
+        let id = client_id_of(&m.doc);
+        // The IdP may have rotated the token on this read: save it before anything else.
+        if stored.rat().map(|r| r.expose_secret().to_string())
+            != Some(m.rat.expose_secret().to_string())
+        {
+            m.doc.insert(
+                "registration_access_token".into(),
+                Value::String(m.rat.expose_secret().to_string()),
+            );
+            tracing::info!("the IdP rotated the registration access token; saving it");
+            self.save_doc(&m.doc)?;
+        }
+        let inline_keys = cfg
+            .signing_key
+            .as_ref()
+            .is_some_and(|k| k.jwks_uri.is_none());
+        let idp_keys: Option<Vec<Value>> = inline_keys.then(|| {
+            current
+                .get("jwks")
+                .and_then(|j| j.get("keys"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        });
+        let plan = match ring.as_deref_mut() {
+            Some(r) => Some(r.plan(self.now, idp_keys.as_deref())?),
+            None => None,
+        };
+        let desired = self.desired(plan.as_ref());
+        let changes = reconcile::diff(&desired, current, cfg.redirect_mode);
+        let mut action = base;
+        if !changes.is_empty() {
+            let fields: Vec<&str> = changes.keys().map(String::as_str).collect();
+            let (verb, body) = match cfg.update_method {
+                UpdateMethod::Patch => ("PATCH", changes.clone()),
+                UpdateMethod::Put => {
+                    let secret = m.doc.get("client_secret").and_then(Value::as_str);
+                    ("PUT", reconcile::put_body(current, &changes, &id, secret))
+                }
+            };
+            tracing::info!(
+                "client {id} differs at the IdP in {}; updating with {verb}",
+                fields.join(", ")
+            );
+            let updated = self.update_with_renewal(&id, &mut m, verb, &body).await?;
+            for (k, v) in &updated {
+                m.doc.insert(k.clone(), v.clone());
+            }
+            for (k, v) in &changes {
+                if v.is_null() {
+                    m.doc.remove(k);
+                } else if !updated.contains_key(k) {
+                    m.doc.insert(k.clone(), v.clone());
+                }
+            }
+            // A rotated token in the answer: saved before the keys move.
+            self.save_doc(&m.doc)?;
+            self.check_readback(&desired, &m.doc)?;
+            if base != Action::Adopted {
+                action = Action::Updated;
+            }
+        }
+        if plan.as_ref().is_some_and(|p| p.rotated || p.repaired) && base != Action::Adopted {
+            action = Action::Rotated;
+        }
+        let keys = ring.as_deref().zip(plan.as_ref());
+        self.persist(m.doc, action, keys, stored)?;
+        Ok((action, id))
+    }
+
+    /// PATCH or PUT; on 401/403 a re-issued registration access token, once.
+    async fn update_with_renewal(
+        &self,
+        id: &str,
+        m: &mut Managed,
+        verb: &str,
+        body: &Map<String, Value>,
+    ) -> Result<Map<String, Value>> {
+        match self.idp.update(&m.uri, &m.rat, verb, body).await? {
+            UpdateResult::Updated(doc) => Ok(doc),
+            UpdateResult::Unauthorized(why) => {
+                let Some(renewed) = self.renew_rat(id, &why).await? else {
+                    return Err(Error::Rejected(format!(
+                        "updating client {id} was refused ({why}) and the admin API does not know the client"
+                    )));
+                };
+                m.rat = renewed;
+                m.doc.insert(
+                    "registration_access_token".into(),
+                    Value::String(m.rat.expose_secret().to_string()),
+                );
+                self.save_doc(&m.doc)?;
+                match self.idp.update(&m.uri, &m.rat, verb, body).await? {
+                    UpdateResult::Updated(doc) => Ok(doc),
+                    UpdateResult::Unauthorized(why) => Err(Error::Rejected(format!(
+                        "updating client {id} was refused even with a freshly re-issued registration access token ({why})"
+                    ))),
+                }
+            }
+        }
+    }
+
+    pub async fn delete_stored(&self, stored: &Stored) -> Result<()> {
+        let id = stored.client_id().to_string();
+        let Some(rat) = stored.rat() else {
+            tracing::warn!(
+                "cannot delete client {id} at the IdP: no registration_access_token stored; delete it there by hand"
+            );
+            return Ok(());
+        };
+        let uri = self.client_uri(stored)?;
+        if self.idp.delete(&uri, &rat).await? {
+            return Ok(());
+        }
+        // 401/403: the token may have been revoked while the client lives on.
+        match self.renew_rat(&id, "delete refused").await {
+            Ok(Some(renewed)) => {
+                self.idp.delete(&uri, &renewed).await?;
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => {
+                tracing::warn!("client {id} may still exist at the IdP: {e}");
                 Ok(())
             }
         }
     }
 
-    /// Registers (or adopts) and writes the outputs; returns what was done and the client_id.
-    async fn register_and_store(&self, action: Action) -> Result<(Action, String)> {
+    async fn register_flow(
+        &self,
+        action: Action,
+        mut ring: Option<&mut KeyRing>,
+    ) -> Result<(Action, String)> {
         let cfg = self.cfg;
         if cfg.iat.is_none() && cfg.admin_token.is_none() {
             return Err(Error::Config(format!(
@@ -204,34 +475,141 @@ impl Ctx<'_> {
                 cfg.output.path.display()
             )));
         }
-        let key = match &cfg.signing_key {
-            Some(k) => Some(keys::load_or_generate(&k.path, k.kid.as_deref())?),
+        let plan = match ring.as_deref_mut() {
+            Some(r) => Some(r.plan(self.now, None)?),
             None => None,
         };
-        let mut metadata = cfg.metadata.fields.clone();
-        if let Some(k) = &key {
-            metadata.insert("jwks".into(), k.jwks());
+        let metadata = self.desired(plan.as_ref());
+        let (doc, adopted) = self.register(&metadata).await?;
+        let empty = Stored { doc: Map::new() };
+        if adopted {
+            let rat = doc
+                .get("registration_access_token")
+                .and_then(Value::as_str)
+                .map(|s| secret(s.to_string()))
+                .ok_or_else(|| {
+                    Error::Rejected(
+                        "the adopted client came without a registration access token".into(),
+                    )
+                })?;
+            let uri = self.client_uri(&Stored { doc: doc.clone() })?;
+            let current = doc.clone();
+            // Adopted with our own registration access token: make it ours before anything else.
+            let adopted_stored = Stored { doc: doc.clone() };
+            self.save_doc(&doc)?;
+            let m = Managed { doc, rat, uri };
+            return self
+                .reconcile(m, &current, ring, Action::Adopted, &adopted_stored)
+                .await;
         }
-        let (mut doc, adopted) = self.register(&metadata).await?;
-        let id = doc
-            .get("client_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let action = if adopted { Action::Adopted } else { action };
-        self.check_readback(&metadata, &doc);
-        if adopted
-            && let Some(k) = &key
-            && !jwks_has_kid(&doc, &k.kid)
-        {
-            tracing::warn!(
-                "the adopted client {id} does not list signing key {} in its jwks; private_key_jwt will fail until it does \
-                 (DCR_FORCE_REPLACE=true re-registers with this key)",
-                k.kid
-            );
-        }
-        self.write_outputs(&mut doc, action, key.as_ref())?;
+        self.check_readback(&metadata, &doc)?;
+        let id = client_id_of(&doc);
+        let keys = ring.as_deref().zip(plan.as_ref());
+        self.persist(doc, action, keys, &empty)?;
         Ok((action, id))
+    }
+
+    async fn mint(&self) -> Result<SecretString> {
+        let admin = self.cfg.admin_token.as_ref().ok_or_else(|| {
+            Error::Config("BOOTSTRAP_ADMIN_TOKEN is needed to mint an IAT".into())
+        })?;
+        let iat = self
+            .idp
+            .mint_iat(&self.cfg.iat_endpoint, admin, &self.cfg.mint)
+            .await?;
+        tracing::info!(
+            "minted an IAT at {} (expires in {}s, {} use(s))",
+            self.cfg.iat_endpoint,
+            self.cfg.mint.expires_in,
+            self.cfg.mint.max_uses
+        );
+        Ok(iat)
+    }
+
+    /// `mint-iat`: one IAT, nothing else.
+    pub async fn mint_only(&self) -> Result<SecretString> {
+        self.mint().await
+    }
+
+    /// Registers, minting an IAT first when none was given, and once more if the IdP rejects
+    /// an IAT we minted. Returns the registration and whether an existing client was adopted.
+    async fn register(&self, metadata: &Map<String, Value>) -> Result<(Map<String, Value>, bool)> {
+        let cfg = self.cfg;
+        let maybe_committed = Cell::new(false);
+        let (mut iat, mut minted) = match &cfg.iat {
+            Some(i) => (i.clone(), false),
+            None => (self.mint().await?, true),
+        };
+        let mut reminted = false;
+        let name = metadata
+            .get("client_id")
+            .or_else(|| metadata.get("client_name"))
+            .and_then(Value::as_str)
+            .unwrap_or("(unnamed)")
+            .to_string();
+        loop {
+            // A re-sent registration cannot duplicate the client when the IdP would refuse
+            // the second one: a single-use IAT is spent by the first, and a fixed client_id
+            // is taken by it.
+            let blind_retry_safe =
+                metadata.contains_key("client_id") || (minted && cfg.mint.max_uses == 1);
+            let result = self
+                .idp
+                .register(
+                    &cfg.registration_endpoint,
+                    &iat,
+                    metadata,
+                    blind_retry_safe,
+                    &maybe_committed,
+                )
+                .await?;
+            let fixed_id = metadata.get("client_id").and_then(Value::as_str);
+            match result {
+                Registration::Created(doc) => return Ok((doc, false)),
+                Registration::AlreadyExists(why) => {
+                    let Some(id) = fixed_id else {
+                        return Err(Error::Rejected(format!("registration rejected ({why})")));
+                    };
+                    return Ok((self.adopt(id, &why).await?, true));
+                }
+                Registration::IatRejected(why)
+                    if maybe_committed.get()
+                        && fixed_id.is_some()
+                        && cfg.admin_token.is_some()
+                        && cfg.on_existing == ExistingPolicy::Adopt =>
+                {
+                    // Our own earlier attempt most likely created the client and spent the IAT.
+                    let why = format!("an earlier attempt got no answer, then {why}");
+                    return Ok((self.adopt(fixed_id.unwrap_or_default(), &why).await?, true));
+                }
+                Registration::IatRejected(why) if maybe_committed.get() => {
+                    return Err(Error::Rejected(format!(
+                        "the IAT was rejected ({why}) after an earlier registration attempt got no answer: \
+                         that attempt most likely created the client and spent the IAT. Look for an orphaned client {name:?} \
+                         at the IdP, delete it, and run again (with DCR_CLIENT_ID and BOOTSTRAP_ADMIN_TOKEN set, it is adopted instead)"
+                    )));
+                }
+                Registration::IatRejected(why) if cfg.admin_token.is_some() && !reminted => {
+                    tracing::warn!("the IdP rejected the IAT ({why}); minting a fresh one");
+                    iat = self.mint().await?;
+                    minted = true;
+                    reminted = true;
+                }
+                Registration::IatRejected(why) => {
+                    return Err(Error::Rejected(if minted {
+                        format!(
+                            "the IdP rejected a freshly minted IAT ({why}); check that IATs from {} are accepted at {}",
+                            cfg.iat_endpoint, cfg.registration_endpoint
+                        )
+                    } else {
+                        format!(
+                            "DCR_IAT was rejected by the IdP ({why}): it is expired, used up or unknown. \
+                             Mint a fresh IAT, or set BOOTSTRAP_ADMIN_TOKEN so this tool mints one"
+                        )
+                    }));
+                }
+            }
+        }
     }
 
     /// Takes over `client_id`, which exists at the IdP but not in our output: a new
@@ -267,214 +645,131 @@ impl Ctx<'_> {
                     .or_insert_with(|| Value::String(uri.to_string()));
                 Ok(doc)
             }
-            ReadResult::Gone(gone) => Err(Error::Rejected(format!(
-                "adopting client {client_id:?}: reading it with a fresh registration access token failed ({gone})"
-            ))),
+            ReadResult::Gone(gone) | ReadResult::Unauthorized(gone) => {
+                Err(Error::Rejected(format!(
+                    "adopting client {client_id:?}: reading it with a fresh registration access token failed ({gone})"
+                )))
+            }
         }
     }
 
-    async fn mint(&self) -> Result<SecretString> {
-        let admin = self.cfg.admin_token.as_ref().ok_or_else(|| {
-            Error::Config("BOOTSTRAP_ADMIN_TOKEN is needed to mint an IAT".into())
-        })?;
-        let iat = self
-            .idp
-            .mint_iat(&self.cfg.iat_endpoint, admin, &self.cfg.mint)
-            .await?;
-        tracing::info!(
-            "minted an IAT at {} (expires in {}s, {} use(s))",
-            self.cfg.iat_endpoint,
-            self.cfg.mint.expires_in,
-            self.cfg.mint.max_uses
+    /// RFC 7591 §3.2.1: the server may change what we asked for. Warn, or fail when strict.
+    fn check_readback(&self, asked: &Map<String, Value>, got: &Map<String, Value>) -> Result<()> {
+        let diffs = reconcile::readback_differences(asked, got);
+        if diffs.is_empty() {
+            return Ok(());
+        }
+        let msg = format!(
+            "the IdP registered something else than asked: {}",
+            diffs.join("; ")
         );
-        Ok(iat)
-    }
-
-    /// Registers, minting an IAT first when none was given, and once more if the IdP rejects
-    /// an IAT we minted (it may have expired while the IdP was restarting). Returns the
-    /// registration and whether an existing client was adopted instead.
-    async fn register(&self, metadata: &Map<String, Value>) -> Result<(Map<String, Value>, bool)> {
-        let cfg = self.cfg;
-        let maybe_committed = Cell::new(false);
-        let (mut iat, mut minted) = match &cfg.iat {
-            Some(i) => (i.clone(), false),
-            None => (self.mint().await?, true),
-        };
-        let mut reminted = false;
-        loop {
-            // A re-sent registration cannot duplicate the client when the IdP would refuse
-            // the second one: a single-use IAT is spent by the first, and a fixed client_id
-            // is taken by it.
-            let blind_retry_safe =
-                metadata.contains_key("client_id") || (minted && cfg.mint.max_uses == 1);
-            match self
-                .idp
-                .register(
-                    &cfg.registration_endpoint,
-                    &iat,
-                    metadata,
-                    blind_retry_safe,
-                    &maybe_committed,
-                )
-                .await?
-            {
-                Registration::Created(doc) => return Ok((doc, false)),
-                Registration::AlreadyExists(why) => {
-                    let Some(id) = metadata.get("client_id").and_then(Value::as_str) else {
-                        return Err(Error::Rejected(format!("registration rejected ({why})")));
-                    };
-                    return Ok((self.adopt(id, &why).await?, true));
-                }
-                Registration::IatRejected(why)
-                    if maybe_committed.get()
-                        && cfg.admin_token.is_some()
-                        && cfg.on_existing == ExistingPolicy::Adopt
-                        && metadata.contains_key("client_id") =>
-                {
-                    // Our own earlier attempt most likely created the client and spent the IAT.
-                    let id = metadata
-                        .get("client_id")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    return Ok((
-                        self.adopt(id, &format!("an earlier attempt got no answer, then {why}"))
-                            .await?,
-                        true,
-                    ));
-                }
-                Registration::IatRejected(why) if maybe_committed.get() => {
-                    let name = metadata
-                        .get("client_id")
-                        .or_else(|| metadata.get("client_name"))
-                        .and_then(Value::as_str)
-                        .unwrap_or("(unnamed)");
-                    return Err(Error::Rejected(format!(
-                        "the IAT was rejected ({why}) after an earlier registration attempt got no answer: \
-                         that attempt most likely created the client and spent the IAT. Look for an orphaned client {name:?} \
-                         at the IdP, delete it, and run again (with DCR_CLIENT_ID and BOOTSTRAP_ADMIN_TOKEN set, it is adopted instead)"
-                    )));
-                }
-
-                Registration::IatRejected(why) if cfg.admin_token.is_some() && !reminted => {
-                    tracing::warn!("the IdP rejected the IAT ({why}); minting a fresh one");
-                    iat = self.mint().await?;
-                    minted = true;
-                    reminted = true;
-                }
-                Registration::IatRejected(why) => {
-                    return Err(Error::Rejected(if minted {
-                        format!(
-                            "the IdP rejected a freshly minted IAT ({why}); check that IATs from {} are accepted at {}",
-                            cfg.iat_endpoint, cfg.registration_endpoint
-                        )
-                    } else {
-                        format!(
-                            "DCR_IAT was rejected by the IdP ({why}): it is expired, used up or unknown. \
-                             Mint a fresh IAT, or set BOOTSTRAP_ADMIN_TOKEN so this tool mints one"
-                        )
-                    }));
-                }
-            }
+        if self.cfg.strict_readback {
+            return Err(Error::Rejected(format!("{msg} (DCR_STRICT_READBACK=true)")));
         }
+        tracing::warn!("{msg}");
+        Ok(())
     }
 
-    /// RFC 7591 §3.2.1: the server may change what we asked for. Say so when it matters.
-    fn check_readback(&self, asked: &Map<String, Value>, got: &Map<String, Value>) {
-        for f in [
-            "token_endpoint_auth_method",
-            "grant_types",
-            "scope",
-            "redirect_uris",
-        ] {
-            if let (Some(a), Some(g)) = (asked.get(f), got.get(f))
-                && a != g
-            {
-                tracing::warn!("the IdP registered {f} = {g} although {a} was requested");
-            }
-        }
+    /// Writes the registration document as it is (used to save a rotated registration
+    /// access token before anything else happens).
+    fn save_doc(&self, doc: &Map<String, Value>) -> Result<()> {
+        let out = &self.cfg.output;
+        let mut bytes = serde_json::to_vec_pretty(&Value::Object(doc.clone()))
+            .map_err(|e| Error::Io(format!("cannot encode the registration: {e}")))?;
+        bytes.push(b'\n');
+        store::write_atomic(&out.path, &bytes, out.mode, out.owner)
     }
 
-    /// Writes, in crash-safe order: the new private key first (so a stored registration never
-    /// points at a key that was lost), then the registration, then the dotenv view of it.
-    fn write_outputs(
+    /// Writes everything, in crash-safe order: the registration (with the key records as
+    /// they will be), then the key files (the pending key becomes current), then the public
+    /// JWKS and the dotenv views. Files whose content would not change are left alone.
+    fn persist(
         &self,
-        doc: &mut Map<String, Value>,
+        mut doc: Map<String, Value>,
         action: Action,
-        key: Option<&SigningKey>,
+        keys: Option<(&KeyRing, &Plan)>,
+        stored: &Stored,
     ) -> Result<()> {
         let cfg = self.cfg;
-        let out = &cfg.output;
-        if let Some(k) = key
-            && let Some(pem) = &k.new_pem
-        {
-            store::ensure_parent_dir(&k.path)?;
-            store::write_atomic(&k.path, pem.expose_secret().as_bytes(), 0o600, out.owner)?;
-            tracing::info!(
-                "wrote the new signing key to {} (kid {})",
-                k.path.display(),
-                k.kid
-            );
-        }
-        let previous_key = doc
-            .get("dcr_bootstrap")
-            .and_then(|m| m.get("signing_key"))
-            .cloned();
+        let plan = keys.map(|(_, p)| p);
+        let records: Vec<KeyRecord> = match plan {
+            Some(p) => p.publish.clone(),
+            None => stored_key_records(Some(stored)),
+        };
         let mut meta = json!({
             "version": env!("CARGO_PKG_VERSION"),
             "profile": cfg.profile.name(),
             "idp_base_url": cfg.idp_base_url.as_str(),
             "registration_endpoint": cfg.registration_endpoint.as_str(),
-            "written_at": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            "written_at": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             "action": action.as_str(),
         });
-        match (key, previous_key) {
-            (Some(k), _) => {
-                meta["signing_key"] = json!({"path": k.path, "kid": k.kid, "alg": k.alg})
-            }
-            (None, Some(prev)) => meta["signing_key"] = prev,
-            (None, None) => {}
+        if let Some(current) = records.first() {
+            meta["signing_key"] =
+                json!({"path": current.pem, "kid": current.kid, "alg": current.alg});
+            meta["signing_keys"] = serde_json::to_value(&records).unwrap_or_default();
         }
         doc.insert("dcr_bootstrap".into(), meta);
-        let mut bytes = serde_json::to_vec_pretty(&Value::Object(doc.clone()))
-            .map_err(|e| Error::Io(format!("cannot encode the registration: {e}")))?;
-        bytes.push(b'\n');
-        store::write_atomic(&out.path, &bytes, out.mode, out.owner)?;
-        if let Some(env) = &out.env_path {
-            let stored = Stored { doc: doc.clone() };
-            store::ensure_parent_dir(env)?;
-            store::write_atomic(
-                env,
-                store::dotenv(stored.client_id(), stored.client_secret()).as_bytes(),
-                out.mode,
-                out.owner,
-            )?;
+        if differs_beyond_timestamps(&doc, &stored.doc) {
+            self.save_doc(&doc)?;
         }
-        Ok(())
-    }
-
-    fn write_env_if_missing(&self, stored: &Stored) -> Result<()> {
-        let out = &self.cfg.output;
-        if let Some(env) = &out.env_path
-            && !env.exists()
-        {
-            store::ensure_parent_dir(env)?;
-            store::write_atomic(
-                env,
-                store::dotenv(stored.client_id(), stored.client_secret()).as_bytes(),
-                out.mode,
-                out.owner,
-            )?;
+        if let Some((ring, p)) = keys {
+            ring.commit(p)?;
+            if let Some(path) = &cfg.jwks_output {
+                let mut jwks = serde_json::to_vec_pretty(&p.jwks()).unwrap_or_default();
+                jwks.push(b'\n');
+                write_if_changed(path, &jwks, 0o644, cfg.output.owner)?;
+            }
+        }
+        if let Some(env) = &cfg.output.env_path {
+            let stored_view = Stored { doc: doc.clone() };
+            let mut text = store::dotenv(stored_view.client_id(), stored_view.client_secret());
+            if let Some(current) = records.first() {
+                text.push_str(&format!("BFF_KID={}\n", current.kid));
+                if let Some(path) = &current.pem {
+                    text.push_str(&format!("BFF_JWT_SIGNING_KEY={}\n", path.display()));
+                }
+            }
+            write_if_changed(env, text.as_bytes(), cfg.output.mode, cfg.output.owner)?;
         }
         Ok(())
     }
 }
 
-fn jwks_has_kid(doc: &Map<String, Value>, kid: &str) -> bool {
-    doc.get("jwks")
-        .and_then(|j| j.get("keys"))
-        .and_then(Value::as_array)
-        .is_some_and(|keys| {
-            keys.iter()
-                .any(|k| k.get("kid").and_then(Value::as_str) == Some(kid))
-        })
+/// The key policy as `check` prints it.
+pub fn describe_policy(p: &KeyPolicy) -> Value {
+    json!({
+        "alg": p.alg.name(),
+        "rsa_bits": p.rsa_bits,
+        "rotate_after_days": p.rotate_after_days,
+        "retire_after_days": p.retire_after_days,
+        "max_keys": p.max_keys,
+        "kid": p.kid,
+    })
+}
+
+/// Whether two registration documents differ in anything but when and why they were written.
+fn differs_beyond_timestamps(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
+    let strip = |m: &Map<String, Value>| {
+        let mut m = m.clone();
+        if let Some(Value::Object(meta)) = m.get_mut("dcr_bootstrap") {
+            meta.remove("written_at");
+            meta.remove("action");
+        }
+        m
+    };
+    strip(a) != strip(b)
+}
+
+fn write_if_changed(
+    path: &std::path::Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<()> {
+    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
+    store::ensure_parent_dir(path)?;
+    store::write_atomic(path, bytes, mode, owner)
 }

@@ -1,6 +1,7 @@
-//! Signing keys for `private_key_jwt`: load a PEM (RSA PKCS#1/PKCS#8, EC P-256 SEC1/PKCS#8) or
-//! generate an RSA 2048 key, and publish its public half as a JWK whose default `kid` is the
-//! RFC 7638 thumbprint. Crypto is aws-lc-rs, already in the tree through rustls.
+//! Key material for `private_key_jwt`: load a PEM (RSA PKCS#1/PKCS#8, EC P-256 SEC1/PKCS#8) or
+//! generate one (RS256/PS256 with RSA 2048/3072/4096, ES256 with P-256), and describe its
+//! public half as a JWK identified by its RFC 7638 thumbprint. Crypto is aws-lc-rs, already in
+//! the tree through rustls. Which keys to publish, and when to rotate, is `keyring.rs`.
 
 use crate::error::{Error, Result};
 use crate::secret::secret;
@@ -11,32 +12,79 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// A key ready to publish. `new_pem` is set when the key was generated in this run and must be
-/// written to `path` once the IdP has accepted its public half.
-#[derive(Debug)]
-pub struct SigningKey {
-    pub path: PathBuf,
-    pub kid: String,
-    pub alg: &'static str,
-    pub public_jwk: Value,
-    pub new_pem: Option<SecretString>,
+/// The JWS algorithm a key signs client assertions with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlg {
+    Rs256,
+    Ps256,
+    Es256,
 }
 
-impl SigningKey {
-    pub fn jwks(&self) -> Value {
-        json!({ "keys": [self.public_jwk] })
+impl KeyAlg {
+    pub fn parse(s: &str) -> Option<KeyAlg> {
+        match s {
+            "RS256" => Some(KeyAlg::Rs256),
+            "PS256" => Some(KeyAlg::Ps256),
+            "ES256" => Some(KeyAlg::Es256),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyAlg::Rs256 => "RS256",
+            KeyAlg::Ps256 => "PS256",
+            KeyAlg::Es256 => "ES256",
+        }
+    }
+
+    pub fn is_rsa(self) -> bool {
+        self != KeyAlg::Es256
     }
 }
 
-/// Loads the key at `path`, or generates one when the file does not exist.
-pub fn load_or_generate(path: &Path, kid: Option<&str>) -> Result<SigningKey> {
+/// A private key and the public JWK (`kty` and key parameters only) derived from it.
+#[derive(Debug, Clone)]
+pub struct KeyMaterial {
+    pub pem: SecretString,
+    pub public_jwk: Value,
+    pub thumbprint: String,
+}
+
+impl KeyMaterial {
+    pub fn is_rsa(&self) -> bool {
+        self.public_jwk["kty"] == "RSA"
+    }
+
+    /// Whether this key can sign with `alg` (RSA for RS256/PS256, P-256 for ES256).
+    pub fn fits(&self, alg: KeyAlg) -> bool {
+        self.is_rsa() == alg.is_rsa()
+    }
+
+    /// The JWK to publish: the public parameters plus `kid`, `use` and `alg`.
+    pub fn labelled_jwk(&self, kid: &str, alg: &str) -> Value {
+        let mut jwk = self.public_jwk.clone();
+        jwk["kid"] = json!(kid);
+        jwk["use"] = json!("sig");
+        jwk["alg"] = json!(alg);
+        jwk
+    }
+}
+
+/// Reads the key at `path`; `None` when the file does not exist.
+pub fn load(path: &Path) -> Result<Option<KeyMaterial>> {
     match std::fs::read(path) {
-        Ok(bytes) => load(path, &bytes, kid),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => generate_rsa(path, kid),
+        Ok(bytes) => parse_pem(&bytes).map(Some).map_err(|why| {
+            Error::Io(format!(
+                "DCR_SIGNING_KEY: {} is not a usable private key ({why}); expected an RSA (>= 2048 bit) or EC P-256 key in PEM",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(
             format!("DCR_SIGNING_KEY: cannot read {}", path.display()),
             e,
@@ -44,71 +92,62 @@ pub fn load_or_generate(path: &Path, kid: Option<&str>) -> Result<SigningKey> {
     }
 }
 
-fn load(path: &Path, pem: &[u8], kid: Option<&str>) -> Result<SigningKey> {
-    let bad = |why: &str| {
-        Error::Io(format!(
-            "DCR_SIGNING_KEY: {} is not a usable private key ({why}); expected an RSA (>= 2048 bit) or EC P-256 key in PEM",
-            path.display()
-        ))
-    };
-    let der = PrivateKeyDer::from_pem_slice(pem).map_err(|_| bad("no PEM private key found"))?;
-    let (jwk, alg) = match &der {
-        PrivateKeyDer::Pkcs1(k) => (
-            rsa_jwk(
-                &RsaKeyPair::from_der(k.secret_pkcs1_der()).map_err(|_| bad("invalid RSA key"))?,
-            ),
-            "RS256",
-        ),
+pub fn parse_pem(pem: &[u8]) -> std::result::Result<KeyMaterial, &'static str> {
+    let der = PrivateKeyDer::from_pem_slice(pem).map_err(|_| "no PEM private key found")?;
+    let jwk = match &der {
+        PrivateKeyDer::Pkcs1(k) => {
+            rsa_jwk(&RsaKeyPair::from_der(k.secret_pkcs1_der()).map_err(|_| "invalid RSA key")?)
+        }
         PrivateKeyDer::Pkcs8(k) => {
             let bytes = k.secret_pkcs8_der();
-            if let Ok(rsa) = RsaKeyPair::from_pkcs8(bytes) {
-                (rsa_jwk(&rsa), "RS256")
-            } else {
-                let ec = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, bytes)
-                    .map_err(|_| bad("neither RSA nor EC P-256"))?;
-                (ec_jwk(&ec)?, "ES256")
+            match RsaKeyPair::from_pkcs8(bytes) {
+                Ok(rsa) => rsa_jwk(&rsa),
+                Err(_) => ec_jwk(
+                    &EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, bytes)
+                        .map_err(|_| "neither RSA nor EC P-256")?,
+                )?,
             }
         }
-        PrivateKeyDer::Sec1(k) => {
-            let ec = EcdsaKeyPair::from_private_key_der(
+        PrivateKeyDer::Sec1(k) => ec_jwk(
+            &EcdsaKeyPair::from_private_key_der(
                 &ECDSA_P256_SHA256_FIXED_SIGNING,
                 k.secret_sec1_der(),
             )
-            .map_err(|_| bad("invalid EC P-256 key"))?;
-            (ec_jwk(&ec)?, "ES256")
-        }
-        _ => return Err(bad("unsupported key format")),
+            .map_err(|_| "invalid EC P-256 key")?,
+        )?,
+        _ => return Err("unsupported key format"),
     };
-    Ok(finish(path, jwk, alg, kid, None))
+    let pem = String::from_utf8_lossy(pem).into_owned();
+    Ok(material(secret(pem), jwk))
 }
 
-fn generate_rsa(path: &Path, kid: Option<&str>) -> Result<SigningKey> {
-    let key = RsaKeyPair::generate(KeySize::Rsa2048)
-        .map_err(|_| Error::Io("DCR_SIGNING_KEY: RSA key generation failed".into()))?;
-    let der = key
-        .as_der()
-        .map_err(|_| Error::Io("DCR_SIGNING_KEY: cannot encode the generated key".into()))?;
-    let pem = pem_encode("PRIVATE KEY", der.as_ref());
-    Ok(finish(path, rsa_jwk(&key), "RS256", kid, Some(secret(pem))))
+/// Generates a key for `alg` (RSA of `rsa_bits` bits for RS256/PS256).
+pub fn generate(alg: KeyAlg, rsa_bits: u32) -> Result<KeyMaterial> {
+    let fail = |what: &str| Error::Io(format!("DCR_SIGNING_KEY: {what} failed"));
+    let (der, jwk) = if alg.is_rsa() {
+        let size = match rsa_bits {
+            3072 => KeySize::Rsa3072,
+            4096 => KeySize::Rsa4096,
+            _ => KeySize::Rsa2048,
+        };
+        let key = RsaKeyPair::generate(size).map_err(|_| fail("RSA key generation"))?;
+        let der = key.as_der().map_err(|_| fail("encoding the RSA key"))?;
+        (der.as_ref().to_vec(), rsa_jwk(&key))
+    } else {
+        let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+            .map_err(|_| fail("EC key generation"))?;
+        let der = key.to_pkcs8v1().map_err(|_| fail("encoding the EC key"))?;
+        let jwk = ec_jwk(&key).map_err(|_| fail("reading the EC public key"))?;
+        (der.as_ref().to_vec(), jwk)
+    };
+    Ok(material(secret(pem_encode("PRIVATE KEY", &der)), jwk))
 }
 
-fn finish(
-    path: &Path,
-    mut jwk: Value,
-    alg: &'static str,
-    kid: Option<&str>,
-    new_pem: Option<SecretString>,
-) -> SigningKey {
-    let kid = kid.map(str::to_string).unwrap_or_else(|| thumbprint(&jwk));
-    jwk["kid"] = json!(kid);
-    jwk["use"] = json!("sig");
-    jwk["alg"] = json!(alg);
-    SigningKey {
-        path: path.to_path_buf(),
-        kid,
-        alg,
-        public_jwk: jwk,
-        new_pem,
+fn material(pem: SecretString, public_jwk: Value) -> KeyMaterial {
+    KeyMaterial {
+        pem,
+        thumbprint: thumbprint(&public_jwk),
+        public_jwk,
     }
 }
 
@@ -117,13 +156,11 @@ fn rsa_jwk(key: &RsaKeyPair) -> Value {
     json!({"kty": "RSA", "n": URL_SAFE_NO_PAD.encode(&c.n), "e": URL_SAFE_NO_PAD.encode(&c.e)})
 }
 
-fn ec_jwk(key: &EcdsaKeyPair) -> Result<Value> {
+fn ec_jwk(key: &EcdsaKeyPair) -> std::result::Result<Value, &'static str> {
     // Uncompressed SEC1 point: 0x04 || x (32) || y (32).
     let point = key.public_key().as_ref();
     if point.len() != 65 || point[0] != 4 {
-        return Err(Error::Io(
-            "DCR_SIGNING_KEY: unexpected EC public key encoding".into(),
-        ));
+        return Err("unexpected EC public key encoding");
     }
     Ok(json!({
         "kty": "EC",
@@ -165,10 +202,14 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
     out
 }
 
+/// The PEM text of a key, for writing it out.
+pub fn pem_bytes(k: &KeyMaterial) -> &[u8] {
+    k.pem.expose_secret().as_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::ExposeSecret;
 
     #[test]
     fn rfc7638_example_thumbprint() {
@@ -187,20 +228,34 @@ mod tests {
     }
 
     #[test]
-    fn generated_key_round_trips_through_pem() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k.pem");
-        let k = load_or_generate(&path, None).unwrap();
-        let pem = k.new_pem.as_ref().unwrap().expose_secret().to_string();
-        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
-        std::fs::write(&path, &pem).unwrap();
-        let again = load_or_generate(&path, Some("bff-sig-001")).unwrap();
-        assert!(again.new_pem.is_none());
-        assert_eq!(again.kid, "bff-sig-001");
-        assert_eq!(again.public_jwk["n"], k.public_jwk["n"]);
-        assert_eq!(k.kid, thumbprint(&k.public_jwk));
-        assert!(k.public_jwk.get("d").is_none());
-        assert!(!format!("{k:?}").contains("PRIVATE KEY"));
+    fn generated_keys_round_trip_through_pem() {
+        for (alg, kty) in [
+            (KeyAlg::Rs256, "RSA"),
+            (KeyAlg::Ps256, "RSA"),
+            (KeyAlg::Es256, "EC"),
+        ] {
+            let k = generate(alg, 2048).unwrap();
+            assert!(
+                k.pem
+                    .expose_secret()
+                    .starts_with("-----BEGIN PRIVATE KEY-----")
+            );
+            let again = parse_pem(pem_bytes(&k)).unwrap();
+            assert_eq!(again.thumbprint, k.thumbprint);
+            assert_eq!(k.public_jwk["kty"], kty);
+            assert!(k.fits(alg));
+            assert!(k.public_jwk.get("d").is_none());
+            assert!(!format!("{k:?}").contains("PRIVATE KEY"));
+        }
+    }
+
+    #[test]
+    fn larger_rsa_keys() {
+        let k = generate(KeyAlg::Rs256, 3072).unwrap();
+        let n = URL_SAFE_NO_PAD
+            .decode(k.public_jwk["n"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(n.len() * 8, 3072);
     }
 
     #[test]
@@ -208,8 +263,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.pem");
         std::fs::write(&path, "not a key").unwrap();
-        let e = load_or_generate(&path, None).unwrap_err();
+        let e = load(&path).unwrap_err();
         assert_eq!(e.exit_code(), 5);
         assert!(e.to_string().contains("DCR_SIGNING_KEY"));
+        assert!(load(&dir.path().join("missing.pem")).unwrap().is_none());
     }
 }

@@ -192,6 +192,14 @@ pub fn write_atomic(
     Ok(())
 }
 
+/// Fsyncs the directory holding `path`, making a rename in it durable.
+pub fn sync_dir(path: &Path) -> Result<()> {
+    let dir = dir_of(path);
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("cannot fsync the directory {}", dir.display()), e))
+}
+
 /// Removes temp files a killed run (SIGKILL, power loss) left beside `path`. Called under the
 /// lock, so no live writer owns them.
 pub fn sweep_temp_files(path: &Path) {
