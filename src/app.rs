@@ -1,11 +1,13 @@
 //! Process-level wiring: logging, configuration, the runtime, signals, the summary line and
 //! the exit code.
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
 use crate::duration::show;
 use crate::error::{Error, Signal};
-use crate::{job, logging};
+use crate::http::Http;
+use crate::{commands, job, logging, metrics};
+use std::time::Instant;
 use tokio::signal::unix::{Signal as UnixSignal, SignalKind, signal};
 
 pub fn main(cli: Cli) -> u8 {
@@ -47,43 +49,82 @@ pub fn main(cli: Cli) -> u8 {
         eprintln!("dcr-bootstrap: configuration error: {e}");
         return crate::error::EXIT_CONFIG;
     }
-    let cfg = match Config::from_opts(&cli.opts) {
+    let command = cli.command.unwrap_or(Command::Run);
+    let cfg = match Config::from_opts(&cli.opts, command != Command::MintIat) {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    let result = rt.block_on(run_until_signal(&cfg, term, int));
-
+    let start = Instant::now();
+    let code = match command {
+        Command::Check => match commands::check(&cfg) {
+            Ok(report) => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+                0
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Deregister => {
+            match rt.block_on(until_signal(commands::deregister(&cfg), term, int)) {
+                Ok(Some(id)) => {
+                    tracing::info!("deregistered client {id} in {}", show(start.elapsed()));
+                    0
+                }
+                Ok(None) => 0,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::MintIat => match rt.block_on(until_signal(commands::mint_iat(&cfg), term, int)) {
+            Ok(()) => 0,
+            Err(e) => fail(&e),
+        },
+        Command::Run => {
+            let result = rt.block_on(until_signal(job::run(&cfg), term, int));
+            if let Some(gateway) = &cfg.pushgateway {
+                let status = result
+                    .as_ref()
+                    .map(|o| o.action.metric_status())
+                    .unwrap_or("failed");
+                if let Ok(http) = Http::new(cfg.ca_file.as_deref(), cfg.timing.request_timeout) {
+                    rt.block_on(metrics::push(&http, gateway, status, start.elapsed()));
+                }
+            }
+            match result {
+                Ok(o) => {
+                    tracing::info!(
+                        action = o.action.as_str(),
+                        client_id = %o.client_id,
+                        attempts = o.attempts,
+                        elapsed_ms = o.elapsed.as_millis() as u64,
+                        "{} client {} in {} ({} HTTP attempt(s)); credentials at {}",
+                        o.action.as_str(),
+                        o.client_id,
+                        show(o.elapsed),
+                        o.attempts,
+                        cfg.output.path.display()
+                    );
+                    0
+                }
+                Err(e) => fail(&e),
+            }
+        }
+    };
     // A lock waiter may still block in the blocking pool; do not wait for it.
     rt.shutdown_background();
-    match result {
-        Ok(o) => {
-            tracing::info!(
-                action = o.action.as_str(),
-                client_id = %o.client_id,
-                attempts = o.attempts,
-                elapsed_ms = o.elapsed.as_millis() as u64,
-                "{} client {} in {} ({} HTTP attempt(s)); credentials at {}",
-                o.action.as_str(),
-                o.client_id,
-                show(o.elapsed),
-                o.attempts,
-                cfg.output.path.display()
-            );
-            0
-        }
-        Err(e) => fail(&e),
-    }
+    code
 }
 
-async fn run_until_signal(
-    cfg: &Config,
+/// Runs `work` until it ends or a signal arrives. Dropping the work at an await point
+/// abandons nothing half-written: file writes are synchronous and complete between awaits.
+async fn until_signal<T>(
+    work: impl Future<Output = Result<T, Error>>,
     mut term: UnixSignal,
     mut int: UnixSignal,
-) -> Result<job::Outcome, Error> {
-    // Dropping the job future at an await point abandons nothing half-written: file writes
-    // are synchronous and complete between await points.
+) -> Result<T, Error> {
     tokio::select! {
-        r = job::run(cfg) => r,
+        r = work => r,
         _ = term.recv() => Err(Error::Interrupted(Signal::Term)),
         _ = int.recv() => Err(Error::Interrupted(Signal::Int)),
     }

@@ -320,7 +320,9 @@ fn non_empty(v: &Option<String>) -> Option<&str> {
 }
 
 impl Config {
-    pub fn from_opts(o: &Opts) -> Result<Config> {
+    /// Validates everything. `needs_output`: the command writes the registration (all but
+    /// `mint-iat`), so `DCR_OUTPUT` is required.
+    pub fn from_opts(o: &Opts, needs_output: bool) -> Result<Config> {
         let base_raw = non_empty(&o.idp_base_url).ok_or_else(|| {
             Error::Config(format!(
                 "{} is required, e.g. http://idp-app:8002",
@@ -471,6 +473,7 @@ impl Config {
                 )));
             }
             (Some(a), _) | (None, Some(a)) => PathBuf::from(a),
+            (None, None) if !needs_output => PathBuf::from("unused"),
             (None, None) => {
                 return Err(Error::Config(format!(
                     "{} (or BFF_CLIENT_CRED_PATH) is required: where to write the registration, e.g. /app/keys/bff_client.json",
@@ -640,17 +643,16 @@ mod tests {
             rotation_safe: "false".into(),
             strict_readback: "false".into(),
             ..Opts::default()
-
         }
     }
 
     fn err(o: Opts) -> String {
-        Config::from_opts(&o).unwrap_err().to_string()
+        Config::from_opts(&o, true).unwrap_err().to_string()
     }
 
     #[test]
     fn defaults_derive_endpoints_from_the_base() {
-        let c = Config::from_opts(&opts()).unwrap();
+        let c = Config::from_opts(&opts(), true).unwrap();
         assert_eq!(
             c.iat_endpoint.as_str(),
             "http://127.0.0.1:8002/api/admin/dcr/initial-access-tokens"
@@ -666,7 +668,7 @@ mod tests {
     fn base_path_prefix_is_kept() {
         let mut o = opts();
         o.idp_base_url = Some("https://idp.example/tenant/".into());
-        let c = Config::from_opts(&o).unwrap();
+        let c = Config::from_opts(&o, true).unwrap();
         assert_eq!(
             c.registration_endpoint.as_str(),
             "https://idp.example/tenant/api/oidc/dcr/register"
@@ -679,7 +681,7 @@ mod tests {
         o.idp_base_url = Some("http://idp-app:8002".into());
         assert!(err(o.clone()).contains("DCR_ALLOW_INSECURE_HTTP"));
         o.allow_insecure_http = "true".into();
-        assert!(Config::from_opts(&o).is_ok());
+        assert!(Config::from_opts(&o, true).is_ok());
     }
 
     #[test]
@@ -740,7 +742,7 @@ mod tests {
         std::fs::write(&p, "abc-token-123\n").unwrap();
         let mut o = opts();
         o.admin_token_file = Some(p.display().to_string());
-        let c = Config::from_opts(&o.clone()).unwrap();
+        let c = Config::from_opts(&o.clone(), true).unwrap();
         use secrecy::ExposeSecret;
         assert_eq!(c.admin_token.unwrap().expose_secret(), "abc-token-123");
         std::fs::write(&p, "abc-token-123\n\n").unwrap();

@@ -161,6 +161,32 @@ impl Http {
     }
 }
 
+impl Http {
+    /// A single plain-text PUT (the metric push): no retries, status or a short reason.
+    pub async fn put_text(
+        &self,
+        url: &Url,
+        body: &str,
+        content_type: &str,
+        timeout: Duration,
+    ) -> std::result::Result<u16, String> {
+        self.client
+            .put(url.clone())
+            .timeout(timeout)
+            .header("Content-Type", content_type)
+            .body(body.to_string())
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .map_err(|e| match classify(e) {
+                Failure::Unreachable(m)
+                | Failure::NoAnswer(m)
+                | Failure::Tls(m)
+                | Failure::TooLarge(m) => m,
+            })
+    }
+}
+
 fn classify(e: reqwest::Error) -> Failure {
     if let Some(tls) = tls_error(&e) {
         return Failure::Tls(format!("{tls} ({})", url_of(&e)));

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod duration;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod keyring;
 pub mod keys;
 pub mod logging;
 pub mod metadata;
+pub mod metrics;
 pub mod reconcile;
 pub mod retry;
 pub mod retry_after;

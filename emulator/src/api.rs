@@ -13,6 +13,7 @@ const REGISTER_PATHS: &[&str] = &["/api/oidc/dcr/register", "/api/oidc/register"
 const CLIENT_PREFIX: &str = "/api/oidc/register/";
 const IAT_PATH: &str = "/api/admin/dcr/initial-access-tokens";
 const ADMIN_CLIENTS_PREFIX: &str = "/api/admin/dcr/clients/";
+const TOKEN_PATH: &str = "/api/oidc/token";
 
 pub fn oauth_error(status: u16, error: &str, description: &str) -> Response {
     let resp = Response::json(
@@ -109,7 +110,20 @@ pub fn handle(state: &mut State, req: &Request, scheme: &str) -> Response {
             method_not_allowed()
         };
     }
+    if path.starts_with("/metrics/job/") {
+        return if m == "PUT" || m == "POST" {
+            state.stats.pushes += 1;
+            state.pushes.push((
+                path.to_string(),
+                String::from_utf8_lossy(&req.body).into_owned(),
+            ));
+            Response::empty(200)
+        } else {
+            method_not_allowed()
+        };
+    }
     match (m, path) {
+        ("POST", TOKEN_PATH) => token(state, req, &base),
         ("GET", "/health") => Response::json(200, &json!({"status": "ok"})),
         ("GET", "/.well-known/openid-configuration")
         | ("GET", "/api/oidc/.well-known/openid-configuration") => {
@@ -135,8 +149,15 @@ fn discovery(state: &State, base: &str) -> Value {
 }
 
 fn admin_authorized(state: &State, req: &Request) -> Result<(), Response> {
+    let now = Instant::now();
+    let issued = |t: &str| {
+        state
+            .admin_access_tokens
+            .iter()
+            .any(|(tok, exp)| tok == t && *exp > now)
+    };
     match req.bearer() {
-        Some(t) if t == state.admin_token => Ok(()),
+        Some(t) if t == state.admin_token || issued(t) => Ok(()),
         Some(_) => Err(oauth_error(
             401,
             "invalid_token",
@@ -245,20 +266,22 @@ fn usable_iat(state: &State, req: &Request) -> Result<usize, Response> {
     Ok(idx)
 }
 
-fn policy(state: &State) -> (Vec<String>, String) {
+fn policy(state: &State) -> (Vec<String>, String, Vec<String>) {
     (
         state.config.allowed_scopes.clone(),
         state.config.profile_field.clone(),
+        state.config.drop_scopes.clone(),
     )
 }
 
 fn validate_body(state: &State, body: &Value) -> Result<Map<String, Value>, Response> {
-    let (scopes, field) = policy(state);
+    let (scopes, field, drop) = policy(state);
     validate::validate(
         body,
         &Policy {
             allowed_scopes: &scopes,
             profile_field: &field,
+            drop_scopes: &drop,
         },
     )
     .map_err(|e| oauth_error(400, e.error, &e.description))
@@ -378,6 +401,10 @@ fn rotate_rat(state: &mut State, id: &str) {
 /// PUT is RFC 7592 §2.2 full replacement; PATCH is EmpowerNow's partial update
 /// (`jwks`, `redirect_uris`, ...; `null` removes a field; never `client_secret`).
 fn update(state: &mut State, req: &Request, id: &str, base: &str, put: bool) -> Response {
+    state.last_update = Some((
+        req.method.clone(),
+        serde_json::from_slice(&req.body).unwrap_or(Value::Null),
+    ));
     let body = match json_body(req, "invalid_client_metadata") {
         Ok(b) => b,
         Err(r) => return r,
@@ -521,4 +548,126 @@ fn control(state: &mut State, req: &Request, rest: &str) -> Response {
         }
         _ => not_found(),
     }
+}
+
+fn form(req: &Request) -> Result<Vec<(String, String)>, Response> {
+    let ct = req.header("content-type").unwrap_or("");
+    if !ct.starts_with("application/x-www-form-urlencoded") {
+        return Err(oauth_error(
+            400,
+            "invalid_request",
+            "the token endpoint takes application/x-www-form-urlencoded",
+        ));
+    }
+    Ok(url::form_urlencoded::parse(&req.body)
+        .into_owned()
+        .collect())
+}
+
+/// RFC 6749 §4.4 client credentials, with client_secret_basic, client_secret_post or
+/// private_key_jwt (RFC 7523) client authentication.
+fn token(state: &mut State, req: &Request, base: &str) -> Response {
+    let outcome = (|| {
+        let params = form(req)?;
+        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        if get("grant_type").as_deref() != Some("client_credentials") {
+            return Err(oauth_error(
+                400,
+                "unsupported_grant_type",
+                "only client_credentials is supported",
+            ));
+        }
+        let invalid = |d: &str| oauth_error(401, "invalid_client", d);
+        let (method, client_id) = if let Some(jwt) = get("client_assertion") {
+            if get("client_assertion_type").as_deref() != Some(crate::token::ASSERTION_TYPE) {
+                return Err(oauth_error(
+                    400,
+                    "invalid_request",
+                    "unsupported client_assertion_type",
+                ));
+            }
+            let audiences = vec![format!("{base}{TOKEN_PATH}"), format!("{base}/api/oidc")];
+            let clients = &state.clients;
+            let id = crate::token::verify_assertion(
+                &jwt,
+                |id| {
+                    clients
+                        .get(id)
+                        .and_then(|c| c.metadata.get("jwks").cloned())
+                },
+                &audiences,
+                now_epoch(),
+            )
+            .map_err(|e| invalid(&e))?;
+            ("private_key_jwt", id)
+        } else {
+            let (method, id, secret) = match req
+                .header("authorization")
+                .and_then(|h| h.strip_prefix("Basic "))
+            {
+                Some(b64) => {
+                    use base64::Engine;
+                    let raw = base64::engine::general_purpose::STANDARD
+                        .decode(b64.trim())
+                        .map_err(|_| invalid("malformed Basic credentials"))?;
+                    let text = String::from_utf8(raw)
+                        .map_err(|_| invalid("malformed Basic credentials"))?;
+                    let (i, s) = text
+                        .split_once(':')
+                        .ok_or_else(|| invalid("malformed Basic credentials"))?;
+                    let dec = |x: &str| {
+                        url::form_urlencoded::parse(format!("x={x}").as_bytes())
+                            .next()
+                            .map(|(_, v)| v.into_owned())
+                            .unwrap_or_default()
+                    };
+                    ("client_secret_basic", dec(i), dec(s))
+                }
+                None => match (get("client_id"), get("client_secret")) {
+                    (Some(i), Some(s)) => ("client_secret_post", i, s),
+                    _ => return Err(invalid("client authentication required")),
+                },
+            };
+            let admin = state
+                .config
+                .admin_clients
+                .iter()
+                .any(|(i, s)| *i == id && *s == secret);
+            let registered = state
+                .clients
+                .get(&id)
+                .is_some_and(|c| c.client_secret.as_deref() == Some(secret.as_str()));
+            if !admin && !registered {
+                return Err(invalid("unknown client or wrong secret"));
+            }
+            (method, id)
+        };
+        state.token_requests.push(crate::state::TokenRequest {
+            auth_method: method.to_string(),
+            client_id: client_id.clone(),
+            scope: get("scope"),
+            resource: get("resource"),
+        });
+        let ttl = state.config.access_token_ttl;
+        let token = state.token("at");
+        if state
+            .config
+            .admin_clients
+            .iter()
+            .any(|(i, _)| *i == client_id)
+        {
+            state
+                .admin_access_tokens
+                .push((token.clone(), Instant::now() + ttl));
+        }
+        state.stats.tokens_issued += 1;
+        Ok(Response::json(
+            200,
+            &json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl.as_secs()}),
+        ))
+    })();
+    outcome.unwrap_or_else(|resp| {
+        state.stats.token_requests_rejected += 1;
+        resp
+    })
 }

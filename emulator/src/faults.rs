@@ -59,6 +59,9 @@ pub enum FaultAction {
     Reset,
     /// Handle the request normally (useful with `effects`).
     Pass,
+    /// Handle the request (commit), then wait this long before answering: the window in
+    /// which a client can die after the IdP accepted its change.
+    CommitThenDelay { ms: u64 },
     /// Handle the request (commit any state change), then close without answering:
     /// the classic lost response.
     DropAfterCommit,
@@ -115,6 +118,12 @@ impl Fault {
             effects: Vec::new(),
             action,
         }
+    }
+
+    /// Restricts the rule to one HTTP method.
+    pub fn with_method(mut self, method: &str) -> Fault {
+        self.method = Some(method.to_string());
+        self
     }
 
     /// Adds state changes applied when the rule fires.

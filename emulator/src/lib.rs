@@ -9,6 +9,7 @@ pub mod faults;
 pub mod http;
 pub mod state;
 pub mod tls;
+pub mod token;
 pub mod validate;
 
 pub use faults::{Effect, Fault, FaultAction};
@@ -23,6 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -30,6 +32,8 @@ use tokio_rustls::TlsAcceptor;
 pub struct Emulator {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    /// Woken after every request, so tests can wait for a state change instead of sleeping.
+    changed: Arc<Notify>,
     socket: Option<TcpSocket>,
     task: Option<JoinHandle<()>>,
     tls: Option<TlsAcceptor>,
@@ -53,6 +57,7 @@ impl Emulator {
         Ok(Emulator {
             addr: socket.local_addr()?,
             state: Arc::new(Mutex::new(State::new(config))),
+            changed: Arc::new(Notify::new()),
             socket: Some(socket),
             task: None,
             tls,
@@ -66,7 +71,13 @@ impl Emulator {
         };
         let listener = socket.listen(4096)?;
         let state = self.state.clone();
-        self.task = Some(tokio::spawn(accept_loop(listener, state, self.tls.clone())));
+        let changed = self.changed.clone();
+        self.task = Some(tokio::spawn(accept_loop(
+            listener,
+            state,
+            changed,
+            self.tls.clone(),
+        )));
         Ok(())
     }
 
@@ -141,6 +152,64 @@ impl Emulator {
         self.lock().mint_iat(expires_in, uses).token
     }
 
+    /// Waits until `cond` holds for the counters, re-checking after every request; false on
+    /// timeout.
+    pub async fn wait_until(&self, cond: impl Fn(&Stats) -> bool, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            if cond(&self.stats()) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return cond(&self.stats());
+            }
+        }
+    }
+
+    /// Changes a stored field behind the client's back (an admin editing the client).
+    pub fn set_client_field(&self, client_id: &str, field: &str, value: serde_json::Value) -> bool {
+        match self.lock().clients.get_mut(client_id) {
+            Some(c) => {
+                c.metadata.insert(field.to_string(), value);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Invalidates a client's registration access token without telling anyone.
+    pub fn revoke_rat(&self, client_id: &str) {
+        let mut s = self.lock();
+        let fresh = s.token("rat");
+        if let Some(c) = s.clients.get_mut(client_id) {
+            c.rat = fresh;
+        }
+    }
+
+    /// The method and JSON body of the last RFC 7592 update.
+    pub fn last_update(&self) -> Option<(String, serde_json::Value)> {
+        self.lock().last_update.clone()
+    }
+
+    /// What the Pushgateway stand-in received: (path, body).
+    pub fn pushes(&self) -> Vec<(String, String)> {
+        self.lock().pushes.clone()
+    }
+
+    /// How each token request authenticated.
+    pub fn token_requests(&self) -> Vec<state::TokenRequest> {
+        self.lock().token_requests.clone()
+    }
+
+    /// Expires every admin access token issued by the token endpoint.
+    pub fn expire_access_tokens(&self) {
+        let now = std::time::Instant::now();
+        for t in &mut self.lock().admin_access_tokens {
+            t.1 = now;
+        }
+    }
+
     /// Expires every IAT minted so far.
     pub fn expire_iats(&self) {
         let now = std::time::Instant::now();
@@ -163,26 +232,32 @@ impl Drop for Emulator {
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<Mutex<State>>, tls: Option<TlsAcceptor>) {
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<Mutex<State>>,
+    changed: Arc<Notify>,
+    tls: Option<TlsAcceptor>,
+) {
     loop {
         let Ok((stream, _peer)) = listener.accept().await else {
             continue;
         };
         lock(&state).stats.connections += 1;
         let state = state.clone();
-        match tls.clone() {
-            None => {
-                tokio::spawn(serve(stream, state, "http"));
-            }
-            Some(acceptor) => {
-                tokio::spawn(async move {
+        let changed = changed.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => serve(stream, state.clone(), "http", &changed).await,
+                Some(acceptor) => {
                     // A failed handshake (the client refused our certificate) just ends here.
                     if let Ok(s) = acceptor.accept(stream).await {
-                        serve(s, state, "https").await;
+                        serve(s, state.clone(), "https", &changed).await;
                     }
-                });
+                }
             }
-        }
+            changed.notify_waiters();
+        });
     }
 }
 
@@ -218,7 +293,12 @@ fn apply(state: &mut State, effect: Effect) {
     }
 }
 
-async fn serve<S: Conn>(mut stream: S, state: Arc<Mutex<State>>, scheme: &'static str) {
+async fn serve<S: Conn>(
+    mut stream: S,
+    state: Arc<Mutex<State>>,
+    scheme: &'static str,
+    changed: &Notify,
+) {
     let req = match http::read_request(&mut stream).await {
         Ok(r) => r,
         Err(ReadError::Closed) => return,
@@ -263,6 +343,13 @@ async fn serve<S: Conn>(mut stream: S, state: Arc<Mutex<State>>, scheme: &'stati
         Some(FaultAction::Delay { ms }) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             handle()
+        }
+        Some(FaultAction::CommitThenDelay { ms }) => {
+            let real = handle();
+            // The state change is visible to waiters before the answer goes out.
+            changed.notify_waiters();
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            real
         }
         Some(post) => {
             let real = handle();

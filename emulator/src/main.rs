@@ -13,6 +13,8 @@ use std::time::Duration;
 /// POST /api/oidc/dcr/register and /api/oidc/register (IAT bearer);
 /// GET|PUT|PATCH|DELETE /api/oidc/register/{client_id} (registration access token);
 /// POST /api/admin/dcr/clients/{client_id}/tokens (admin bearer: new RAT);
+/// POST /api/oidc/token (client_credentials; client_secret_basic/_post or private_key_jwt);
+/// PUT|POST /metrics/job/... (a Pushgateway stand-in);
 /// GET /.well-known/openid-configuration, /api/oidc/.well-known/openid-configuration, /health.
 /// Control: GET /_emulator/stats, GET /_emulator/clients, POST /_emulator/faults (JSON rule or
 /// array), DELETE /_emulator/clients/{id}, POST /_emulator/admin-token/revoke,
@@ -84,6 +86,13 @@ struct Args {
     /// Answer the first N API requests with a truncated JSON body.
     #[arg(long, default_value_t = 0)]
     malformed_first: u32,
+    /// A confidential admin client, id:secret (repeatable): its client-credentials tokens
+    /// from POST /api/oidc/token are accepted by the admin API.
+    #[arg(long = "admin-client", value_name = "ID:SECRET")]
+    admin_clients: Vec<String>,
+    /// Lifetime of access tokens from the token endpoint (e.g. 300s).
+    #[arg(long, value_parser = parse_duration, default_value = "300s")]
+    access_token_ttl: Duration,
     /// Serve HTTPS with a certificate from a CA generated at start; the CA's PEM is written to
     /// --tls-ca-out (point DCR_CA_FILE at it).
     #[arg(long, requires = "tls_ca_out")]
@@ -165,8 +174,18 @@ fn config(args: &Args) -> Result<Config, String> {
     } else {
         None
     };
+    let mut admin_clients = Vec::new();
+    for c in &args.admin_clients {
+        let (id, secret) = c
+            .split_once(':')
+            .ok_or_else(|| format!("--admin-client expects ID:SECRET, got {c:?}"))?;
+        admin_clients.push((id.to_string(), secret.to_string()));
+    }
     Ok(Config {
         tls,
+        drop_scopes: Vec::new(),
+        admin_clients,
+        access_token_ttl: args.access_token_ttl,
         admin_token: args.admin_token.clone(),
         iat_max_uses_field: args.iat_max_uses_field.clone(),
         allowed_scopes: args

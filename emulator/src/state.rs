@@ -30,6 +30,12 @@ pub struct Config {
     pub faults: Vec<Fault>,
     /// Serve HTTPS with this certificate instead of plain HTTP.
     pub tls: Option<crate::tls::TestPki>,
+    /// Confidential clients (id, secret) whose client-credentials tokens the admin API accepts.
+    pub admin_clients: Vec<(String, String)>,
+    /// Lifetime of access tokens from the token endpoint.
+    pub access_token_ttl: Duration,
+    /// Scopes stored silently without (a server that grants less than asked).
+    pub drop_scopes: Vec<String>,
 }
 
 impl Default for Config {
@@ -56,6 +62,9 @@ impl Default for Config {
             missing_client_status: 401,
             faults: Vec::new(),
             tls: None,
+            admin_clients: Vec::new(),
+            access_token_ttl: Duration::from_secs(300),
+            drop_scopes: Vec::new(),
         }
     }
 }
@@ -74,8 +83,19 @@ pub struct Stats {
     pub clients_deleted: u64,
     pub rats_reissued: u64,
     pub faults_fired: u64,
+    pub tokens_issued: u64,
+    pub token_requests_rejected: u64,
+    pub pushes: u64,
     /// Clients that exist right now.
     pub clients_live: u64,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct TokenRequest {
+    pub auth_method: String,
+    pub client_id: String,
+    pub scope: Option<String>,
+    pub resource: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +124,14 @@ pub struct State {
     pub stats: Stats,
     /// Every secret value this IdP ever handed out, so tests can prove none leaked into logs.
     pub issued_secrets: Vec<String>,
+    /// Admin access tokens issued by the token endpoint, with their expiry.
+    pub admin_access_tokens: Vec<(String, Instant)>,
+    /// How each token request authenticated: (auth method, client_id, scope, resource).
+    pub token_requests: Vec<TokenRequest>,
+    /// Bodies pushed to the Pushgateway stand-in: (path, body).
+    pub pushes: Vec<(String, String)>,
+    /// The method and JSON body of the last RFC 7592 update.
+    pub last_update: Option<(String, serde_json::Value)>,
     counter: u64,
 }
 
@@ -117,6 +145,10 @@ impl State {
             clients: BTreeMap::new(),
             stats: Stats::default(),
             issued_secrets: Vec::new(),
+            admin_access_tokens: Vec::new(),
+            token_requests: Vec::new(),
+            pushes: Vec::new(),
+            last_update: None,
             counter: 0,
         }
     }

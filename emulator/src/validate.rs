@@ -59,6 +59,9 @@ const SERVER_OWNED: &[&str] = &[
 pub struct Policy<'a> {
     pub allowed_scopes: &'a [String],
     pub profile_field: &'a str,
+    /// Scopes the IdP grants silently less of: removed from what it stores (RFC 7591 lets a
+    /// server substitute values), to exercise a client's read-back checks.
+    pub drop_scopes: &'a [String],
 }
 
 /// Validates a registration (or full update) request and returns the metadata the IdP stores:
@@ -243,7 +246,11 @@ pub fn validate(input: &Value, policy: &Policy) -> Result<Map<String, Value>, Me
                 });
             }
         }
-        out.insert("scope".into(), v.clone());
+        let granted: Vec<&str> = s
+            .split(' ')
+            .filter(|sc| !policy.drop_scopes.iter().any(|d| d == sc))
+            .collect();
+        out.insert("scope".into(), Value::String(granted.join(" ")));
     }
 
     let jwks = obj.get("jwks");
@@ -405,6 +412,7 @@ mod tests {
             &Policy {
                 allowed_scopes: &scopes,
                 profile_field: &field,
+                drop_scopes: &[],
             },
         )
     }

@@ -1,0 +1,220 @@
+//! The subcommands besides the job: `check` (offline), `deregister`, `mint-iat`.
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::http::Http;
+use crate::idp::Idp;
+use crate::job::{self, Job};
+use crate::keyring::pending_path;
+use crate::keys;
+use crate::retry::Attempts;
+use crate::store;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::{Instant, SystemTime};
+
+fn set_or_not(v: bool) -> &'static str {
+    if v {
+        "set (value not shown)"
+    } else {
+        "not set"
+    }
+}
+
+/// `check`: everything a run would use, and the bodies it would send, without sending or
+/// writing anything. Secrets appear only as "set".
+pub fn check(cfg: &Config) -> Result<Value> {
+    let stored = match store::load(&cfg.output.path) {
+        Ok(None) => json!({"state": "absent: the first run registers a client"}),
+        Ok(Some(s)) => json!({
+            "state": "present: a run verifies it (RFC 7592 read) and corrects drift",
+            "client_id": s.client_id(),
+            "has_registration_access_token": s.rat().is_some(),
+        }),
+        Err(e) => json!({"state": format!("unusable: {e}")}),
+    };
+    let mut register_body = cfg.metadata.fields.clone();
+    let keys_view = match &cfg.signing_key {
+        None => Value::Null,
+        Some(k) => {
+            let existing = keys::load(&k.path)?;
+            let jwks = match &existing {
+                Some(m) => {
+                    let kid = k.policy.kid.clone().unwrap_or_else(|| m.thumbprint.clone());
+                    json!({"keys": [m.labelled_jwk(&kid, k.policy.alg.name())]})
+                }
+                None => {
+                    json!({"keys": [format!("(a new {} key is generated and published)", k.policy.alg.name())]})
+                }
+            };
+            match &k.jwks_uri {
+                Some(u) => register_body.insert("jwks_uri".into(), json!(u.as_str())),
+                None => register_body.insert("jwks".into(), jwks),
+            };
+            json!({
+                "path": k.path,
+                "exists": existing.is_some(),
+                "pending": pending_path(&k.path).exists(),
+                "policy": job::describe_policy(&k.policy),
+                "jwks_uri": k.jwks_uri.as_ref().map(|u| u.as_str()),
+            })
+        }
+    };
+    let mut requests = serde_json::Map::new();
+    if cfg.iat.is_none() {
+        let mut body = json!({"label": cfg.mint.label, "expires_in": cfg.mint.expires_in});
+        body[cfg.mint.max_uses_field.as_str()] = json!(cfg.mint.max_uses);
+        requests.insert(
+            "mint_iat".into(),
+            json!({"method": "POST", "url": cfg.iat_endpoint.as_str(), "authorization": "Bearer <BOOTSTRAP_ADMIN_TOKEN>", "body": body}),
+        );
+    }
+    requests.insert(
+        "register".into(),
+        json!({"method": "POST", "url": cfg.registration_endpoint.as_str(), "authorization": "Bearer <IAT>", "body": register_body}),
+    );
+    let t = &cfg.timing;
+    let show = crate::duration::show;
+    Ok(json!({
+        "profile": cfg.profile.name(),
+        "idp_base_url": cfg.idp_base_url.as_str(),
+        "endpoints": {
+            "iat": cfg.iat_endpoint.as_str(),
+            "registration": cfg.registration_endpoint.as_str(),
+            "rat_reissue": cfg.rat_endpoint,
+            "client_management_fallback": cfg.client_uri_template,
+        },
+        "tokens": {
+            "DCR_IAT": set_or_not(cfg.iat.is_some()),
+            "BOOTSTRAP_ADMIN_TOKEN": set_or_not(cfg.admin_token.is_some()),
+        },
+        "tls": {"ca_file": cfg.ca_file, "allow_insecure_http": cfg.allow_insecure_http},
+        "output": {
+            "path": cfg.output.path,
+            "mode": format!("{:04o}", cfg.output.mode),
+            "owner": cfg.output.owner.map(|(u, g)| format!("{u}:{g}")),
+            "env_output": cfg.output.env_path,
+            "jwks_output": cfg.jwks_output,
+            "iat_output": cfg.iat_output,
+            "stored": stored,
+        },
+        "policies": {
+            "on_stale": format!("{:?}", cfg.on_stale).to_lowercase(),
+            "on_existing": format!("{:?}", cfg.on_existing).to_lowercase(),
+            "force_replace": cfg.force_replace,
+            "update_method": format!("{:?}", cfg.update_method).to_lowercase(),
+            "redirect_update_mode": format!("{:?}", cfg.redirect_mode).to_lowercase(),
+            "strict_readback": cfg.strict_readback,
+        },
+        "keys": keys_view,
+        "timing": {
+            "timeout": show(t.deadline),
+            "request_timeout": show(t.request_timeout),
+            "backoff_initial": show(t.backoff_initial),
+            "backoff_max": show(t.backoff_max),
+            "probe_interval": show(t.probe_interval),
+            "retry_after_max": show(t.retry_after_max),
+        },
+        "pushgateway": cfg.pushgateway.as_ref().map(|u| u.as_str()),
+        "requests": requests,
+    }))
+}
+
+fn job<'a>(
+    cfg: &'a Config,
+    http: &'a Http,
+    policy: &'a crate::retry::Policy,
+    attempts: &'a Attempts,
+) -> Job<'a> {
+    Job {
+        cfg,
+        idp: Idp {
+            http,
+            policy,
+            attempts,
+            allow_insecure_http: cfg.allow_insecure_http,
+        },
+        now: SystemTime::now(),
+    }
+}
+
+fn remove(path: &Path) -> bool {
+    match std::fs::remove_file(path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => {
+            tracing::warn!("cannot remove {}: {e}", path.display());
+            false
+        }
+    }
+}
+
+/// `deregister`: delete the client at the IdP, then every file we wrote. Returns the
+/// client_id, if there was one.
+pub async fn deregister(cfg: &Config) -> Result<Option<String>> {
+    let start = Instant::now();
+    let policy = job::retry_policy(cfg, start);
+    let attempts = Attempts::default();
+    let http = Http::new(cfg.ca_file.as_deref(), cfg.timing.request_timeout)?;
+    let job = job(cfg, &http, &policy, &attempts);
+    let out = &cfg.output.path;
+    let lock = store::lock(out, &policy).await?;
+    let stored = store::load(out)?;
+    let ring = job::load_ring(cfg, stored.as_ref(), job.now)?;
+    let id = match &stored {
+        Some(s) => {
+            job.delete_stored(s).await?;
+            tracing::info!("deleted client {} at the IdP", s.client_id());
+            Some(s.client_id().to_string())
+        }
+        None => {
+            tracing::info!(
+                "{} holds no registration; removing local files only",
+                out.display()
+            );
+            None
+        }
+    };
+    let mut files = vec![out.clone()];
+    files.extend(cfg.output.env_path.clone());
+    files.extend(cfg.jwks_output.clone());
+    if let Some(r) = &ring {
+        files.extend(r.files());
+    }
+    let removed = files.iter().filter(|f| remove(f)).count();
+    drop(lock);
+    remove(&store::lock_path(out));
+    store::sweep_temp_files(out);
+    tracing::info!("removed {removed} file(s)");
+    Ok(id)
+}
+
+/// `mint-iat`: mint one IAT and write it to `DCR_IAT_OUTPUT` (0600).
+pub async fn mint_iat(cfg: &Config) -> Result<()> {
+    let path = cfg.iat_output.as_ref().ok_or_else(|| {
+        Error::Config("mint-iat needs DCR_IAT_OUTPUT (--iat-output): where to write the IAT".into())
+    })?;
+    if cfg.admin_token.is_none() {
+        return Err(Error::Config(
+            "mint-iat needs BOOTSTRAP_ADMIN_TOKEN (or _FILE)".into(),
+        ));
+    }
+    let start = Instant::now();
+    let policy = job::retry_policy(cfg, start);
+    let attempts = Attempts::default();
+    let http = Http::new(cfg.ca_file.as_deref(), cfg.timing.request_timeout)?;
+    let iat = job(cfg, &http, &policy, &attempts).mint_only().await?;
+    store::ensure_parent_dir(path)?;
+    store::write_atomic(
+        path,
+        format!("{}\n", iat.expose_secret()).as_bytes(),
+        0o600,
+        cfg.output.owner,
+    )?;
+    tracing::info!(
+        "wrote the IAT to {} (use it as DCR_IAT_FILE)",
+        path.display()
+    );
+    Ok(())
+}
