@@ -185,7 +185,9 @@ pub async fn deregister(cfg: &Config) -> Result<Option<String>> {
     let removed = files.iter().filter(|f| remove(f)).count();
     drop(lock);
     remove(&store::lock_path(out));
-    store::sweep_temp_files(out);
+    for f in cfg.written_files() {
+        store::sweep_temp_files(&f);
+    }
     tracing::info!("removed {removed} file(s)");
     Ok(id)
 }

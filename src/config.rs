@@ -579,7 +579,24 @@ impl Config {
         })
     }
 
+    /// Every file name this run may write, for sweeping temp files a killed run left behind:
+    /// the output, the dotenv, the JWKS, and the keys (`<stem>` covers `<stem>.pem`,
+    /// `<stem>.pem.next` and `<stem>.<kid>.pem`).
+    pub fn written_files(&self) -> Vec<PathBuf> {
+        let mut v = vec![self.output.path.clone()];
+        v.extend(self.output.env_path.clone());
+        v.extend(self.jwks_output.clone());
+        if let Some(k) = &self.signing_key {
+            if let Some(stem) = k.path.file_stem() {
+                v.push(k.path.with_file_name(stem));
+            }
+            v.push(k.path.clone());
+        }
+        v
+    }
+
     /// Fills `{client_id}` (percent-encoded) into an endpoint template.
+
     pub fn endpoint_for(&self, template: &str, var: &str, client_id: &str) -> Result<Url> {
         // RFC 3986 unreserved characters pass; everything else is percent-encoded.
         let id: String = client_id

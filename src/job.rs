@@ -126,7 +126,9 @@ pub async fn run(cfg: &Config) -> Result<Outcome> {
     let out = &cfg.output.path;
     store::ensure_parent_dir(out)?;
     let _lock = store::lock(out, &policy).await?;
-    store::sweep_temp_files(out);
+    for f in cfg.written_files() {
+        store::sweep_temp_files(&f);
+    }
 
     let stored = store::load(out)?;
     let mut ring = load_ring(cfg, stored.as_ref(), job.now)?;
