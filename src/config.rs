@@ -596,7 +596,6 @@ impl Config {
     }
 
     /// Fills `{client_id}` (percent-encoded) into an endpoint template.
-
     pub fn endpoint_for(&self, template: &str, var: &str, client_id: &str) -> Result<Url> {
         // RFC 3986 unreserved characters pass; everything else is percent-encoded.
         let id: String = client_id
