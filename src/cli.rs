@@ -550,7 +550,6 @@ pub struct Opts {
     pub pushgateway: Option<String>,
 
     /// Delete the stored client and register afresh on every start (hard reset; turn off after).
-
     #[arg(
         long,
         global = true,
