@@ -51,7 +51,7 @@ pub struct Opts {
     )]
     pub idp_base_url: Option<String>,
 
-    /// Endpoint layout of the IdP: empowernow.
+    /// Endpoint layout of the IdP: empowernow, keycloak, or rfc7591 (endpoints by discovery).
     #[arg(
         long,
         global = true,
@@ -81,6 +81,47 @@ pub struct Opts {
         help_heading = "IdP"
     )]
     pub registration_endpoint: Option<String>,
+
+    /// Issuer for discovery (rfc7591) [default: IDP_BASE_URL].
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_ISSUER",
+        value_name = "URL",
+        help_heading = "IdP"
+    )]
+    pub issuer: Option<String>,
+
+    /// Keycloak realm (required with DCR_PROFILE=keycloak).
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_KEYCLOAK_REALM",
+        value_name = "REALM",
+        help_heading = "IdP"
+    )]
+    pub keycloak_realm: Option<String>,
+
+    /// Token endpoint for the admin client-credentials grant [default: by profile, or discovery].
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_TOKEN_ENDPOINT",
+        value_name = "URL",
+        help_heading = "IdP"
+    )]
+    pub token_endpoint: Option<String>,
+
+    /// Public base URL the IdP puts in the URLs it hands back (registration_client_uri,
+    /// discovery); rewritten to IDP_BASE_URL before use, e.g. https://idp.example.com.
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_REWRITE_PUBLIC_BASE",
+        value_name = "URL",
+        help_heading = "IdP"
+    )]
+    pub rewrite_public_base: Option<String>,
 
     /// Extra CA certificate(s) to trust, PEM (for an IdP behind a private CA).
     #[arg(
@@ -115,7 +156,9 @@ pub struct Opts {
     pub rat_endpoint: Option<String>,
 
     // ---- Tokens ----
-    /// An Initial Access Token to register with; minting is skipped. Secret.
+    /// An Initial Access Token (or any bearer token the IdP accepts for registration) to
+    /// register with; minting is skipped. `none` registers without a token (open registration).
+    /// Secret.
     #[arg(
         long,
         global = true,
@@ -156,6 +199,68 @@ pub struct Opts {
         help_heading = "Tokens"
     )]
     pub admin_token_file: Option<String>,
+
+    /// Admin token by client credentials instead of BOOTSTRAP_ADMIN_TOKEN: the client id.
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_ADMIN_CLIENT_ID",
+        value_name = "ID",
+        help_heading = "Tokens"
+    )]
+    pub admin_client_id: Option<String>,
+
+    /// The admin client's secret. Secret.
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_ADMIN_CLIENT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true,
+        help_heading = "Tokens"
+    )]
+    pub admin_client_secret: Option<String>,
+
+    /// File holding DCR_ADMIN_CLIENT_SECRET.
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_ADMIN_CLIENT_SECRET_FILE",
+        value_name = "PATH",
+        help_heading = "Tokens"
+    )]
+    pub admin_client_secret_file: Option<String>,
+
+    /// How the admin client authenticates: client_secret_basic or client_secret_post.
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_ADMIN_AUTH_METHOD",
+        value_name = "METHOD",
+        default_value = "client_secret_basic",
+        help_heading = "Tokens"
+    )]
+    pub admin_auth_method: String,
+
+    /// Scope of the admin token [default: admin.api for empowernow, none otherwise].
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_ADMIN_SCOPE",
+        value_name = "SCOPE",
+        help_heading = "Tokens"
+    )]
+    pub admin_scope: Option<String>,
+
+    /// RFC 8707 resource (audience) of the admin token, e.g. https://idp.example/api/admin.
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_ADMIN_RESOURCE",
+        value_name = "URI",
+        help_heading = "Tokens"
+    )]
+    pub admin_resource: Option<String>,
 
     /// Label of the minted IAT.
     #[arg(
@@ -485,16 +590,16 @@ pub struct Opts {
     )]
     pub on_existing: String,
 
-    /// How drift is corrected: patch (changed fields only; EmpowerNow) or put (RFC 7592 full replacement).
+    /// How drift is corrected: patch (changed fields only) or put (RFC 7592 full replacement)
+    /// [default: patch for empowernow, put otherwise].
     #[arg(
         long,
         global = true,
         env = "DCR_UPDATE_METHOD",
         value_name = "METHOD",
-        default_value = "patch",
         help_heading = "Output"
     )]
-    pub update_method: String,
+    pub update_method: Option<String>,
 
     /// Redirect URI updates: auto (when DCR_REDIRECT_URIS is set and differs), replace, merge or none.
     #[arg(

@@ -1,26 +1,19 @@
 //! The subcommands besides the job: `check` (offline), `deregister`, `mint-iat`.
 
-use crate::config::Config;
+use crate::config::{AdminAuth, Config, RegistrationToken};
 use crate::error::{Error, Result};
 use crate::http::Http;
 use crate::idp::Idp;
 use crate::job::{self, Job};
 use crate::keyring::pending_path;
 use crate::keys;
+use crate::profile::MintStyle;
 use crate::retry::Attempts;
 use crate::store;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use std::path::Path;
-use std::time::{Instant, SystemTime};
-
-fn set_or_not(v: bool) -> &'static str {
-    if v {
-        "set (value not shown)"
-    } else {
-        "not set"
-    }
-}
+use std::time::Instant;
 
 /// `check`: everything a run would use, and the bodies it would send, without sending or
 /// writing anything. Secrets appear only as "set".
@@ -62,17 +55,32 @@ pub fn check(cfg: &Config) -> Result<Value> {
         }
     };
     let mut requests = serde_json::Map::new();
+    let e = &cfg.endpoints;
     if cfg.iat.is_none() {
-        let mut body = json!({"label": cfg.mint.label, "expires_in": cfg.mint.expires_in});
-        body[cfg.mint.max_uses_field.as_str()] = json!(cfg.mint.max_uses);
+        let body = match e.mint_style {
+            MintStyle::EmpowerNow => {
+                let mut b = json!({"label": cfg.mint.label, "expires_in": cfg.mint.expires_in});
+                b[cfg.mint.max_uses_field.as_str()] = json!(cfg.mint.max_uses);
+                b
+            }
+            MintStyle::Keycloak => {
+                json!({"expiration": cfg.mint.expires_in, "count": cfg.mint.max_uses})
+            }
+        };
         requests.insert(
             "mint_iat".into(),
-            json!({"method": "POST", "url": cfg.iat_endpoint.as_str(), "authorization": "Bearer <BOOTSTRAP_ADMIN_TOKEN>", "body": body}),
+            json!({"method": "POST", "url": e.iat.as_ref().map(|u| u.as_str()), "authorization": "Bearer <admin token>", "body": body}),
         );
     }
+    let auth = match &cfg.iat {
+        Some(RegistrationToken::Open) => "(none: open registration)",
+        _ => "Bearer <IAT>",
+    };
     requests.insert(
         "register".into(),
-        json!({"method": "POST", "url": cfg.registration_endpoint.as_str(), "authorization": "Bearer <IAT>", "body": register_body}),
+        json!({"method": "POST",
+               "url": e.registration.as_ref().map(|u| u.to_string()).unwrap_or_else(|| format!("(from discovery at {})", e.issuer)),
+               "authorization": auth, "body": register_body}),
     );
     let t = &cfg.timing;
     let show = crate::duration::show;
@@ -80,14 +88,28 @@ pub fn check(cfg: &Config) -> Result<Value> {
         "profile": cfg.profile.name(),
         "idp_base_url": cfg.idp_base_url.as_str(),
         "endpoints": {
-            "iat": cfg.iat_endpoint.as_str(),
-            "registration": cfg.registration_endpoint.as_str(),
-            "rat_reissue": cfg.rat_endpoint,
-            "client_management_fallback": cfg.client_uri_template,
+            "issuer": e.issuer.as_str(),
+            "iat": e.iat.as_ref().map(|u| u.as_str()),
+            "iat_revoke": e.iat_revoke,
+            "registration": e.registration.as_ref().map(|u| u.as_str()),
+            "token": e.token.as_ref().map(|u| u.as_str()),
+            "rat_reissue": e.rat,
+            "client_management_fallback": e.client_uri,
+            "rewrite_public_base": cfg.rewrite_public_base.as_ref().map(|u| u.as_str()),
         },
         "tokens": {
-            "DCR_IAT": set_or_not(cfg.iat.is_some()),
-            "BOOTSTRAP_ADMIN_TOKEN": set_or_not(cfg.admin_token.is_some()),
+            "DCR_IAT": match &cfg.iat {
+                Some(RegistrationToken::Open) => "none (open registration)",
+                Some(RegistrationToken::Given(_)) => "set (value not shown)",
+                None => "not set",
+            },
+            "admin": match &cfg.admin {
+                Some(AdminAuth::Static(_)) => "BOOTSTRAP_ADMIN_TOKEN set (value not shown)".to_string(),
+                Some(AdminAuth::ClientCredentials { client_id, .. }) => {
+                    format!("client credentials of {client_id} (secret not shown)")
+                }
+                None => "not set".to_string(),
+            },
         },
         "tls": {"ca_file": cfg.ca_file, "allow_insecure_http": cfg.allow_insecure_http},
         "output": {
@@ -127,16 +149,15 @@ fn job<'a>(
     policy: &'a crate::retry::Policy,
     attempts: &'a Attempts,
 ) -> Job<'a> {
-    Job {
+    Job::new(
         cfg,
-        idp: Idp {
+        Idp {
             http,
             policy,
             attempts,
             allow_insecure_http: cfg.allow_insecure_http,
         },
-        now: SystemTime::now(),
-    }
+    )
 }
 
 fn remove(path: &Path) -> bool {
@@ -197,9 +218,9 @@ pub async fn mint_iat(cfg: &Config) -> Result<()> {
     let path = cfg.iat_output.as_ref().ok_or_else(|| {
         Error::Config("mint-iat needs DCR_IAT_OUTPUT (--iat-output): where to write the IAT".into())
     })?;
-    if cfg.admin_token.is_none() {
+    if cfg.admin.is_none() {
         return Err(Error::Config(
-            "mint-iat needs BOOTSTRAP_ADMIN_TOKEN (or _FILE)".into(),
+            "mint-iat needs an admin token: BOOTSTRAP_ADMIN_TOKEN (or _FILE) or DCR_ADMIN_CLIENT_ID/_SECRET".into(),
         ));
     }
     let start = Instant::now();

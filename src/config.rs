@@ -8,6 +8,8 @@ use crate::error::{Error, Result};
 use crate::keyring::KeyPolicy;
 use crate::keys::KeyAlg;
 use crate::metadata::{self, DesiredMetadata, MetadataInputs};
+pub use crate::profile::Profile;
+use crate::profile::{self as profiles, Endpoints, Explicit};
 use crate::reconcile::RedirectMode;
 use crate::secret::secret;
 use reqwest::Url;
@@ -15,17 +17,34 @@ use secrecy::SecretString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Profile {
-    EmpowerNow,
+/// How registration is authorised.
+#[derive(Debug, Clone)]
+pub enum RegistrationToken {
+    /// An IAT (or any bearer token the IdP accepts for registration).
+    Given(SecretString),
+    /// `DCR_IAT=none`: open registration, no Authorization header.
+    Open,
 }
 
-impl Profile {
-    pub fn name(self) -> &'static str {
-        match self {
-            Profile::EmpowerNow => "empowernow",
-        }
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    Basic,
+    Post,
+}
+
+/// Where the admin token comes from.
+#[derive(Debug, Clone)]
+pub enum AdminAuth {
+    /// `BOOTSTRAP_ADMIN_TOKEN`, used as is.
+    Static(SecretString),
+    /// Fetched with the client-credentials grant when first needed, and again when it expires.
+    ClientCredentials {
+        client_id: String,
+        secret: SecretString,
+        method: ClientAuth,
+        scope: Option<String>,
+        resource: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,16 +110,14 @@ pub enum UpdateMethod {
 pub struct Config {
     pub idp_base_url: Url,
     pub profile: Profile,
-    pub iat_endpoint: Url,
-    pub registration_endpoint: Url,
-    /// Admin RAT re-issue endpoint, with a `{client_id}` placeholder.
-    pub rat_endpoint: String,
-    /// RFC 7592 management URL for a client when the IdP handed none back, with `{client_id}`.
-    pub client_uri_template: String,
+    pub endpoints: Endpoints,
+    /// `DCR_REWRITE_PUBLIC_BASE`: URLs the IdP hands back that start with this are rewritten
+    /// to `IDP_BASE_URL`.
+    pub rewrite_public_base: Option<Url>,
     pub ca_file: Option<PathBuf>,
     pub allow_insecure_http: bool,
-    pub iat: Option<SecretString>,
-    pub admin_token: Option<SecretString>,
+    pub iat: Option<RegistrationToken>,
+    pub admin: Option<AdminAuth>,
     pub mint: MintSettings,
     pub metadata: DesiredMetadata,
     pub signing_key: Option<SigningKeySettings>,
@@ -331,53 +348,74 @@ impl Config {
         })?;
         let idp_base_url = parse_url("IDP_BASE_URL", base_raw)?;
         let allow_insecure_http = parse_bool("DCR_ALLOW_INSECURE_HTTP", &o.allow_insecure_http)?;
-        let profile = match o.profile.trim() {
-            "empowernow" => Profile::EmpowerNow,
-            other => return Err(bad("DCR_PROFILE", "empowernow", other)),
+        let profile = Profile::parse(o.profile.trim())
+            .ok_or_else(|| bad("DCR_PROFILE", "empowernow, keycloak or rfc7591", &o.profile))?;
+        let opt_url = |var: &str, v: &Option<String>| -> Result<Option<Url>> {
+            let u = non_empty(v).map(|v| parse_url(var, v)).transpose()?;
+            if let Some(u) = &u {
+                check_transport(var, u, allow_insecure_http)?;
+            }
+            Ok(u)
         };
-        let iat_endpoint = match non_empty(&o.iat_endpoint) {
-            Some(v) => parse_url("DCR_IAT_ENDPOINT", v)?,
-            None => join(&idp_base_url, "/api/admin/dcr/initial-access-tokens"),
-        };
-        let registration_endpoint = match non_empty(&o.registration_endpoint) {
-            Some(v) => parse_url("DCR_REGISTRATION_ENDPOINT", v)?,
-            None => join(&idp_base_url, "/api/oidc/dcr/register"),
-        };
-        let rat_endpoint = match non_empty(&o.rat_endpoint) {
+        let rat = match non_empty(&o.rat_endpoint) {
             Some(v) => {
                 if !v.contains("{client_id}") {
                     return Err(bad("DCR_RAT_ENDPOINT", "a URL containing {client_id}", v));
                 }
                 let probe = parse_url("DCR_RAT_ENDPOINT", &v.replace("{client_id}", "x"))?;
                 check_transport("DCR_RAT_ENDPOINT", &probe, allow_insecure_http)?;
-                v.trim().to_string()
+                Some(v.trim().to_string())
             }
-            None => format!(
-                "{}/api/admin/dcr/clients/{{client_id}}/tokens",
-                idp_base_url.as_str().trim_end_matches('/')
-            ),
+            None => None,
         };
-        // The BFF pages' management path (GET/PATCH /api/oidc/register/{client_id}).
-        let client_uri_template = format!(
-            "{}/api/oidc/register/{{client_id}}",
-            idp_base_url.as_str().trim_end_matches('/')
+        let realm = non_empty(&o.keycloak_realm).map(|r| r.trim().to_string());
+        match (profile, &realm) {
+            (Profile::Keycloak, None) => {
+                return Err(Error::Config(format!(
+                    "{} is required with DCR_PROFILE=keycloak",
+                    name("DCR_KEYCLOAK_REALM")
+                )));
+            }
+            (Profile::Keycloak, Some(r))
+                if r.contains('/') || r.contains('?') || r.contains('#') =>
+            {
+                return Err(bad("DCR_KEYCLOAK_REALM", "a realm name", r));
+            }
+            _ => {}
+        }
+        let endpoints = profiles::endpoints(
+            profile,
+            &idp_base_url,
+            realm.as_deref(),
+            Explicit {
+                issuer: opt_url("DCR_ISSUER", &o.issuer)?,
+                iat: opt_url("DCR_IAT_ENDPOINT", &o.iat_endpoint)?,
+                registration: opt_url("DCR_REGISTRATION_ENDPOINT", &o.registration_endpoint)?,
+                token: opt_url("DCR_TOKEN_ENDPOINT", &o.token_endpoint)?,
+                rat,
+            },
         );
         check_transport("IDP_BASE_URL", &idp_base_url, allow_insecure_http)?;
-        check_transport("DCR_IAT_ENDPOINT", &iat_endpoint, allow_insecure_http)?;
-        check_transport(
-            "DCR_REGISTRATION_ENDPOINT",
-            &registration_endpoint,
-            allow_insecure_http,
-        )?;
+        let rewrite_public_base = non_empty(&o.rewrite_public_base)
+            .map(|v| parse_url("DCR_REWRITE_PUBLIC_BASE", v))
+            .transpose()?;
 
         let ca_file = non_empty(&o.ca_file).map(PathBuf::from);
 
-        let iat = read_secret("DCR_IAT", o.iat.as_deref(), o.iat_file.as_deref())?;
-        let admin_token = read_secret(
-            "BOOTSTRAP_ADMIN_TOKEN",
-            o.admin_token.as_deref(),
-            o.admin_token_file.as_deref(),
-        )?;
+        let iat = if o.iat.as_deref().map(str::trim) == Some("none") && o.iat_file.is_none() {
+            Some(RegistrationToken::Open)
+        } else {
+            read_secret("DCR_IAT", o.iat.as_deref(), o.iat_file.as_deref())?
+                .map(RegistrationToken::Given)
+        };
+        let admin = admin_auth(o, profile)?;
+        if admin.is_some() && endpoints.iat.is_none() && iat.is_none() {
+            return Err(Error::Config(format!(
+                "DCR_PROFILE={} has no standard way to mint an IAT: set DCR_IAT (an IAT or registration \
+                 bearer token), DCR_IAT=none for open registration, or DCR_IAT_ENDPOINT",
+                profile.name()
+            )));
+        }
 
         let max_uses_field = match o.iat_max_uses_field.trim() {
             f @ ("max_uses" | "max_usages") => f.to_string(),
@@ -466,6 +504,14 @@ impl Config {
             has_signing_key: signing_key.is_some(),
         })?;
 
+        if profile == Profile::Keycloak && metadata.fields.contains_key("client_id") {
+            return Err(Error::Config(format!(
+                "{}: Keycloak's OIDC registration refuses a client-chosen client_id (400 \"Client Identifier \
+                 included\"). Leave it unset; for a stable id, create the client with Keycloak's admin API or its \
+                 \"default\" registration provider and give this tool its registration access token",
+                metadata.origin("client_id")
+            )));
+        }
         let output_path = match (non_empty(&o.output), non_empty(&o.bff_client_cred_path)) {
             (Some(a), Some(b)) if a != b => {
                 return Err(Error::Config(format!(
@@ -532,14 +578,12 @@ impl Config {
         Ok(Config {
             idp_base_url,
             profile,
-            iat_endpoint,
-            registration_endpoint,
-            rat_endpoint,
-            client_uri_template,
+            endpoints,
+            rewrite_public_base,
             ca_file,
             allow_insecure_http,
             iat,
-            admin_token,
+            admin,
             mint,
             metadata,
             signing_key,
@@ -548,10 +592,13 @@ impl Config {
             on_existing,
             force_replace,
             timing,
-            update_method: match o.update_method.trim() {
-                "patch" => UpdateMethod::Patch,
-                "put" => UpdateMethod::Put,
-                other => return Err(bad("DCR_UPDATE_METHOD", "patch or put", other)),
+            update_method: match non_empty(&o.update_method).map(str::trim) {
+                Some("patch") => UpdateMethod::Patch,
+                Some("put") => UpdateMethod::Put,
+                Some(other) => return Err(bad("DCR_UPDATE_METHOD", "patch or put", other)),
+                // EmpowerNow documents PATCH; RFC 7592 (and Keycloak) use PUT.
+                None if profile == Profile::EmpowerNow => UpdateMethod::Patch,
+                None => UpdateMethod::Put,
             },
             redirect_mode: if parse_bool("DCR_ROTATION_SAFE", &o.rotation_safe)? {
                 // Rotation-safe means never removing a redirect URI a running app may use.
@@ -595,6 +642,27 @@ impl Config {
         v
     }
 
+    /// A URL the IdP handed back, with `DCR_REWRITE_PUBLIC_BASE` replaced by `IDP_BASE_URL`.
+    pub fn rewrite(&self, url: &Url) -> Url {
+        let Some(public) = &self.rewrite_public_base else {
+            return url.clone();
+        };
+        let from = public.as_str().trim_end_matches('/');
+        let to = self.idp_base_url.as_str().trim_end_matches('/');
+        match url.as_str().strip_prefix(from) {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') || rest.starts_with('?') => {
+                match Url::parse(&format!("{to}{rest}")) {
+                    Ok(u) => {
+                        tracing::info!("rewrote {url} to {u} (DCR_REWRITE_PUBLIC_BASE)");
+                        u
+                    }
+                    Err(_) => url.clone(),
+                }
+            }
+            _ => url.clone(),
+        }
+    }
+
     /// Fills `{client_id}` (percent-encoded) into an endpoint template.
     pub fn endpoint_for(&self, template: &str, var: &str, client_id: &str) -> Result<Url> {
         // RFC 3986 unreserved characters pass; everything else is percent-encoded.
@@ -610,6 +678,59 @@ impl Config {
             .collect();
         Url::parse(&template.replace("{client_id}", &id))
             .map_err(|_| Error::Config(format!("{var}: no valid URL for client {client_id:?}")))
+    }
+}
+
+/// `BOOTSTRAP_ADMIN_TOKEN(_FILE)` or the `DCR_ADMIN_CLIENT_*` client-credentials settings.
+fn admin_auth(o: &Opts, profile: Profile) -> Result<Option<AdminAuth>> {
+    let token = read_secret(
+        "BOOTSTRAP_ADMIN_TOKEN",
+        o.admin_token.as_deref(),
+        o.admin_token_file.as_deref(),
+    )?;
+    let secret = read_secret(
+        "DCR_ADMIN_CLIENT_SECRET",
+        o.admin_client_secret.as_deref(),
+        o.admin_client_secret_file.as_deref(),
+    )?;
+    let id = non_empty(&o.admin_client_id).map(|s| s.trim().to_string());
+    match (token, id, secret) {
+        (Some(_), Some(_), _) => Err(Error::Config(
+            "BOOTSTRAP_ADMIN_TOKEN and DCR_ADMIN_CLIENT_ID are both set; use one way to get the admin token".into(),
+        )),
+        (Some(t), None, None) => Ok(Some(AdminAuth::Static(t))),
+        (Some(_), None, Some(_)) => Err(Error::Config(
+            "DCR_ADMIN_CLIENT_SECRET is set without DCR_ADMIN_CLIENT_ID".into(),
+        )),
+        (None, Some(_), None) => Err(Error::Config(format!(
+            "{} is set but DCR_ADMIN_CLIENT_SECRET (or _FILE) is not",
+            name("DCR_ADMIN_CLIENT_ID")
+        ))),
+        (None, None, Some(_)) => Err(Error::Config(
+            "DCR_ADMIN_CLIENT_SECRET is set without DCR_ADMIN_CLIENT_ID".into(),
+        )),
+        (None, Some(client_id), Some(secret)) => Ok(Some(AdminAuth::ClientCredentials {
+            client_id,
+            secret,
+            method: match o.admin_auth_method.trim() {
+                "client_secret_basic" => ClientAuth::Basic,
+                "client_secret_post" => ClientAuth::Post,
+                other => {
+                    return Err(bad(
+                        "DCR_ADMIN_AUTH_METHOD",
+                        "client_secret_basic or client_secret_post",
+                        other,
+                    ));
+                }
+            },
+            scope: match non_empty(&o.admin_scope) {
+                Some(s) => Some(s.trim().to_string()),
+                None if profile == Profile::EmpowerNow => Some("admin.api".into()),
+                None => None,
+            },
+            resource: non_empty(&o.admin_resource).map(|r| r.trim().to_string()),
+        })),
+        (None, None, None) => Ok(None),
     }
 }
 
@@ -654,7 +775,7 @@ mod tests {
             rotate_after_days: "30".into(),
             retire_after_days: "60".into(),
             max_keys: "3".into(),
-            update_method: "patch".into(),
+            admin_auth_method: "client_secret_basic".into(),
             redirect_update_mode: "auto".into(),
             rotation_safe: "false".into(),
             strict_readback: "false".into(),
@@ -670,11 +791,11 @@ mod tests {
     fn defaults_derive_endpoints_from_the_base() {
         let c = Config::from_opts(&opts(), true).unwrap();
         assert_eq!(
-            c.iat_endpoint.as_str(),
+            c.endpoints.iat.unwrap().as_str(),
             "http://127.0.0.1:8002/api/admin/dcr/initial-access-tokens"
         );
         assert_eq!(
-            c.registration_endpoint.as_str(),
+            c.endpoints.registration.unwrap().as_str(),
             "http://127.0.0.1:8002/api/oidc/dcr/register"
         );
         assert_eq!(c.output.mode, 0o600);
@@ -686,7 +807,7 @@ mod tests {
         o.idp_base_url = Some("https://idp.example/tenant/".into());
         let c = Config::from_opts(&o, true).unwrap();
         assert_eq!(
-            c.registration_endpoint.as_str(),
+            c.endpoints.registration.unwrap().as_str(),
             "https://idp.example/tenant/api/oidc/dcr/register"
         );
     }
@@ -727,6 +848,25 @@ mod tests {
             ),
             (|o| o.force_replace = "perhaps".into(), "DCR_FORCE_REPLACE"),
             (|o| o.profile = "okta".into(), "DCR_PROFILE"),
+            (|o| o.profile = "keycloak".into(), "DCR_KEYCLOAK_REALM"),
+            (|o| o.admin_client_id = Some("admin".into()), "DCR_ADMIN_CLIENT_SECRET"),
+            (
+                |o| {
+                    o.admin_client_id = Some("admin".into());
+                    o.admin_client_secret = Some("admin-secret".into());
+                    o.admin_auth_method = "private_key_jwt".into();
+                },
+                "DCR_ADMIN_AUTH_METHOD",
+            ),
+            (
+                |o| {
+                    o.profile = "keycloak".into();
+                    o.keycloak_realm = Some("demo".into());
+                    o.client_id = Some("bff-server".into());
+                },
+                "DCR_CLIENT_ID",
+            ),
+            (|o| o.rewrite_public_base = Some("public".into()), "DCR_REWRITE_PUBLIC_BASE"),
             (|o| o.output = None, "DCR_OUTPUT"),
             (|o| o.backoff_max = "1ms".into(), "DCR_BACKOFF_MAX"),
             (
@@ -760,7 +900,10 @@ mod tests {
         o.admin_token_file = Some(p.display().to_string());
         let c = Config::from_opts(&o.clone(), true).unwrap();
         use secrecy::ExposeSecret;
-        assert_eq!(c.admin_token.unwrap().expose_secret(), "abc-token-123");
+        let Some(AdminAuth::Static(t)) = c.admin else {
+            panic!("a static admin token")
+        };
+        assert_eq!(t.expose_secret(), "abc-token-123");
         std::fs::write(&p, "abc-token-123\n\n").unwrap();
         let e = err(o);
         assert!(

@@ -23,6 +23,36 @@ pub struct Http {
     client: reqwest::Client,
 }
 
+/// How a request authenticates.
+#[derive(Clone, Copy)]
+pub enum Auth<'a> {
+    None,
+    Bearer(&'a SecretString),
+    /// RFC 6749 §2.3.1 HTTP Basic with the form-encoded client id and secret.
+    Basic(&'a str, &'a SecretString),
+}
+
+/// What a request carries.
+#[derive(Clone, Copy)]
+pub enum Body<'a> {
+    None,
+    Json(&'a Value),
+    /// An already encoded `application/x-www-form-urlencoded` body (it may hold a secret).
+    Form(&'a SecretString),
+}
+
+fn sensitive(value: String) -> std::result::Result<reqwest::header::HeaderValue, Failure> {
+    let mut v = reqwest::header::HeaderValue::from_str(&value)
+        .map_err(|_| Failure::NoAnswer("a credential is not a valid header value".into()))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// Form-encodes one value (for bodies and RFC 6749 §2.3.1 Basic credentials).
+pub fn form_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
@@ -100,28 +130,47 @@ impl Http {
         &self,
         method: Method,
         url: &Url,
-        bearer: Option<&SecretString>,
-        body: Option<&Value>,
+        auth: Auth<'_>,
+        body: Body<'_>,
         timeout: Duration,
     ) -> std::result::Result<Reply, Failure> {
+        use base64::Engine;
         let mut req = self
             .client
             .request(method, url.clone())
             .timeout(timeout)
             .header("Accept", "application/json");
-        if let Some(token) = bearer {
-            let mut value = reqwest::header::HeaderValue::from_str(&format!(
-                "Bearer {}",
-                token.expose_secret()
-            ))
-            .map_err(|_| Failure::NoAnswer("token is not a valid header value".into()))?;
-            value.set_sensitive(true);
-            req = req.header(reqwest::header::AUTHORIZATION, value);
+        match auth {
+            Auth::None => {}
+            Auth::Bearer(token) => {
+                let v = sensitive(format!("Bearer {}", token.expose_secret()))?;
+                req = req.header(reqwest::header::AUTHORIZATION, v);
+            }
+            Auth::Basic(id, secret) => {
+                let pair = format!(
+                    "{}:{}",
+                    form_encode(id),
+                    form_encode(secret.expose_secret())
+                );
+                let b64 = base64::engine::general_purpose::STANDARD.encode(pair);
+                req = req.header(
+                    reqwest::header::AUTHORIZATION,
+                    sensitive(format!("Basic {b64}"))?,
+                );
+            }
         }
-        if let Some(b) = body {
-            req = req
-                .header("Content-Type", "application/json")
-                .body(serde_json::to_vec(b).unwrap_or_default());
+        match body {
+            Body::None => {}
+            Body::Json(b) => {
+                req = req
+                    .header("Content-Type", "application/json")
+                    .body(serde_json::to_vec(b).unwrap_or_default());
+            }
+            Body::Form(f) => {
+                req = req
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .body(f.expose_secret().to_string());
+            }
         }
         let mut resp = req.send().await.map_err(classify)?;
         let status = resp.status().as_u16();

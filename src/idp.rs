@@ -2,12 +2,15 @@
 //! (RFC 7592). Each call runs under the retry policy; each answer is sorted into done, retry,
 //! or a fatal error whose message says what to do about it.
 
-use crate::config::{MintSettings, check_transport};
+use crate::config::{ClientAuth, MintSettings, check_transport};
 use crate::error::{Error, Result};
-use crate::http::{Failure, Http, Reply};
+use crate::http::form_encode;
+use crate::http::{Auth, Body, Failure, Http, Reply};
+use crate::profile::MintStyle;
 use crate::retry::{Attempt, Attempts, Policy};
 use crate::secret::{remember, secret};
 use reqwest::{Method, Url};
+use secrecy::ExposeSecret;
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 use std::cell::Cell;
@@ -24,8 +27,8 @@ struct Call<'a> {
     what: &'a str,
     method: Method,
     url: &'a Url,
-    bearer: Option<&'a SecretString>,
-    body: Option<&'a Value>,
+    auth: Auth<'a>,
+    body: Body<'a>,
 }
 
 pub enum Registration {
@@ -43,6 +46,31 @@ pub enum ReadResult {
     /// 401/403: the registration access token was refused (RFC 7592 answers 401 both for a
     /// revoked token and for a deleted client).
     Unauthorized(String),
+}
+
+pub enum Minted {
+    Iat {
+        token: SecretString,
+        /// Keycloak's IAT id, for revoking it after use.
+        id: Option<String>,
+    },
+    /// 401: the admin token was refused (expired, revoked).
+    AdminRejected(String),
+}
+
+pub enum Reissued {
+    Token(SecretString),
+    /// The admin API does not know the client.
+    NotFound,
+    /// 401: the admin token was refused.
+    AdminRejected(String),
+}
+
+pub struct Discovered {
+    pub registration: Option<Url>,
+    pub token: Option<Url>,
+    /// Which document answered.
+    pub source: Url,
 }
 
 pub enum UpdateResult {
@@ -231,14 +259,14 @@ impl Idp<'_> {
             what,
             method,
             url,
-            bearer,
+            auth,
             body,
         } = req;
         self.policy
             .run(self.attempts, what, |timeout| {
                 let method = method.clone();
                 async move {
-                    match self.http.send(method, url, bearer, body, timeout).await {
+                    match self.http.send(method, url, auth, body, timeout).await {
                         Ok(reply) => decide(reply),
                         Err(Failure::Unreachable(reason)) => Attempt::Retry {
                             reason,
@@ -273,22 +301,33 @@ impl Idp<'_> {
         }
     }
 
+    /// Mints an IAT in the profile's style. A 401 is reported as `AdminRejected`, so that a
+    /// client-credentials admin token can be fetched again and the mint retried.
     pub async fn mint_iat(
         &self,
         endpoint: &Url,
         admin: &SecretString,
         s: &MintSettings,
-    ) -> Result<SecretString> {
-        let mut body = json!({"label": s.label, "expires_in": s.expires_in});
-        body[s.max_uses_field.as_str()] = json!(s.max_uses);
+        style: MintStyle,
+    ) -> Result<Minted> {
+        let body = match style {
+            MintStyle::EmpowerNow => {
+                let mut b = json!({"label": s.label, "expires_in": s.expires_in});
+                b[s.max_uses_field.as_str()] = json!(s.max_uses);
+                b
+            }
+            MintStyle::Keycloak => json!({"expiration": s.expires_in, "count": s.max_uses}),
+        };
         // Retrying a mint is harmless: an unused IAT just expires.
-        let decide = |r: Reply| -> Attempt<SecretString> {
+        let decide = |r: Reply| -> Attempt<Minted> {
             if r.is_success() {
                 return match parse_iat(&r) {
                     Ok(t) => {
-                        let t = secret(t);
+                        let token = secret(t);
                         warn_content_type("minting an IAT", &r);
-                        Attempt::Done(t)
+                        let id = json_object(&r)
+                            .and_then(|o| o.get("id").and_then(Value::as_str).map(str::to_string));
+                        Attempt::Done(Minted::Iat { token, id })
                     }
                     Err(why) => Attempt::Fatal(Error::Rejected(format!(
                         "minting an IAT at {endpoint}: the IdP answered {} but {why}",
@@ -300,17 +339,15 @@ impl Idp<'_> {
                 return Self::retry(&r);
             }
             Attempt::Fatal(match r.status {
+                401 => return Attempt::Done(Minted::AdminRejected(describe(&r))),
                 300..=399 => redirect_error("minting an IAT", "DCR_IAT_ENDPOINT", &r),
-                401 => Error::Rejected(format!(
-                    "BOOTSTRAP_ADMIN_TOKEN was rejected at {endpoint} ({}): supply a valid, unexpired admin access token",
-                    describe(&r)
-                )),
                 403 => Error::Rejected(format!(
-                    "BOOTSTRAP_ADMIN_TOKEN may not mint IATs at {endpoint} ({}): grant its client the IAT-minting permission (admin API scope)",
+                    "the admin token may not mint IATs at {endpoint} ({}): grant its client the IAT-minting permission \
+                     (EmpowerNow: the admin API scope; Keycloak: manage-clients)",
                     describe(&r)
                 )),
                 404 | 405 => Error::Rejected(format!(
-                    "no IAT endpoint at {endpoint} ({}): check DCR_IAT_ENDPOINT / IDP_BASE_URL",
+                    "no IAT endpoint at {endpoint} ({}): check DCR_IAT_ENDPOINT / IDP_BASE_URL / DCR_KEYCLOAK_REALM",
                     describe(&r)
                 )),
                 _ => Error::Rejected(format!(
@@ -328,8 +365,151 @@ impl Idp<'_> {
             what: "mint IAT",
             method: Method::POST,
             url: endpoint,
-            bearer: Some(admin),
-            body: Some(&body),
+            auth: Auth::Bearer(admin),
+            body: Body::Json(&body),
+        };
+        self.call(call, &|_| None, &decide).await
+    }
+
+    /// Revokes a used IAT (Keycloak's `DELETE …/clients-initial-access/{id}`).
+    pub async fn revoke_iat(&self, url: &Url, admin: &SecretString) -> Result<Option<String>> {
+        let decide = |r: Reply| -> Attempt<Option<String>> {
+            match r.status {
+                200..=299 | 404 => Attempt::Done(None),
+                s if transient(s) => Self::retry(&r),
+                _ => Attempt::Done(Some(describe(&r))),
+            }
+        };
+        let call = Call {
+            what: "revoke IAT",
+            method: Method::DELETE,
+            url,
+            auth: Auth::Bearer(admin),
+            body: Body::None,
+        };
+        self.call(call, &|_| None, &decide).await
+    }
+
+    /// OpenID Connect Discovery, then RFC 8414. A 404 tries the next document; an IdP that
+    /// is still starting (5xx, refused) is waited for; a document that is not JSON or has no
+    /// `registration_endpoint` is a permanent error.
+    pub async fn discover(&self, urls: &[Url]) -> Result<Discovered> {
+        let mut tried = Vec::new();
+        for url in urls {
+            let decide = |r: Reply| -> Attempt<Option<Discovered>> {
+                if r.is_success() {
+                    let Some(doc) = json_object(&r) else {
+                        return Attempt::Fatal(Error::Rejected(format!(
+                            "the discovery document at {url} is not a JSON object ({})",
+                            body_kind(&r)
+                        )));
+                    };
+                    let get = |k: &str| {
+                        doc.get(k)
+                            .and_then(Value::as_str)
+                            .and_then(|u| Url::parse(u).ok())
+                    };
+                    return Attempt::Done(Some(Discovered {
+                        registration: get("registration_endpoint"),
+                        token: get("token_endpoint"),
+                        source: url.clone(),
+                    }));
+                }
+                if transient(r.status) {
+                    return Self::retry(&r);
+                }
+                match r.status {
+                    404 | 410 => Attempt::Done(None),
+                    300..=399 => Attempt::Fatal(redirect_error("discovery", "DCR_ISSUER", &r)),
+                    _ => Attempt::Fatal(Error::Rejected(format!(
+                        "discovery at {url} failed ({})",
+                        describe(&r)
+                    ))),
+                }
+            };
+            let call = Call {
+                what: "discovery",
+                method: Method::GET,
+                url,
+                auth: Auth::None,
+                body: Body::None,
+            };
+            match self.call(call, &|_| None, &decide).await? {
+                Some(d) => return Ok(d),
+                None => tried.push(url.to_string()),
+            }
+        }
+        Err(Error::Rejected(format!(
+            "no discovery document at {}: set DCR_ISSUER to the IdP's issuer, or DCR_REGISTRATION_ENDPOINT directly",
+            tried.join(" or ")
+        )))
+    }
+
+    /// The client-credentials grant (RFC 6749 §4.4) for the admin token: the token and its
+    /// lifetime, if the IdP said.
+    pub async fn client_credentials(
+        &self,
+        endpoint: &Url,
+        client_id: &str,
+        secret_value: &SecretString,
+        method: ClientAuth,
+        scope: Option<&str>,
+        resource: Option<&str>,
+    ) -> Result<(SecretString, Option<std::time::Duration>)> {
+        let mut form = String::from("grant_type=client_credentials");
+        if let Some(s) = scope {
+            form.push_str(&format!("&scope={}", form_encode(s)));
+        }
+        if let Some(r) = resource {
+            form.push_str(&format!("&resource={}", form_encode(r)));
+        }
+        if method == ClientAuth::Post {
+            form.push_str(&format!(
+                "&client_id={}&client_secret={}",
+                form_encode(client_id),
+                form_encode(secret_value.expose_secret())
+            ));
+        }
+        let form = secret(form);
+        let auth = match method {
+            ClientAuth::Basic => Auth::Basic(client_id, secret_value),
+            ClientAuth::Post => Auth::None,
+        };
+        let decide = |r: Reply| -> Attempt<(SecretString, Option<std::time::Duration>)> {
+            if r.is_success() {
+                let doc = json_object(&r).unwrap_or_default();
+                return match doc.get("access_token").and_then(Value::as_str) {
+                    Some(t) if !t.is_empty() => {
+                        let ttl = doc
+                            .get("expires_in")
+                            .and_then(Value::as_u64)
+                            .map(std::time::Duration::from_secs);
+                        Attempt::Done((secret(t.to_string()), ttl))
+                    }
+                    _ => Attempt::Fatal(Error::Rejected(format!(
+                        "the token endpoint {endpoint} answered {} without an access_token",
+                        r.status
+                    ))),
+                };
+            }
+            if transient(r.status) {
+                return Self::retry(&r);
+            }
+            Attempt::Fatal(match r.status {
+                300..=399 => redirect_error("the admin token request", "DCR_TOKEN_ENDPOINT", &r),
+                _ => Error::Rejected(format!(
+                    "the token endpoint {endpoint} refused the admin client DCR_ADMIN_CLIENT_ID={client_id} ({}); \
+                     check DCR_ADMIN_CLIENT_SECRET, DCR_ADMIN_AUTH_METHOD, DCR_ADMIN_SCOPE and DCR_ADMIN_RESOURCE",
+                    describe(&r)
+                )),
+            })
+        };
+        let call = Call {
+            what: "admin token",
+            method: Method::POST,
+            url: endpoint,
+            auth,
+            body: Body::Form(&form),
         };
         self.call(call, &|_| None, &decide).await
     }
@@ -340,7 +520,7 @@ impl Idp<'_> {
     pub async fn register(
         &self,
         endpoint: &Url,
-        iat: &SecretString,
+        iat: Option<&SecretString>,
         metadata: &Map<String, Value>,
         blind_retry_safe: bool,
         maybe_committed: &Cell<bool>,
@@ -422,8 +602,8 @@ impl Idp<'_> {
             what: "register client",
             method: Method::POST,
             url: endpoint,
-            bearer: Some(iat),
-            body: Some(&body),
+            auth: iat.map(Auth::Bearer).unwrap_or(Auth::None),
+            body: Body::Json(&body),
         };
         self.call(call, &no_answer, &decide).await
     }
@@ -470,24 +650,20 @@ impl Idp<'_> {
             what: "read client",
             method: Method::GET,
             url: uri,
-            bearer: Some(rat),
-            body: None,
+            auth: Auth::Bearer(rat),
+            body: Body::None,
         };
         self.call(call, &|_| None, &decide).await
     }
 
     /// Asks the admin API for a new registration access token (EmpowerNow's
     /// `/api/admin/dcr/clients/{client_id}/tokens`). `None` when the client does not exist.
-    pub async fn reissue_rat(
-        &self,
-        endpoint: &Url,
-        admin: &SecretString,
-    ) -> Result<Option<SecretString>> {
+    pub async fn reissue_rat(&self, endpoint: &Url, admin: &SecretString) -> Result<Reissued> {
         let body = json!({});
-        let decide = |r: Reply| -> Attempt<Option<SecretString>> {
+        let decide = |r: Reply| -> Attempt<Reissued> {
             if r.is_success() {
                 return match parse_rat(&r) {
-                    Ok(t) => Attempt::Done(Some(secret(t))),
+                    Ok(t) => Attempt::Done(Reissued::Token(secret(t))),
                     Err(why) => Attempt::Fatal(Error::Rejected(format!(
                         "re-issuing a registration access token at {endpoint} answered {} but {why}",
                         r.status
@@ -498,9 +674,10 @@ impl Idp<'_> {
                 return Self::retry(&r);
             }
             Attempt::Fatal(match r.status {
-                404 => return Attempt::Done(None),
-                401 | 403 => Error::Rejected(format!(
-                    "BOOTSTRAP_ADMIN_TOKEN may not re-issue registration access tokens at {endpoint} ({})",
+                404 => return Attempt::Done(Reissued::NotFound),
+                401 => return Attempt::Done(Reissued::AdminRejected(describe(&r))),
+                403 => Error::Rejected(format!(
+                    "the admin token may not re-issue registration access tokens at {endpoint} ({})",
                     describe(&r)
                 )),
                 300..=399 => redirect_error(
@@ -518,8 +695,8 @@ impl Idp<'_> {
             what: "re-issue registration access token",
             method: Method::POST,
             url: endpoint,
-            bearer: Some(admin),
-            body: Some(&body),
+            auth: Auth::Bearer(admin),
+            body: Body::Json(&body),
         };
         self.call(call, &|_| None, &decide).await
     }
@@ -587,8 +764,8 @@ impl Idp<'_> {
             what: "update client",
             method,
             url: uri,
-            bearer: Some(rat),
-            body: Some(&body),
+            auth: Auth::Bearer(rat),
+            body: Body::Json(&body),
         };
         self.call(call, &|_| None, &decide).await
     }
@@ -619,8 +796,8 @@ impl Idp<'_> {
             what: "delete client",
             method: Method::DELETE,
             url: uri,
-            bearer: Some(rat),
-            body: None,
+            auth: Auth::Bearer(rat),
+            body: Body::None,
         };
         self.call(call, &|_| None, &decide).await
     }

@@ -1,10 +1,13 @@
 //! The job: under the output lock, decide from what is stored whether to register, adopt,
 //! verify or replace; correct drift (RFC 7592 PATCH or PUT); rotate signing keys; persist.
 
-use crate::config::{Config, ExistingPolicy, StalePolicy, UpdateMethod};
+use crate::config::{
+    AdminAuth, Config, ExistingPolicy, RegistrationToken, StalePolicy, UpdateMethod,
+    check_transport,
+};
 use crate::error::{Error, Result};
 use crate::http::Http;
-use crate::idp::{Idp, ReadResult, Registration, UpdateResult};
+use crate::idp::{Idp, Minted, ReadResult, Registration, Reissued, UpdateResult};
 use crate::keyring::{KeyPolicy, KeyRecord, KeyRing, Plan};
 use crate::reconcile;
 use crate::retry::{Attempts, Policy};
@@ -13,7 +16,7 @@ use crate::store::{self, Stored};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,16 +116,15 @@ pub async fn run(cfg: &Config) -> Result<Outcome> {
     let policy = retry_policy(cfg, start);
     let attempts = Attempts::default();
     let http = Http::new(cfg.ca_file.as_deref(), cfg.timing.request_timeout)?;
-    let job = Job {
+    let job = Job::new(
         cfg,
-        idp: Idp {
+        Idp {
             http: &http,
             policy: &policy,
             attempts: &attempts,
             allow_insecure_http: cfg.allow_insecure_http,
         },
-        now: SystemTime::now(),
-    };
+    );
     let out = &cfg.output.path;
     store::ensure_parent_dir(out)?;
     let _lock = store::lock(out, &policy).await?;
@@ -157,6 +159,40 @@ pub struct Job<'a> {
     pub cfg: &'a Config,
     pub idp: Idp<'a>,
     pub now: SystemTime,
+    /// A client-credentials admin token and when to fetch a new one.
+    admin_cache: RefCell<Option<(SecretString, Option<Instant>)>>,
+    /// Endpoints found by discovery: (registration, token).
+    discovered: RefCell<Option<(Option<Url>, Option<Url>)>>,
+}
+
+/// The token a registration is authorised with, and where it came from.
+struct IatState {
+    /// `None`: open registration.
+    token: Option<SecretString>,
+    minted: bool,
+    reminted: bool,
+    /// A minted IAT's id, for revoking it after use (Keycloak).
+    id: Option<String>,
+}
+
+impl IatState {
+    fn given(token: Option<SecretString>) -> IatState {
+        IatState {
+            token,
+            minted: false,
+            reminted: false,
+            id: None,
+        }
+    }
+
+    fn minted(token: SecretString, id: Option<String>) -> IatState {
+        IatState {
+            token: Some(token),
+            minted: true,
+            reminted: false,
+            id,
+        }
+    }
 }
 
 /// The registration document plus the credentials to manage it.
@@ -173,22 +209,160 @@ fn client_id_of(doc: &Map<String, Value>) -> String {
         .to_string()
 }
 
-impl Job<'_> {
-    pub fn client_uri(&self, stored: &Stored) -> Result<Url> {
+impl<'a> Job<'a> {
+    pub fn new(cfg: &'a Config, idp: Idp<'a>) -> Job<'a> {
+        Job {
+            cfg,
+            idp,
+            now: SystemTime::now(),
+            admin_cache: RefCell::new(None),
+            discovered: RefCell::new(None),
+        }
+    }
+
+    /// The management URL of a stored client: the one the IdP handed back (rewritten from its
+    /// public base when configured), else the profile's layout.
+    pub async fn client_uri(&self, stored: &Stored) -> Result<Url> {
         match stored.client_uri() {
-            Some(raw) => Url::parse(raw).map_err(|_| {
+            Some(raw) => Url::parse(raw).map(|u| self.cfg.rewrite(&u)).map_err(|_| {
                 Error::Io(format!(
                     "DCR_OUTPUT {}: registration_client_uri {raw:?} is not a URL",
                     self.cfg.output.path.display()
                 ))
             }),
-            // No registration_client_uri stored: the BFF pages' management path.
-            None => self.cfg.endpoint_for(
-                &self.cfg.client_uri_template,
-                "IDP_BASE_URL",
-                stored.client_id(),
-            ),
+            None => self.management_uri(stored.client_id()).await,
         }
+    }
+
+    /// Where a client is managed when the IdP did not say: the profile's template, or
+    /// `{registration endpoint}/{client_id}`.
+    async fn management_uri(&self, client_id: &str) -> Result<Url> {
+        let template = match &self.cfg.endpoints.client_uri {
+            Some(t) => t.clone(),
+            None => format!(
+                "{}/{{client_id}}",
+                self.registration_endpoint()
+                    .await?
+                    .as_str()
+                    .trim_end_matches('/')
+            ),
+        };
+        self.cfg.endpoint_for(&template, "IDP_BASE_URL", client_id)
+    }
+
+    /// Discovery, once per run: (registration_endpoint, token_endpoint).
+    async fn discovery(&self) -> Result<(Option<Url>, Option<Url>)> {
+        if let Some(d) = self.discovered.borrow().clone() {
+            return Ok(d);
+        }
+        let cfg = self.cfg;
+        let urls = crate::profile::discovery_urls(&cfg.endpoints.issuer);
+        let d = self.idp.discover(&urls).await?;
+        let fix = |u: Option<Url>, what: &str| -> Result<Option<Url>> {
+            match u {
+                Some(u) => {
+                    let u = cfg.rewrite(&u);
+                    check_transport(
+                        &format!("the discovered {what}"),
+                        &u,
+                        cfg.allow_insecure_http,
+                    )?;
+                    Ok(Some(u))
+                }
+                None => Ok(None),
+            }
+        };
+        let found = (
+            fix(d.registration, "registration_endpoint")?,
+            fix(d.token, "token_endpoint")?,
+        );
+        tracing::info!(
+            "discovery at {}: registration_endpoint {}, token_endpoint {}",
+            d.source,
+            found.0.as_ref().map(Url::as_str).unwrap_or("(none)"),
+            found.1.as_ref().map(Url::as_str).unwrap_or("(none)")
+        );
+        *self.discovered.borrow_mut() = Some(found.clone());
+        Ok(found)
+    }
+
+    pub async fn registration_endpoint(&self) -> Result<Url> {
+        if let Some(u) = &self.cfg.endpoints.registration {
+            return Ok(u.clone());
+        }
+        self.discovery().await?.0.ok_or_else(|| {
+            Error::Rejected(
+                "the IdP's discovery document has no registration_endpoint: dynamic client registration is not enabled \
+                 there (or lives elsewhere: set DCR_REGISTRATION_ENDPOINT)"
+                    .into(),
+            )
+        })
+    }
+
+    async fn token_endpoint(&self) -> Result<Url> {
+        if let Some(u) = &self.cfg.endpoints.token {
+            return Ok(u.clone());
+        }
+        self.discovery().await?.1.ok_or_else(|| {
+            Error::Rejected(
+                "the IdP's discovery document has no token_endpoint: set DCR_TOKEN_ENDPOINT".into(),
+            )
+        })
+    }
+
+    /// How error messages name the admin credential.
+    fn admin_name(&self) -> String {
+        match &self.cfg.admin {
+            Some(AdminAuth::ClientCredentials { client_id, .. }) => {
+                format!("the admin token of DCR_ADMIN_CLIENT_ID={client_id}")
+            }
+            _ => "BOOTSTRAP_ADMIN_TOKEN".into(),
+        }
+    }
+
+    /// The admin token: `BOOTSTRAP_ADMIN_TOKEN`, or one fetched by client credentials when
+    /// first needed and again when it has expired.
+    pub async fn admin_token(&self) -> Result<SecretString> {
+        let cfg = self.cfg;
+        match &cfg.admin {
+            None => Err(Error::Config(
+                "this needs an admin token: set BOOTSTRAP_ADMIN_TOKEN or DCR_ADMIN_CLIENT_ID/DCR_ADMIN_CLIENT_SECRET".into(),
+            )),
+            Some(AdminAuth::Static(t)) => Ok(t.clone()),
+            Some(AdminAuth::ClientCredentials {
+                client_id,
+                secret,
+                method,
+                scope,
+                resource,
+            }) => {
+                if let Some((t, until)) = self.admin_cache.borrow().as_ref()
+                    && until.is_none_or(|u| Instant::now() < u)
+                {
+                    return Ok(t.clone());
+                }
+                let endpoint = self.token_endpoint().await?;
+                let (token, ttl) = self
+                    .idp
+                    .client_credentials(&endpoint, client_id, secret, *method, scope.as_deref(), resource.as_deref())
+                    .await?;
+                // Fetch a new one a little before the IdP stops accepting it.
+                let until = ttl.map(|d| Instant::now() + d.saturating_sub((d / 10).min(Duration::from_secs(30))));
+                tracing::info!(
+                    "obtained an admin token for {client_id} from {endpoint} by client credentials{}",
+                    ttl.map(|d| format!(" (valid {}s)", d.as_secs())).unwrap_or_default()
+                );
+                *self.admin_cache.borrow_mut() = Some((token.clone(), until));
+                Ok(token)
+            }
+        }
+    }
+
+    /// Drops a cached client-credentials token after the IdP refused it. True when a new one
+    /// can be fetched (a static token cannot be replaced).
+    fn forget_admin_token(&self) -> bool {
+        matches!(self.cfg.admin, Some(AdminAuth::ClientCredentials { .. }))
+            && self.admin_cache.borrow_mut().take().is_some()
     }
 
     /// What we want registered: the configured metadata plus the keys of the plan.
@@ -222,7 +396,7 @@ impl Job<'_> {
             self.persist(stored.doc.clone(), Action::Trusted, None, stored)?;
             return Ok((Action::Trusted, id));
         };
-        let uri = self.client_uri(stored)?;
+        let uri = self.client_uri(stored).await?;
         match self.read_with_renewal(&id, &uri, rat, stored).await? {
             Some((current, rat)) => {
                 let mut doc = stored.doc.clone();
@@ -300,30 +474,63 @@ impl Job<'_> {
 
     /// A new registration access token for `id` from the admin API (`DCR_RAT_ENDPOINT`).
     /// `None` when the admin API says the client does not exist; an error naming the admin
-    /// action when there is no admin token.
+    /// action when no admin token or endpoint is available.
     async fn renew_rat(&self, id: &str, why: &str) -> Result<Option<SecretString>> {
         let cfg = self.cfg;
-        let Some(admin) = &cfg.admin_token else {
+        let (true, Some(template)) = (cfg.admin.is_some(), &cfg.endpoints.rat) else {
             if cfg.on_stale == StalePolicy::Reregister {
                 tracing::warn!(
                     "the stored registration access token for {id} was rejected ({why})"
                 );
                 return Ok(None);
             }
+            let how = match &cfg.endpoints.rat {
+                Some(t) => format!(
+                    "re-issue a registration access token (POST {}) and store it as registration_access_token in {}, \
+                     or set BOOTSTRAP_ADMIN_TOKEN so this tool does it",
+                    t.replace("{client_id}", id),
+                    cfg.output.path.display()
+                ),
+                None => format!(
+                    "re-issue a registration access token in the IdP's admin console (Keycloak: the client's \
+                     Credentials tab) and store it as registration_access_token in {}, or set DCR_RAT_ENDPOINT",
+                    cfg.output.path.display()
+                ),
+            };
             return Err(Error::Rejected(format!(
                 "the IdP rejected the stored registration access token for client {id} ({why}): the client is gone or the token \
-                 was revoked. Admin action: re-issue a registration access token (POST {}) and store it as \
-                 registration_access_token in {}, or set BOOTSTRAP_ADMIN_TOKEN so this tool does it; \
-                 or set DCR_ON_STALE=reregister to register a new client",
-                cfg.rat_endpoint.replace("{client_id}", id),
-                cfg.output.path.display()
+                 was revoked. Admin action: {how}; or set DCR_ON_STALE=reregister to register a new client"
             )));
         };
         tracing::warn!(
             "the registration access token for {id} was rejected ({why}); re-issuing it with the admin token"
         );
-        let url = cfg.endpoint_for(&cfg.rat_endpoint, "DCR_RAT_ENDPOINT", id)?;
-        self.idp.reissue_rat(&url, admin).await
+        let url = cfg.endpoint_for(template, "DCR_RAT_ENDPOINT", id)?;
+        self.reissue(&url).await
+    }
+
+    /// One RAT re-issue, fetching a new client-credentials admin token once if it was refused.
+    async fn reissue(&self, url: &Url) -> Result<Option<SecretString>> {
+        for first in [true, false] {
+            let admin = self.admin_token().await?;
+            match self.idp.reissue_rat(url, &admin).await? {
+                Reissued::Token(t) => return Ok(Some(t)),
+                Reissued::NotFound => return Ok(None),
+                Reissued::AdminRejected(why) if first && self.forget_admin_token() => {
+                    tracing::warn!("the admin token was refused ({why}); fetching a new one");
+                }
+                Reissued::AdminRejected(why) => {
+                    return Err(Error::Rejected(format!(
+                        "{} was rejected at {url} ({why})",
+                        self.admin_name()
+                    )));
+                }
+            }
+        }
+        Err(Error::Rejected(format!(
+            "{} was rejected at {url}",
+            self.admin_name()
+        )))
     }
 
     /// Brings the IdP's client in line with what we want and persists the result.
@@ -446,7 +653,7 @@ impl Job<'_> {
             );
             return Ok(());
         };
-        let uri = self.client_uri(stored)?;
+        let uri = self.client_uri(stored).await?;
         if self.idp.delete(&uri, &rat).await? {
             return Ok(());
         }
@@ -470,10 +677,10 @@ impl Job<'_> {
         mut ring: Option<&mut KeyRing>,
     ) -> Result<(Action, String)> {
         let cfg = self.cfg;
-        if cfg.iat.is_none() && cfg.admin_token.is_none() {
+        if cfg.iat.is_none() && cfg.admin.is_none() {
             return Err(Error::Config(format!(
                 "registering a client needs DCR_IAT (an Initial Access Token) or BOOTSTRAP_ADMIN_TOKEN (to mint one); \
-                 neither is set and {} holds no usable registration",
+                 neither is set and {} holds no usable registration (DCR_IAT=none registers without a token)",
                 cfg.output.path.display()
             )));
         }
@@ -494,7 +701,7 @@ impl Job<'_> {
                         "the adopted client came without a registration access token".into(),
                     )
                 })?;
-            let uri = self.client_uri(&Stored { doc: doc.clone() })?;
+            let uri = self.client_uri(&Stored { doc: doc.clone() }).await?;
             let current = doc.clone();
             // Adopted with our own registration access token: make it ours before anything else.
             let adopted_stored = Stored { doc: doc.clone() };
@@ -511,61 +718,128 @@ impl Job<'_> {
         Ok((action, id))
     }
 
-    async fn mint(&self) -> Result<SecretString> {
-        let admin = self.cfg.admin_token.as_ref().ok_or_else(|| {
-            Error::Config("BOOTSTRAP_ADMIN_TOKEN is needed to mint an IAT".into())
+    /// Mints an IAT with the admin token; a refused client-credentials token is fetched
+    /// anew once. Returns the IAT and its id (Keycloak revokes by id).
+    async fn mint(&self) -> Result<(SecretString, Option<String>)> {
+        let cfg = self.cfg;
+        let endpoint = cfg.endpoints.iat.clone().ok_or_else(|| {
+            Error::Config(format!(
+                "DCR_PROFILE={} has no IAT endpoint: set DCR_IAT_ENDPOINT, or DCR_IAT",
+                cfg.profile.name()
+            ))
         })?;
-        let iat = self
-            .idp
-            .mint_iat(&self.cfg.iat_endpoint, admin, &self.cfg.mint)
-            .await?;
-        tracing::info!(
-            "minted an IAT at {} (expires in {}s, {} use(s))",
-            self.cfg.iat_endpoint,
-            self.cfg.mint.expires_in,
-            self.cfg.mint.max_uses
-        );
-        Ok(iat)
+        for first in [true, false] {
+            let admin = self.admin_token().await?;
+            match self
+                .idp
+                .mint_iat(&endpoint, &admin, &cfg.mint, cfg.endpoints.mint_style)
+                .await?
+            {
+                Minted::Iat { token, id } => {
+                    tracing::info!(
+                        "minted an IAT at {endpoint} (expires in {}s, {} use(s))",
+                        cfg.mint.expires_in,
+                        cfg.mint.max_uses
+                    );
+                    return Ok((token, id));
+                }
+                Minted::AdminRejected(why) if first && self.forget_admin_token() => {
+                    tracing::warn!("the admin token was refused ({why}); fetching a new one");
+                }
+                Minted::AdminRejected(why) => {
+                    return Err(Error::Rejected(format!(
+                        "{} was rejected at {endpoint} ({why}): supply a valid, unexpired admin access token",
+                        self.admin_name()
+                    )));
+                }
+            }
+        }
+        Err(Error::Rejected(format!(
+            "{} was rejected at {endpoint}",
+            self.admin_name()
+        )))
+    }
+
+    /// Revokes a used IAT where the IdP supports it (Keycloak); a failure only warns.
+    async fn revoke_iat(&self, id: &str) {
+        let Some(template) = &self.cfg.endpoints.iat_revoke else {
+            return;
+        };
+        let outcome = async {
+            let url = self.cfg.endpoint_for(
+                &template.replace("{id}", "{client_id}"),
+                "DCR_IAT_ENDPOINT",
+                id,
+            )?;
+            let admin = self.admin_token().await?;
+            Ok::<_, Error>((url.clone(), self.idp.revoke_iat(&url, &admin).await?))
+        }
+        .await;
+        match outcome {
+            Ok((url, None)) => tracing::info!("revoked the used IAT at {url}"),
+            Ok((url, Some(why))) => tracing::warn!(
+                "could not revoke the used IAT at {url} ({why}); it expires on its own"
+            ),
+            Err(e) => tracing::warn!("could not revoke the used IAT ({e}); it expires on its own"),
+        }
     }
 
     /// `mint-iat`: one IAT, nothing else.
     pub async fn mint_only(&self) -> Result<SecretString> {
-        self.mint().await
+        Ok(self.mint().await?.0)
     }
 
     /// Registers, minting an IAT first when none was given, and once more if the IdP rejects
     /// an IAT we minted. Returns the registration and whether an existing client was adopted.
     async fn register(&self, metadata: &Map<String, Value>) -> Result<(Map<String, Value>, bool)> {
         let cfg = self.cfg;
-        let maybe_committed = Cell::new(false);
-        let (mut iat, mut minted) = match &cfg.iat {
-            Some(i) => (i.clone(), false),
-            None => (self.mint().await?, true),
+        let endpoint = self.registration_endpoint().await?;
+        let mut token = match &cfg.iat {
+            Some(RegistrationToken::Given(t)) => IatState::given(Some(t.clone())),
+            Some(RegistrationToken::Open) => IatState::given(None),
+            None => {
+                let (t, id) = self.mint().await?;
+                IatState::minted(t, id)
+            }
         };
-        let mut reminted = false;
-        let name = metadata
-            .get("client_id")
-            .or_else(|| metadata.get("client_name"))
-            .and_then(Value::as_str)
+        let outcome = self.register_with(metadata, &endpoint, &mut token).await;
+        // A minted IAT has done its job (or failed at it): revoke it where the IdP allows.
+        if let Some(id) = &token.id {
+            self.revoke_iat(id).await;
+        }
+        outcome
+    }
+
+    async fn register_with(
+        &self,
+        metadata: &Map<String, Value>,
+        endpoint: &Url,
+        t: &mut IatState,
+    ) -> Result<(Map<String, Value>, bool)> {
+        let cfg = self.cfg;
+        let maybe_committed = Cell::new(false);
+        let open = t.token.is_none();
+        let can_mint = cfg.admin.is_some() && cfg.endpoints.iat.is_some();
+        let fixed_id = metadata.get("client_id").and_then(Value::as_str);
+        let name = fixed_id
+            .or_else(|| metadata.get("client_name").and_then(Value::as_str))
             .unwrap_or("(unnamed)")
             .to_string();
         loop {
             // A re-sent registration cannot duplicate the client when the IdP would refuse
             // the second one: a single-use IAT is spent by the first, and a fixed client_id
             // is taken by it.
-            let blind_retry_safe =
-                metadata.contains_key("client_id") || (minted && cfg.mint.max_uses == 1);
+            let blind_retry_safe = fixed_id.is_some() || (t.minted && cfg.mint.max_uses == 1);
             let result = self
                 .idp
                 .register(
-                    &cfg.registration_endpoint,
-                    &iat,
+                    endpoint,
+                    t.token.as_ref(),
                     metadata,
                     blind_retry_safe,
                     &maybe_committed,
                 )
                 .await?;
-            let fixed_id = metadata.get("client_id").and_then(Value::as_str);
             match result {
                 Registration::Created(doc) => return Ok((doc, false)),
                 Registration::AlreadyExists(why) => {
@@ -574,10 +848,16 @@ impl Job<'_> {
                     };
                     return Ok((self.adopt(id, &why).await?, true));
                 }
+                Registration::IatRejected(why) if open => {
+                    return Err(Error::Rejected(format!(
+                        "the IdP requires a token to register ({why}); DCR_IAT=none means open registration. \
+                         Set DCR_IAT, or an admin token so this tool mints one"
+                    )));
+                }
                 Registration::IatRejected(why)
                     if maybe_committed.get()
                         && fixed_id.is_some()
-                        && cfg.admin_token.is_some()
+                        && cfg.admin.is_some()
                         && cfg.on_existing == ExistingPolicy::Adopt =>
                 {
                     // Our own earlier attempt most likely created the client and spent the IAT.
@@ -588,25 +868,36 @@ impl Job<'_> {
                     return Err(Error::Rejected(format!(
                         "the IAT was rejected ({why}) after an earlier registration attempt got no answer: \
                          that attempt most likely created the client and spent the IAT. Look for an orphaned client {name:?} \
-                         at the IdP, delete it, and run again (with DCR_CLIENT_ID and BOOTSTRAP_ADMIN_TOKEN set, it is adopted instead)"
+                         at the IdP, delete it, and run again (with DCR_CLIENT_ID and an admin token set, it is adopted instead)"
                     )));
                 }
-                Registration::IatRejected(why) if cfg.admin_token.is_some() && !reminted => {
+                Registration::IatRejected(why) if can_mint && !t.reminted => {
                     tracing::warn!("the IdP rejected the IAT ({why}); minting a fresh one");
-                    iat = self.mint().await?;
-                    minted = true;
-                    reminted = true;
+                    let (token, id) = self.mint().await?;
+                    if let Some(old) =
+                        t.id.replace(id.unwrap_or_default())
+                            .filter(|o| !o.is_empty())
+                    {
+                        self.revoke_iat(&old).await;
+                    }
+                    t.token = Some(token);
+                    t.minted = true;
+                    t.reminted = true;
                 }
                 Registration::IatRejected(why) => {
-                    return Err(Error::Rejected(if minted {
+                    return Err(Error::Rejected(if t.minted {
                         format!(
-                            "the IdP rejected a freshly minted IAT ({why}); check that IATs from {} are accepted at {}",
-                            cfg.iat_endpoint, cfg.registration_endpoint
+                            "the IdP rejected a freshly minted IAT ({why}); check that IATs from {} are accepted at {endpoint}",
+                            cfg.endpoints
+                                .iat
+                                .as_ref()
+                                .map(Url::as_str)
+                                .unwrap_or("the IAT endpoint")
                         )
                     } else {
                         format!(
                             "DCR_IAT was rejected by the IdP ({why}): it is expired, used up or unknown. \
-                             Mint a fresh IAT, or set BOOTSTRAP_ADMIN_TOKEN so this tool mints one"
+                             Mint a fresh IAT, or set an admin token so this tool mints one"
                         )
                     }));
                 }
@@ -618,24 +909,24 @@ impl Job<'_> {
     /// registration access token from the admin API, then an RFC 7592 read.
     async fn adopt(&self, client_id: &str, why: &str) -> Result<Map<String, Value>> {
         let cfg = self.cfg;
-        let Some(admin) = cfg
-            .admin_token
-            .as_ref()
-            .filter(|_| cfg.on_existing == ExistingPolicy::Adopt)
-        else {
-            return Err(Error::Rejected(format!(
-                "client_id {client_id:?} already exists at the IdP ({why}) and this run holds no registration for it. \
-                 Set BOOTSTRAP_ADMIN_TOKEN (with DCR_ON_EXISTING=adopt) to take it over, restore {}, or delete the client at the IdP",
-                cfg.output.path.display()
-            )));
+        let template = match (&cfg.endpoints.rat, cfg.admin.is_some(), cfg.on_existing) {
+            (Some(t), true, ExistingPolicy::Adopt) => t,
+            _ => {
+                return Err(Error::Rejected(format!(
+                    "client_id {client_id:?} already exists at the IdP ({why}) and this run holds no registration for it. \
+                     Set an admin token and DCR_RAT_ENDPOINT (with DCR_ON_EXISTING=adopt) to take it over, restore {}, \
+                     or delete the client at the IdP",
+                    cfg.output.path.display()
+                )));
+            }
         };
-        let rat_url = cfg.endpoint_for(&cfg.rat_endpoint, "DCR_RAT_ENDPOINT", client_id)?;
-        let Some(rat) = self.idp.reissue_rat(&rat_url, admin).await? else {
+        let rat_url = cfg.endpoint_for(template, "DCR_RAT_ENDPOINT", client_id)?;
+        let Some(rat) = self.reissue(&rat_url).await? else {
             return Err(Error::Rejected(format!(
                 "client_id {client_id:?} was reported as existing ({why}) but the admin API does not know it ({rat_url} answered 404)"
             )));
         };
-        let uri = cfg.endpoint_for(&cfg.client_uri_template, "IDP_BASE_URL", client_id)?;
+        let uri = self.management_uri(client_id).await?;
         match self.idp.read(&uri, &rat).await? {
             ReadResult::Current(mut doc) => {
                 tracing::warn!(
@@ -702,7 +993,12 @@ impl Job<'_> {
             "version": env!("CARGO_PKG_VERSION"),
             "profile": cfg.profile.name(),
             "idp_base_url": cfg.idp_base_url.as_str(),
-            "registration_endpoint": cfg.registration_endpoint.as_str(),
+            "registration_endpoint": cfg
+                .endpoints
+                .registration
+                .clone()
+                .or_else(|| self.discovered.borrow().as_ref().and_then(|d| d.0.clone()))
+                .map(|u| u.to_string()),
             "written_at": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             "action": action.as_str(),
         });

@@ -18,6 +18,7 @@ pub mod keys;
 pub mod logging;
 pub mod metadata;
 pub mod metrics;
+pub mod profile;
 pub mod reconcile;
 pub mod retry;
 pub mod retry_after;

@@ -9,11 +9,13 @@ use crate::validate::{self, Policy};
 use serde_json::{Map, Value, json};
 use std::time::{Duration, Instant};
 
-const REGISTER_PATHS: &[&str] = &["/api/oidc/dcr/register", "/api/oidc/register"];
-const CLIENT_PREFIX: &str = "/api/oidc/register/";
-const IAT_PATH: &str = "/api/admin/dcr/initial-access-tokens";
-const ADMIN_CLIENTS_PREFIX: &str = "/api/admin/dcr/clients/";
-const TOKEN_PATH: &str = "/api/oidc/token";
+use crate::layout::Layout;
+
+/// What every handler needs to know about the request's IdP: its public base and layout.
+pub struct Cx {
+    pub base: String,
+    pub layout: Layout,
+}
 
 pub fn oauth_error(status: u16, error: &str, description: &str) -> Response {
     let resp = Response::json(
@@ -75,34 +77,59 @@ pub fn base_url(state: &State, req: &Request, scheme: &str) -> String {
 }
 
 pub fn handle(state: &mut State, req: &Request, scheme: &str) -> Response {
-    let base = base_url(state, req, scheme);
+    let cx = Cx {
+        base: base_url(state, req, scheme),
+        layout: Layout::new(state.config.profile, &state.config.realm),
+    };
+    let l = &cx.layout;
     let path = req.path.as_str();
     let m = req.method.as_str();
     if let Some(rest) = path.strip_prefix("/_emulator/") {
         return control(state, req, rest);
     }
-    if path == IAT_PATH {
+    if let Some(mint) = &l.mint {
+        if path == mint {
+            return if m == "POST" {
+                if l.keycloak() {
+                    mint_keycloak(state, req)
+                } else {
+                    mint_iat(state, req)
+                }
+            } else if m == "GET" && l.keycloak() {
+                list_keycloak_iats(state, req)
+            } else {
+                method_not_allowed()
+            };
+        }
+        if l.keycloak()
+            && let Some(id) = path
+                .strip_prefix(mint.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+        {
+            return if m == "DELETE" {
+                revoke_keycloak_iat(state, req, id)
+            } else {
+                method_not_allowed()
+            };
+        }
+    }
+    if l.register.iter().any(|r| r == path) {
         return if m == "POST" {
-            mint_iat(state, req)
+            register(state, req, &cx)
         } else {
             method_not_allowed()
         };
     }
-    if REGISTER_PATHS.contains(&path) {
-        return if m == "POST" {
-            register(state, req, &base)
-        } else {
-            method_not_allowed()
-        };
-    }
-    if let Some(id) = path.strip_prefix(CLIENT_PREFIX)
+    if let Some(id) = path.strip_prefix(l.client_prefix.as_str())
         && !id.is_empty()
         && !id.contains('/')
     {
-        return manage(state, req, id, &base);
+        return manage(state, req, id, &cx);
     }
-    if let Some(rest) = path.strip_prefix(ADMIN_CLIENTS_PREFIX)
-        && let Some(id) = rest.strip_suffix("/tokens")
+    if let Some((prefix, suffix)) = &l.rat_reissue
+        && let Some(id) = path
+            .strip_prefix(prefix.as_str())
+            .and_then(|r| r.strip_suffix(suffix.as_str()))
     {
         return if m == "POST" {
             reissue_rat(state, req, id)
@@ -122,25 +149,37 @@ pub fn handle(state: &mut State, req: &Request, scheme: &str) -> Response {
             method_not_allowed()
         };
     }
+    if l.discovery.iter().any(|d| d == path) {
+        return if m == "GET" {
+            state.stats.discovery_served += 1;
+            Response::json(200, &discovery(state, &cx))
+        } else {
+            method_not_allowed()
+        };
+    }
+    if path == l.token {
+        return if m == "POST" {
+            token(state, req, &cx)
+        } else {
+            method_not_allowed()
+        };
+    }
     match (m, path) {
-        ("POST", TOKEN_PATH) => token(state, req, &base),
         ("GET", "/health") => Response::json(200, &json!({"status": "ok"})),
-        ("GET", "/.well-known/openid-configuration")
-        | ("GET", "/api/oidc/.well-known/openid-configuration") => {
-            Response::json(200, &discovery(state, &base))
-        }
         _ => not_found(),
     }
 }
 
-fn discovery(state: &State, base: &str) -> Value {
-    let issuer = format!("{base}/api/oidc");
+fn discovery(state: &State, cx: &Cx) -> Value {
+    let base = &cx.base;
+    let l = &cx.layout;
+    let issuer = format!("{base}{}", l.issuer);
     json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
-        "token_endpoint": format!("{issuer}/token"),
+        "token_endpoint": format!("{base}{}", l.token),
         "jwks_uri": format!("{issuer}/jwks"),
-        "registration_endpoint": format!("{issuer}/register"),
+        "registration_endpoint": format!("{base}{}", l.register.last().map(String::as_str).unwrap_or("")),
         "scopes_supported": state.config.allowed_scopes,
         "response_types_supported": validate::RESPONSE_TYPES,
         "grant_types_supported": validate::GRANT_TYPES,
@@ -238,32 +277,57 @@ fn mint_iat(state: &mut State, req: &Request) -> Response {
     })
 }
 
-/// Finds the IAT a request presents and checks it is usable, without consuming it.
-fn usable_iat(state: &State, req: &Request) -> Result<usize, Response> {
-    let token = req
-        .bearer()
-        .ok_or_else(|| oauth_error(401, "invalid_token", "initial access token required"))?;
+/// Finds the IAT a request presents and checks it is usable, without consuming it. `None`:
+/// no token at all, accepted because registration is open.
+fn usable_iat(state: &State, req: &Request, cx: &Cx) -> Result<Option<usize>, Response> {
+    let kc = cx.layout.keycloak();
+    let msg = |ours: &'static str, keycloak: &'static str| if kc { keycloak } else { ours };
+    let Some(token) = req.bearer() else {
+        if state.config.open_registration {
+            return Ok(None);
+        }
+        return Err(oauth_error(
+            401,
+            "invalid_token",
+            msg("initial access token required", "No access token"),
+        ));
+    };
     let idx = state
         .iats
         .iter()
         .position(|i| i.token == token)
-        .ok_or_else(|| oauth_error(401, "invalid_token", "initial access token not found"))?;
+        .ok_or_else(|| {
+            oauth_error(
+                401,
+                "invalid_token",
+                msg(
+                    "initial access token not found",
+                    "Initial Access Token not found",
+                ),
+            )
+        })?;
     let iat = &state.iats[idx];
     if Instant::now() >= iat.expires_at {
         return Err(oauth_error(
             401,
             "invalid_token",
-            "initial access token expired",
+            msg(
+                "initial access token expired",
+                "Expired initial access token",
+            ),
         ));
     }
     if iat.remaining == 0 {
         return Err(oauth_error(
             401,
             "invalid_token",
-            "initial access token has no remaining uses",
+            msg(
+                "initial access token has no remaining uses",
+                "No remaining count on initial access token",
+            ),
         ));
     }
-    Ok(idx)
+    Ok(Some(idx))
 }
 
 fn policy(state: &State) -> (Vec<String>, String, Vec<String>) {
@@ -287,10 +351,19 @@ fn validate_body(state: &State, body: &Value) -> Result<Map<String, Value>, Resp
     .map_err(|e| oauth_error(400, e.error, &e.description))
 }
 
-fn register(state: &mut State, req: &Request, base: &str) -> Response {
+fn register(state: &mut State, req: &Request, cx: &Cx) -> Response {
+    let base = &cx.base;
     let outcome = (|| {
-        let idx = usable_iat(state, req)?;
+        let idx = usable_iat(state, req, cx)?;
         let body = json_body(req, "invalid_client_metadata")?;
+        if cx.layout.keycloak() && body.get("client_id").is_some() {
+            // Keycloak's OIDC provider refuses a caller-chosen id.
+            return Err(oauth_error(
+                400,
+                "invalid_client_metadata",
+                "Client Identifier included",
+            ));
+        }
         let mut metadata = validate_body(state, &body)?;
         let client_id = match metadata.remove("client_id") {
             Some(Value::String(id)) => {
@@ -305,7 +378,9 @@ fn register(state: &mut State, req: &Request, base: &str) -> Response {
             }
             _ => state.next_id("client"),
         };
-        state.iats[idx].remaining -= 1;
+        if let Some(idx) = idx {
+            state.iats[idx].remaining -= 1;
+        }
         let needs_secret = metadata
             .get("token_endpoint_auth_method")
             .and_then(Value::as_str)
@@ -317,14 +392,15 @@ fn register(state: &mut State, req: &Request, base: &str) -> Response {
             issued_at: now_epoch(),
             metadata,
         };
-        let out = representation(&client, base);
+        let out = representation(&client, cx);
         state.clients.insert(client_id, client);
         state.stats.clients_registered += 1;
         state.refresh_live();
         Ok(Response::json(201, &out).with_header(
             "Location",
             &format!(
-                "{base}{CLIENT_PREFIX}{}",
+                "{base}{}{}",
+                cx.layout.client_prefix,
                 out["client_id"].as_str().unwrap_or("")
             ),
         ))
@@ -336,7 +412,7 @@ fn register(state: &mut State, req: &Request, base: &str) -> Response {
 }
 
 /// The RFC 7591 §3.2.1 / RFC 7592 §3 client information response.
-fn representation(client: &Client, base: &str) -> Value {
+fn representation(client: &Client, cx: &Cx) -> Value {
     let mut out = client.metadata.clone();
     out.insert("client_id".into(), json!(client.client_id));
     out.insert("client_id_issued_at".into(), json!(client.issued_at));
@@ -347,12 +423,15 @@ fn representation(client: &Client, base: &str) -> Value {
     out.insert("registration_access_token".into(), json!(client.rat));
     out.insert(
         "registration_client_uri".into(),
-        json!(format!("{base}{CLIENT_PREFIX}{}", client.client_id)),
+        json!(format!(
+            "{}{}{}",
+            cx.base, cx.layout.client_prefix, client.client_id
+        )),
     );
     Value::Object(out)
 }
 
-fn manage(state: &mut State, req: &Request, id: &str, base: &str) -> Response {
+fn manage(state: &mut State, req: &Request, id: &str, cx: &Cx) -> Response {
     let Some(token) = req.bearer().map(str::to_string) else {
         return oauth_error(401, "invalid_token", "registration access token required");
     };
@@ -373,14 +452,15 @@ fn manage(state: &mut State, req: &Request, id: &str, base: &str) -> Response {
     match req.method.as_str() {
         "GET" => {
             state.stats.clients_read += 1;
-            if state.config.rotate_rat_on_get {
+            // Keycloak rotates the registration access token on every use.
+            if state.config.rotate_rat_on_get || cx.layout.keycloak() {
                 rotate_rat(state, id);
             }
             let client = &state.clients[id];
-            Response::json(200, &representation(client, base))
+            Response::json(200, &representation(client, cx))
         }
-        "PATCH" => update(state, req, id, base, false),
-        "PUT" => update(state, req, id, base, true),
+        "PATCH" if cx.layout.patch_allowed => update(state, req, id, cx, false),
+        "PUT" => update(state, req, id, cx, true),
         "DELETE" => {
             state.clients.remove(id);
             state.stats.clients_deleted += 1;
@@ -400,7 +480,7 @@ fn rotate_rat(state: &mut State, id: &str) {
 
 /// PUT is RFC 7592 §2.2 full replacement; PATCH is EmpowerNow's partial update
 /// (`jwks`, `redirect_uris`, ...; `null` removes a field; never `client_secret`).
-fn update(state: &mut State, req: &Request, id: &str, base: &str, put: bool) -> Response {
+fn update(state: &mut State, req: &Request, id: &str, cx: &Cx, put: bool) -> Response {
     state.last_update = Some((
         req.method.clone(),
         serde_json::from_slice(&req.body).unwrap_or(Value::Null),
@@ -480,10 +560,10 @@ fn update(state: &mut State, req: &Request, id: &str, base: &str, put: bool) -> 
         }
     }
     state.stats.clients_updated += 1;
-    if state.config.rotate_rat_on_update {
+    if state.config.rotate_rat_on_update || cx.layout.keycloak() {
         rotate_rat(state, id);
     }
-    Response::json(200, &representation(&state.clients[id], base))
+    Response::json(200, &representation(&state.clients[id], cx))
 }
 
 fn reissue_rat(state: &mut State, req: &Request, id: &str) -> Response {
@@ -566,7 +646,8 @@ fn form(req: &Request) -> Result<Vec<(String, String)>, Response> {
 
 /// RFC 6749 §4.4 client credentials, with client_secret_basic, client_secret_post or
 /// private_key_jwt (RFC 7523) client authentication.
-fn token(state: &mut State, req: &Request, base: &str) -> Response {
+fn token(state: &mut State, req: &Request, cx: &Cx) -> Response {
+    let base = &cx.base;
     let outcome = (|| {
         let params = form(req)?;
         let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -586,7 +667,10 @@ fn token(state: &mut State, req: &Request, base: &str) -> Response {
                     "unsupported client_assertion_type",
                 ));
             }
-            let audiences = vec![format!("{base}{TOKEN_PATH}"), format!("{base}/api/oidc")];
+            let audiences = vec![
+                format!("{base}{}", cx.layout.token),
+                format!("{base}{}", cx.layout.issuer),
+            ];
             let clients = &state.clients;
             let id = crate::token::verify_assertion(
                 &jwt,
@@ -670,4 +754,64 @@ fn token(state: &mut State, req: &Request, base: &str) -> Response {
         state.stats.token_requests_rejected += 1;
         resp
     })
+}
+
+/// Keycloak's `POST /admin/realms/{realm}/clients-initial-access` with
+/// `{"expiration": seconds (0 = never), "count": n}`; 201 with `id`, `token`, `timestamp`,
+/// `expiration`, `count`, `remainingCount`.
+fn mint_keycloak(state: &mut State, req: &Request) -> Response {
+    let outcome = (|| {
+        admin_authorized(state, req)?;
+        let body = json_body(req, "invalid_request")?;
+        let n = |k: &str| match body.get(k) {
+            None => Ok(None),
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                oauth_error(
+                    400,
+                    "invalid_request",
+                    &format!("{k} must be a non-negative integer"),
+                )
+            }),
+        };
+        let expiration = n("expiration")?.unwrap_or(0);
+        let count = n("count")?.unwrap_or(1).max(1);
+        let iat = state.mint_iat(Duration::from_secs(expiration), count);
+        Ok(Response::json(
+            201,
+            &json!({"id": iat.id, "token": iat.token, "timestamp": now_epoch(),
+                    "expiration": expiration, "count": count, "remainingCount": count}),
+        ))
+    })();
+    outcome.unwrap_or_else(|resp| {
+        state.stats.iat_mints_rejected += 1;
+        resp
+    })
+}
+
+fn list_keycloak_iats(state: &State, req: &Request) -> Response {
+    if let Err(r) = admin_authorized(state, req) {
+        return r;
+    }
+    let list: Vec<Value> = state
+        .iats
+        .iter()
+        .map(|i| json!({"id": i.id, "remainingCount": i.remaining}))
+        .collect();
+    Response::json(200, &Value::Array(list))
+}
+
+fn revoke_keycloak_iat(state: &mut State, req: &Request, id: &str) -> Response {
+    if let Err(r) = admin_authorized(state, req) {
+        return r;
+    }
+    let before = state.iats.len();
+    state.iats.retain(|i| i.id != id);
+    if state.iats.len() == before {
+        return Response::json(
+            404,
+            &json!({"error": "Could not find initial access token"}),
+        );
+    }
+    state.stats.iats_revoked += 1;
+    Response::empty(204)
 }

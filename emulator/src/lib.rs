@@ -7,12 +7,14 @@
 pub mod api;
 pub mod faults;
 pub mod http;
+pub mod layout;
 pub mod state;
 pub mod tls;
 pub mod token;
 pub mod validate;
 
 pub use faults::{Effect, Fault, FaultAction};
+pub use layout::Profile;
 pub use state::{Config, Stats};
 pub use tls::TestPki;
 
@@ -311,7 +313,12 @@ async fn serve<S: Conn>(
     let fault = {
         let mut s = lock(&state);
         s.stats.requests += 1;
-        let f = faults::take(&mut s.faults, &req.method, &req.path);
+        // The control surface is never faulted: tests must always be able to read counters.
+        let f = if req.path.starts_with("/_emulator/") {
+            None
+        } else {
+            faults::take(&mut s.faults, &req.method, &req.path)
+        };
         if let Some(f) = &f {
             s.stats.faults_fired += 1;
             for e in &f.effects {

@@ -22,6 +22,17 @@ use std::time::Duration;
 #[derive(Parser, Debug)]
 #[command(name = "dcr-idp-emulator", version)]
 struct Args {
+    /// Which IdP to play: empowernow (the EmpowerNow contract), keycloak (realm paths,
+    /// clients-initial-access, RAT rotation on every use, Keycloak's error texts), or rfc7591
+    /// (a plain RFC 7591/7592 server found by discovery, PUT-only management).
+    #[arg(long, default_value = "empowernow", value_parser = ["empowernow", "keycloak", "rfc7591"])]
+    profile: String,
+    /// Keycloak realm (with --profile keycloak).
+    #[arg(long, default_value = "demo")]
+    realm: String,
+    /// Accept registrations without any token (Hydra, Auth0 style).
+    #[arg(long)]
+    open_registration: bool,
     /// Address to bind.
     #[arg(long, env = "EMULATOR_BIND", default_value = "127.0.0.1")]
     bind: IpAddr,
@@ -65,25 +76,25 @@ struct Args {
     /// clients see "connection refused" meanwhile.
     #[arg(long, value_parser = parse_duration)]
     start_delay: Option<Duration>,
-    /// Answer the first N API requests with 503 (with Retry-After when --retry-after is set).
+    /// Answer the first N requests with 503 (with Retry-After when --retry-after is set).
     #[arg(long, default_value_t = 0)]
     fail_first: u32,
-    /// Answer the first N API requests with 429 and Retry-After.
+    /// Answer the first N requests with 429 and Retry-After.
     #[arg(long, default_value_t = 0)]
     rate_limit_first: u32,
     /// Retry-After value sent with --fail-first and --rate-limit-first.
     #[arg(long)]
     retry_after: Option<String>,
-    /// Delay every answer to the first N API requests by --slow-ms.
+    /// Delay every answer to the first N requests by --slow-ms.
     #[arg(long, default_value_t = 0)]
     slow_first: u32,
     /// Delay used by --slow-first, in milliseconds.
     #[arg(long, default_value_t = 0)]
     slow_ms: u64,
-    /// Drop the connection of the first N API requests without answering.
+    /// Drop the connection of the first N requests without answering.
     #[arg(long, default_value_t = 0)]
     drop_first: u32,
-    /// Answer the first N API requests with a truncated JSON body.
+    /// Answer the first N requests with a truncated JSON body.
     #[arg(long, default_value_t = 0)]
     malformed_first: u32,
     /// A confidential admin client, id:secret (repeatable): its client-credentials tokens
@@ -124,8 +135,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn config(args: &Args) -> Result<Config, String> {
     let mut faults = Vec::new();
-    // "API requests": everything but the emulator's own control and health endpoints.
-    let api = "/api/";
+    // "API requests": everything but the emulator's own control endpoints (never faulted).
+    let api = "/";
     let ra = args.retry_after.as_deref();
     if args.slow_first > 0 {
         faults.push(Fault::action_on(
@@ -181,8 +192,16 @@ fn config(args: &Args) -> Result<Config, String> {
             .ok_or_else(|| format!("--admin-client expects ID:SECRET, got {c:?}"))?;
         admin_clients.push((id.to_string(), secret.to_string()));
     }
+    let profile = match args.profile.as_str() {
+        "keycloak" => dcr_idp_emulator::Profile::Keycloak,
+        "rfc7591" => dcr_idp_emulator::Profile::Rfc7591,
+        _ => dcr_idp_emulator::Profile::Empowernow,
+    };
     Ok(Config {
         tls,
+        profile,
+        realm: args.realm.clone(),
+        open_registration: args.open_registration,
         drop_scopes: Vec::new(),
         admin_clients,
         access_token_ttl: args.access_token_ttl,

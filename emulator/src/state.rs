@@ -36,6 +36,12 @@ pub struct Config {
     pub access_token_ttl: Duration,
     /// Scopes stored silently without (a server that grants less than asked).
     pub drop_scopes: Vec<String>,
+    /// Which IdP to play.
+    pub profile: crate::layout::Profile,
+    /// Keycloak realm name.
+    pub realm: String,
+    /// Accept registrations without any token (Hydra, Auth0 style).
+    pub open_registration: bool,
 }
 
 impl Default for Config {
@@ -65,6 +71,9 @@ impl Default for Config {
             admin_clients: Vec::new(),
             access_token_ttl: Duration::from_secs(300),
             drop_scopes: Vec::new(),
+            profile: crate::layout::Profile::Empowernow,
+            realm: "demo".into(),
+            open_registration: false,
         }
     }
 }
@@ -75,6 +84,8 @@ pub struct Stats {
     pub connections: u64,
     pub requests: u64,
     pub iats_minted: u64,
+    pub iats_revoked: u64,
+    pub discovery_served: u64,
     pub iat_mints_rejected: u64,
     pub clients_registered: u64,
     pub registrations_rejected: u64,
@@ -175,11 +186,17 @@ impl State {
         s
     }
 
+    /// Mints an IAT; `expires_in` zero means it never expires (Keycloak's `expiration: 0`).
     pub fn mint_iat(&mut self, expires_in: Duration, uses: u64) -> Iat {
+        let never = Instant::now() + Duration::from_secs(100 * 365 * 86_400);
         let iat = Iat {
             id: self.next_id("iat"),
             token: self.token("iat"),
-            expires_at: Instant::now() + expires_in,
+            expires_at: if expires_in.is_zero() {
+                never
+            } else {
+                Instant::now() + expires_in
+            },
             remaining: uses,
         };
         self.iats.push(iat.clone());
