@@ -849,7 +849,10 @@ mod tests {
             (|o| o.force_replace = "perhaps".into(), "DCR_FORCE_REPLACE"),
             (|o| o.profile = "okta".into(), "DCR_PROFILE"),
             (|o| o.profile = "keycloak".into(), "DCR_KEYCLOAK_REALM"),
-            (|o| o.admin_client_id = Some("admin".into()), "DCR_ADMIN_CLIENT_SECRET"),
+            (
+                |o| o.admin_client_id = Some("admin".into()),
+                "DCR_ADMIN_CLIENT_SECRET",
+            ),
             (
                 |o| {
                     o.admin_client_id = Some("admin".into());
@@ -866,7 +869,10 @@ mod tests {
                 },
                 "DCR_CLIENT_ID",
             ),
-            (|o| o.rewrite_public_base = Some("public".into()), "DCR_REWRITE_PUBLIC_BASE"),
+            (
+                |o| o.rewrite_public_base = Some("public".into()),
+                "DCR_REWRITE_PUBLIC_BASE",
+            ),
             (|o| o.output = None, "DCR_OUTPUT"),
             (|o| o.backoff_max = "1ms".into(), "DCR_BACKOFF_MAX"),
             (

@@ -1,0 +1,402 @@
+//! The IdPs people run: Keycloak, any RFC 7591/7592 server by discovery, open registration,
+//! an admin token by client credentials, and public-URL rewriting.
+
+mod common;
+
+use common::*;
+use dcr_idp_emulator::{Config, Effect, Fault, FaultAction, Profile};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn keycloak() -> Harness {
+    Harness::with(Config {
+        profile: Profile::Keycloak,
+        realm: "demo".into(),
+        ..emulator_config()
+    })
+}
+
+fn keycloak_env(h: &Harness) -> BTreeMap<String, String> {
+    let mut env = h.env();
+    env.insert("DCR_PROFILE".into(), "keycloak".into());
+    env.insert("DCR_KEYCLOAK_REALM".into(), "demo".into());
+    env
+}
+
+fn rfc7591(open: bool) -> Harness {
+    Harness::with(Config {
+        profile: Profile::Rfc7591,
+        open_registration: open,
+        ..emulator_config()
+    })
+}
+
+fn rfc7591_env(h: &Harness) -> BTreeMap<String, String> {
+    let mut env = h.env();
+    env.insert("DCR_PROFILE".into(), "rfc7591".into());
+    env.remove("BOOTSTRAP_ADMIN_TOKEN");
+    env.insert("DCR_IAT".into(), "none".into());
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keycloak_registers_verifies_updates_and_revokes_the_iat() {
+    let h = keycloak();
+    let mut env = keycloak_env(&h);
+    let run = h.run(&env).await;
+    run.assert_code(0);
+    let s = h.stats();
+    assert_eq!(
+        (s.iats_minted, s.clients_registered, s.iats_revoked),
+        (1, 1, 1),
+        "{}",
+        run.stderr
+    );
+    let doc = h.output_json();
+    assert!(
+        doc["registration_client_uri"]
+            .as_str()
+            .unwrap()
+            .contains("/realms/demo/clients-registrations/openid-connect/")
+    );
+
+    // Second start: verified, nothing registered; Keycloak rotated the RAT on that read.
+    h.run(&env).await.assert_code(0);
+    let s = h.stats();
+    assert_eq!(
+        (s.clients_registered, s.clients_read, s.iats_minted),
+        (1, 1, 1)
+    );
+    let id = doc["client_id"].as_str().unwrap();
+    assert_eq!(
+        h.output_json()["registration_access_token"].as_str(),
+        h.emu.current_rat(id).as_deref()
+    );
+
+    // Drift: corrected with PUT (Keycloak has no PATCH).
+    env.insert("DCR_SCOPE".into(), "openid profile".into());
+    h.run(&env).await.assert_code(0);
+    let (method, body) = h.emu.last_update().unwrap();
+    assert_eq!(method, "PUT");
+    assert_eq!(body["scope"], "openid profile");
+    assert_eq!(h.stats().clients_updated, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keycloak_rat_rotation_across_three_restarts() {
+    let h = keycloak();
+    let env = keycloak_env(&h);
+    h.run(&env).await.assert_code(0);
+    let id = h.output_json()["client_id"].as_str().unwrap().to_string();
+    let mut seen = vec![
+        h.output_json()["registration_access_token"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    ];
+    for restart in 1..=3 {
+        h.run(&env).await.assert_code(0);
+        let rat = h.output_json()["registration_access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            Some(rat.clone()),
+            h.emu.current_rat(&id),
+            "restart {restart}"
+        );
+        assert!(
+            !seen.contains(&rat),
+            "restart {restart}: a new token every time"
+        );
+        seen.push(rat);
+    }
+    assert_eq!(h.stats().clients_registered, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keycloak_iat_expired_or_exhausted_is_exit_3_with_keycloaks_message() {
+    for (effect, message) in [
+        (Effect::ExpireIats, "Expired initial access token"),
+        (
+            Effect::ExhaustIats,
+            "No remaining count on initial access token",
+        ),
+    ] {
+        let h = keycloak();
+        let iat = h.emu.mint_iat(Duration::from_secs(600), 1);
+        h.emu.push_fault(
+            Fault::action_on(
+                "/realms/demo/clients-registrations/openid-connect",
+                1,
+                FaultAction::Pass,
+            )
+            .with_effects(&[effect]),
+        );
+        let mut env = keycloak_env(&h);
+        env.remove("BOOTSTRAP_ADMIN_TOKEN");
+        env.insert("DCR_IAT".into(), iat);
+        let run = h.run(&env).await;
+        run.assert_code(3);
+        assert!(run.stderr.contains(message), "{message}: {}", run.stderr);
+        assert_eq!(h.stats().clients_registered, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keycloak_refuses_a_client_id_so_it_is_a_configuration_error() {
+    let h = keycloak();
+    let mut env = keycloak_env(&h);
+    env.insert("DCR_CLIENT_ID".into(), "bff-server".into());
+    let run = h.run(&env).await;
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("Client Identifier included"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(h.stats().requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc7591_open_registration_by_discovery_then_verify_then_put() {
+    let h = rfc7591(true);
+    let mut env = rfc7591_env(&h);
+    let run = h.run(&env).await;
+    run.assert_code(0);
+    assert!(run.stderr.contains("discovery at"), "{}", run.stderr);
+    let s = h.stats();
+    assert_eq!((s.clients_registered, s.iats_minted), (1, 0));
+    assert!(s.discovery_served >= 1);
+    assert!(
+        h.output_json()["registration_client_uri"]
+            .as_str()
+            .unwrap()
+            .contains("/register/")
+    );
+    h.run(&env).await.assert_code(0);
+    assert_eq!(
+        (h.stats().clients_registered, h.stats().clients_read),
+        (1, 1)
+    );
+    env.insert("DCR_REDIRECT_URIS".into(), "https://new.example/cb".into());
+    h.run(&env).await.assert_code(0);
+    assert_eq!(h.emu.last_update().unwrap().0, "PUT");
+    assert_eq!(
+        h.emu.clients()[0].1["redirect_uris"],
+        json!(["https://new.example/cb"])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc7591_with_a_required_token() {
+    let h = rfc7591(false);
+    let mut env = rfc7591_env(&h);
+    let run = h.run(&env).await;
+    run.assert_code(3);
+    assert!(run.stderr.contains("requires a token"), "{}", run.stderr);
+    env.insert(
+        "DCR_IAT".into(),
+        h.emu.mint_iat(Duration::from_secs(600), 1),
+    );
+    h.run(&env).await.assert_code(0);
+    assert_eq!(h.stats().clients_registered, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_failures() {
+    let well_known = "/.well-known/";
+    let cases: Vec<(&str, Vec<Fault>, i32, &str)> = vec![
+        (
+            "404 on both documents",
+            vec![Fault::status(well_known, 404, 2, None)],
+            3,
+            "no discovery document",
+        ),
+        (
+            "not JSON",
+            vec![Fault::action_on(
+                well_known,
+                1,
+                FaultAction::Respond {
+                    status: 200,
+                    headers: vec![],
+                    body: "<html>login</html>".into(),
+                },
+            )],
+            3,
+            "not a JSON object",
+        ),
+        (
+            "no registration_endpoint",
+            vec![Fault::action_on(
+                well_known,
+                1,
+                FaultAction::OmitFields {
+                    fields: vec!["registration_endpoint".into()],
+                },
+            )],
+            3,
+            "no registration_endpoint",
+        ),
+        (
+            "503 while the IdP starts",
+            vec![Fault::status(well_known, 503, 3, None)],
+            0,
+            "discovery failed (503",
+        ),
+        (
+            "OIDC document missing, RFC 8414 found",
+            vec![Fault::status(
+                "/.well-known/openid-configuration",
+                404,
+                1,
+                None,
+            )],
+            0,
+            "oauth-authorization-server",
+        ),
+    ];
+    for (name, faults, code, says) in cases {
+        let h = rfc7591(true);
+        for f in faults {
+            h.emu.push_fault(f);
+        }
+        let run = h.run(&rfc7591_env(&h)).await;
+        assert_eq!(run.code, Some(code), "[{name}] {}", run.stderr);
+        assert!(
+            run.stderr.contains(says),
+            "[{name}] lacks {says:?}: {}",
+            run.stderr
+        );
+        assert_eq!(
+            h.stats().clients_registered,
+            u64::from(code == 0),
+            "[{name}]"
+        );
+    }
+}
+
+fn with_admin_client() -> Harness {
+    Harness::with(Config {
+        admin_clients: vec![("bootstrap-admin".into(), "admin-client-secret-4711".into())],
+        ..emulator_config()
+    })
+}
+
+fn admin_client_env(h: &Harness, method: &str) -> BTreeMap<String, String> {
+    let mut env = h.env();
+    env.remove("BOOTSTRAP_ADMIN_TOKEN");
+    env.insert("DCR_ADMIN_CLIENT_ID".into(), "bootstrap-admin".into());
+    env.insert(
+        "DCR_ADMIN_CLIENT_SECRET".into(),
+        "admin-client-secret-4711".into(),
+    );
+    env.insert("DCR_ADMIN_AUTH_METHOD".into(), method.into());
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_token_by_client_credentials_basic_and_post() {
+    for method in ["client_secret_basic", "client_secret_post"] {
+        let h = with_admin_client();
+        let mut env = admin_client_env(&h, method);
+        env.insert(
+            "DCR_ADMIN_RESOURCE".into(),
+            "https://idp.example/api/admin".into(),
+        );
+        env.insert("RUST_LOG".into(), "trace".into());
+        let run = h.run(&env).await;
+        run.assert_code(0);
+        let reqs = h.emu.token_requests();
+        assert_eq!(reqs.len(), 1, "{method}");
+        assert_eq!(reqs[0].auth_method, method);
+        assert_eq!(reqs[0].client_id, "bootstrap-admin");
+        assert_eq!(
+            reqs[0].scope.as_deref(),
+            Some("admin.api"),
+            "empowernow's default scope"
+        );
+        assert_eq!(
+            reqs[0].resource.as_deref(),
+            Some("https://idp.example/api/admin")
+        );
+        assert_eq!(h.stats().clients_registered, 1);
+        let mut secrets = h.emu.issued_secrets();
+        secrets.push("admin-client-secret-4711".into());
+        assert_no_secrets(&run.logs(), &secrets);
+    }
+    // A wrong secret: exit 3 naming the admin client settings.
+    let h = with_admin_client();
+    let mut env = admin_client_env(&h, "client_secret_basic");
+    env.insert("DCR_ADMIN_CLIENT_SECRET".into(), "wrong".into());
+    let run = h.run(&env).await;
+    run.assert_code(3);
+    assert!(
+        run.stderr.contains("DCR_ADMIN_CLIENT_SECRET"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_token_that_expires_during_a_long_wait_is_fetched_again() {
+    let h = Harness::with(Config {
+        admin_clients: vec![("bootstrap-admin".into(), "admin-client-secret-4711".into())],
+        access_token_ttl: Duration::from_secs(1),
+        ..emulator_config()
+    });
+    // The IdP asks to wait 2 s before minting: longer than the admin token lives.
+    h.emu.push_fault(Fault::status(
+        "/api/admin/dcr/initial-access-tokens",
+        503,
+        1,
+        Some("2"),
+    ));
+    let run = h.run(&admin_client_env(&h, "client_secret_basic")).await;
+    run.assert_code(0);
+    assert_eq!(h.stats().tokens_issued, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("fetching a new one"), "{}", run.stderr);
+    assert_eq!(h.stats().clients_registered, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_registration_client_uri_is_rewritten_to_the_internal_base() {
+    let h = Harness::with(Config {
+        public_base: Some("https://idp.example.com".into()),
+        ..emulator_config()
+    });
+    let mut env = h.env();
+    env.insert(
+        "DCR_REWRITE_PUBLIC_BASE".into(),
+        "https://idp.example.com".into(),
+    );
+    h.run(&env).await.assert_code(0);
+    assert!(
+        h.output_json()["registration_client_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://idp.example.com/")
+    );
+    let run = h.run(&env).await;
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("DCR_REWRITE_PUBLIC_BASE"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(h.stats().clients_read, 1);
+
+    // Without the rewrite the public host is not this IdP: nothing reaches it (DNS fails and
+    // the deadline passes, or, where the name resolves, TLS fails).
+    env.remove("DCR_REWRITE_PUBLIC_BASE");
+    env.insert("DCR_TIMEOUT".into(), "1s".into());
+    let run = h.run(&env).await;
+    assert!(matches!(run.code, Some(3 | 4)), "{}", run.stderr);
+    assert_eq!(
+        h.stats().clients_read,
+        1,
+        "the unrewritten URL never reached the emulator"
+    );
+}
