@@ -694,7 +694,7 @@ pub struct Opts {
         global = true,
         env = "DCR_BACKOFF_INITIAL",
         value_name = "DURATION",
-        default_value = "500ms",
+        default_value = "1s",
         help_heading = "Timing"
     )]
     pub backoff_initial: String,
@@ -720,6 +720,18 @@ pub struct Opts {
         help_heading = "Timing"
     )]
     pub probe_interval: String,
+
+    /// Wait a random time up to this before the first request (0s: none). For large fleets
+    /// starting together, so that their first requests do not arrive as one burst.
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_START_JITTER",
+        value_name = "DURATION",
+        default_value = "0s",
+        help_heading = "Timing"
+    )]
+    pub start_jitter: String,
 
     /// Longest Retry-After honoured; longer values are capped to this.
     #[arg(

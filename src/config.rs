@@ -90,6 +90,7 @@ pub struct Timing {
     pub backoff_max: Duration,
     pub probe_interval: Duration,
     pub retry_after_max: Duration,
+    pub start_jitter: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -565,6 +566,7 @@ impl Config {
                 &o.retry_after_max,
                 Duration::ZERO,
             )?,
+            start_jitter: parse_duration("DCR_START_JITTER", &o.start_jitter, Duration::ZERO)?,
         };
         if timing.backoff_max < timing.backoff_initial {
             return Err(Error::Config(format!(
@@ -765,6 +767,7 @@ mod tests {
             timeout: "300s".into(),
             request_timeout: "10s".into(),
             backoff_initial: "500ms".into(),
+            start_jitter: "0s".into(),
             backoff_max: "8s".into(),
             probe_interval: "500ms".into(),
             retry_after_max: "60s".into(),

@@ -125,6 +125,15 @@ pub async fn run(cfg: &Config) -> Result<Outcome> {
             allow_insecure_http: cfg.allow_insecure_http,
         },
     );
+    if !cfg.timing.start_jitter.is_zero() {
+        // Spreads the first requests of a fleet that starts at once (DCR_START_JITTER).
+        let wait = cfg.timing.start_jitter.mul_f64(fastrand::f64());
+        tracing::debug!(
+            "waiting {} before the first request (DCR_START_JITTER)",
+            crate::duration::show(wait)
+        );
+        tokio::time::sleep(wait).await;
+    }
     let out = &cfg.output.path;
     store::ensure_parent_dir(out)?;
     let _lock = store::lock(out, &policy).await?;

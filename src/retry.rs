@@ -3,9 +3,10 @@
 //!
 //! * **Probe** (connection refused, DNS failure, connect timeout): nothing is there to
 //!   overload, and the pod is waiting, so probe at a steady `DCR_PROBE_INTERVAL` (±20% jitter
-//!   so a fleet does not synchronise). A steady interval notices recovery within one interval
-//!   at a fixed, low connection rate; exponential growth would leave us asleep long after the
-//!   IdP came up.
+//!   so a fleet does not synchronise; the first gap is two intervals, so that with the
+//!   immediate first attempt a run never averages more than one attempt per interval). A
+//!   steady interval notices recovery within one interval at a fixed, low connection rate;
+//!   exponential growth would leave us asleep long after the IdP came up.
 //! * **Backoff** (5xx, 429, timeouts and resets after connecting): a process answers but is
 //!   not ready or is overloaded. Exponential backoff with full jitter
 //!   (`random(0, min(max, initial·2ⁿ))`, AWS "Exponential Backoff And Jitter"), never shorter
@@ -61,6 +62,7 @@ impl Attempts {
 pub struct Schedule<'a> {
     policy: &'a Policy,
     backoff_step: u32,
+    probes: u32,
 }
 
 impl<'a> Schedule<'a> {
@@ -68,13 +70,20 @@ impl<'a> Schedule<'a> {
         Schedule {
             policy,
             backoff_step: 0,
+            probes: 0,
         }
     }
 
     pub fn next_delay(&mut self, unreachable: bool, retry_after: Option<Duration>) -> Duration {
         let p = self.policy;
         if unreachable && retry_after.is_none() {
-            return p.probe_interval.mul_f64(0.8 + 0.4 * fastrand::f64());
+            // The first gap is two intervals: with the immediate first attempt, a run never
+            // averages more than one attempt per interval, however short the outage.
+            let gaps = if self.probes == 0 { 2.0 } else { 1.0 };
+            self.probes += 1;
+            return p
+                .probe_interval
+                .mul_f64(gaps * (0.8 + 0.4 * fastrand::f64()));
         }
         let exp = p.backoff_initial.saturating_mul(
             1u32.checked_shl(self.backoff_step.min(20))
@@ -179,6 +188,11 @@ mod tests {
     fn probe_stays_near_the_interval() {
         let p = policy();
         let mut s = Schedule::new(&p);
+        let first = s.next_delay(true, None);
+        assert!(
+            first >= Duration::from_millis(800) && first <= Duration::from_millis(1200),
+            "{first:?}"
+        );
         for _ in 0..1000 {
             let d = s.next_delay(true, None);
             assert!(

@@ -194,6 +194,23 @@ impl Emulator {
         self.lock().last_update.clone()
     }
 
+    /// Answers every request with 503 (and `retry_after`, if given) for `duration` from now.
+    pub fn set_unavailable(&self, duration: Duration, retry_after: Option<&str>) {
+        let mut s = self.lock();
+        s.unavailable_until = Some(std::time::Instant::now() + duration);
+        s.unavailable_retry_after = retry_after.map(str::to_string);
+    }
+
+    /// Every request so far, with its arrival time.
+    pub fn request_log(&self) -> Vec<state::RequestRecord> {
+        self.lock().request_log.clone()
+    }
+
+    /// Seconds since the emulator started (the clock of `request_log`).
+    pub fn elapsed(&self) -> f64 {
+        self.lock().started.elapsed().as_secs_f64()
+    }
+
     /// What the Pushgateway stand-in received: (path, body).
     pub fn pushes(&self) -> Vec<(String, String)> {
         self.lock().pushes.clone()
@@ -295,6 +312,44 @@ fn apply(state: &mut State, effect: Effect) {
     }
 }
 
+/// Counts and logs a request, then decides its fate: `Err` is an answer given without
+/// handling it (a timed outage), `Ok` the fault rule that fires, if any.
+fn admit(s: &mut State, req: &http::Request) -> Result<Option<FaultAction>, Response> {
+    s.stats.requests += 1;
+    let now = std::time::Instant::now();
+    // The control surface is never faulted: tests must always be able to read counters.
+    let control = req.path.starts_with("/_emulator/");
+    let unavailable = !control && s.unavailable_until.is_some_and(|u| now < u);
+    if s.request_log.len() < 1_000_000 {
+        let at = now.duration_since(s.started).as_secs_f64();
+        s.request_log.push(state::RequestRecord {
+            at,
+            method: req.method.clone(),
+            path: req.path.clone(),
+            unavailable,
+        });
+    }
+    if unavailable {
+        let mut resp = Response::json(503, &serde_json::json!({"detail": "Service Unavailable"}));
+        if let Some(ra) = s.unavailable_retry_after.clone() {
+            resp = resp.with_header("Retry-After", &ra);
+        }
+        return Err(resp);
+    }
+    let f = if control {
+        None
+    } else {
+        faults::take(&mut s.faults, &req.method, &req.path)
+    };
+    if let Some(f) = &f {
+        s.stats.faults_fired += 1;
+        for e in &f.effects {
+            apply(s, *e);
+        }
+    }
+    Ok(f.map(|f| f.action))
+}
+
 async fn serve<S: Conn>(
     mut stream: S,
     state: Arc<Mutex<State>>,
@@ -310,22 +365,13 @@ async fn serve<S: Conn>(
             return;
         }
     };
-    let fault = {
-        let mut s = lock(&state);
-        s.stats.requests += 1;
-        // The control surface is never faulted: tests must always be able to read counters.
-        let f = if req.path.starts_with("/_emulator/") {
-            None
-        } else {
-            faults::take(&mut s.faults, &req.method, &req.path)
-        };
-        if let Some(f) = &f {
-            s.stats.faults_fired += 1;
-            for e in &f.effects {
-                apply(&mut s, *e);
-            }
+    let fault = admit(&mut lock(&state), &req);
+    let fault = match fault {
+        Ok(f) => f,
+        Err(unavailable) => {
+            let _ = http::write_response(&mut stream, &unavailable).await;
+            return;
         }
-        f.map(|f| f.action)
     };
     let handle = || api::handle(&mut lock(&state), &req, scheme);
     let resp = match fault {

@@ -109,6 +109,17 @@ pub struct TokenRequest {
     pub resource: Option<String>,
 }
 
+/// One request as it arrived.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct RequestRecord {
+    /// Seconds since the emulator started.
+    pub at: f64,
+    pub method: String,
+    pub path: String,
+    /// Answered 503 because of a timed outage.
+    pub unavailable: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Iat {
     pub id: String,
@@ -143,6 +154,14 @@ pub struct State {
     pub pushes: Vec<(String, String)>,
     /// The method and JSON body of the last RFC 7592 update.
     pub last_update: Option<(String, serde_json::Value)>,
+    /// When the emulator started, the zero of `request_log`.
+    pub started: Instant,
+    /// Arrival time of every request (capped at 1,000,000 entries), for load measurements.
+    pub request_log: Vec<RequestRecord>,
+    /// Until then every request is answered 503 (a restarting IdP behind a proxy).
+    pub unavailable_until: Option<Instant>,
+    /// Retry-After sent with those 503s.
+    pub unavailable_retry_after: Option<String>,
     counter: u64,
 }
 
@@ -160,6 +179,10 @@ impl State {
             token_requests: Vec::new(),
             pushes: Vec::new(),
             last_update: None,
+            started: Instant::now(),
+            request_log: Vec::new(),
+            unavailable_until: None,
+            unavailable_retry_after: None,
             counter: 0,
         }
     }
