@@ -48,22 +48,18 @@ pub enum ReadResult {
     Unauthorized(String),
 }
 
-pub enum Minted {
-    Iat {
-        token: SecretString,
-        /// Keycloak's IAT id, for revoking it after use.
-        id: Option<String>,
-    },
-    /// 401: the admin token was refused (expired, revoked).
-    AdminRejected(String),
+/// The answer of an admin-API call: done, or the admin token was refused (401: expired or
+/// revoked), which a client-credentials token can recover from by being fetched again.
+pub enum Admin<T> {
+    Done(T),
+    Refused(String),
 }
 
-pub enum Reissued {
-    Token(SecretString),
-    /// The admin API does not know the client.
-    NotFound,
-    /// 401: the admin token was refused.
-    AdminRejected(String),
+/// A minted IAT.
+pub struct Minted {
+    pub token: SecretString,
+    /// Keycloak's IAT id, for revoking it after use.
+    pub id: Option<String>,
 }
 
 pub struct Discovered {
@@ -309,7 +305,7 @@ impl Idp<'_> {
         admin: &SecretString,
         s: &MintSettings,
         style: MintStyle,
-    ) -> Result<Minted> {
+    ) -> Result<Admin<Minted>> {
         let body = match style {
             MintStyle::EmpowerNow => {
                 let mut b = json!({"label": s.label, "expires_in": s.expires_in});
@@ -319,7 +315,7 @@ impl Idp<'_> {
             MintStyle::Keycloak => json!({"expiration": s.expires_in, "count": s.max_uses}),
         };
         // Retrying a mint is harmless: an unused IAT just expires.
-        let decide = |r: Reply| -> Attempt<Minted> {
+        let decide = |r: Reply| -> Attempt<Admin<Minted>> {
             if r.is_success() {
                 return match parse_iat(&r) {
                     Ok(t) => {
@@ -327,7 +323,7 @@ impl Idp<'_> {
                         warn_content_type("minting an IAT", &r);
                         let id = json_object(&r)
                             .and_then(|o| o.get("id").and_then(Value::as_str).map(str::to_string));
-                        Attempt::Done(Minted::Iat { token, id })
+                        Attempt::Done(Admin::Done(Minted { token, id }))
                     }
                     Err(why) => Attempt::Fatal(Error::Rejected(format!(
                         "minting an IAT at {endpoint}: the IdP answered {} but {why}",
@@ -339,7 +335,7 @@ impl Idp<'_> {
                 return Self::retry(&r);
             }
             Attempt::Fatal(match r.status {
-                401 => return Attempt::Done(Minted::AdminRejected(describe(&r))),
+                401 => return Attempt::Done(Admin::Refused(describe(&r))),
                 300..=399 => redirect_error("minting an IAT", "DCR_IAT_ENDPOINT", &r),
                 403 => Error::Rejected(format!(
                     "the admin token may not mint IATs at {endpoint} ({}): grant its client the IAT-minting permission \
@@ -658,12 +654,16 @@ impl Idp<'_> {
 
     /// Asks the admin API for a new registration access token (EmpowerNow's
     /// `/api/admin/dcr/clients/{client_id}/tokens`). `None` when the client does not exist.
-    pub async fn reissue_rat(&self, endpoint: &Url, admin: &SecretString) -> Result<Reissued> {
+    pub async fn reissue_rat(
+        &self,
+        endpoint: &Url,
+        admin: &SecretString,
+    ) -> Result<Admin<Option<SecretString>>> {
         let body = json!({});
-        let decide = |r: Reply| -> Attempt<Reissued> {
+        let decide = |r: Reply| -> Attempt<Admin<Option<SecretString>>> {
             if r.is_success() {
                 return match parse_rat(&r) {
-                    Ok(t) => Attempt::Done(Reissued::Token(secret(t))),
+                    Ok(t) => Attempt::Done(Admin::Done(Some(secret(t)))),
                     Err(why) => Attempt::Fatal(Error::Rejected(format!(
                         "re-issuing a registration access token at {endpoint} answered {} but {why}",
                         r.status
@@ -674,8 +674,8 @@ impl Idp<'_> {
                 return Self::retry(&r);
             }
             Attempt::Fatal(match r.status {
-                404 => return Attempt::Done(Reissued::NotFound),
-                401 => return Attempt::Done(Reissued::AdminRejected(describe(&r))),
+                404 => return Attempt::Done(Admin::Done(None)),
+                401 => return Attempt::Done(Admin::Refused(describe(&r))),
                 403 => Error::Rejected(format!(
                     "the admin token may not re-issue registration access tokens at {endpoint} ({})",
                     describe(&r)

@@ -7,7 +7,7 @@ use crate::config::{
 };
 use crate::error::{Error, Result};
 use crate::http::Http;
-use crate::idp::{Idp, Minted, ReadResult, Registration, Reissued, UpdateResult};
+use crate::idp::{Admin, Idp, Minted, ReadResult, Registration, UpdateResult};
 use crate::keyring::{KeyPolicy, KeyRecord, KeyRing, Plan};
 use crate::reconcile;
 use crate::retry::{Attempts, Policy};
@@ -518,26 +518,37 @@ impl<'a> Job<'a> {
         self.reissue(&url).await
     }
 
-    /// One RAT re-issue, fetching a new client-credentials admin token once if it was refused.
+    /// One RAT re-issue; `None` when the admin API does not know the client.
     async fn reissue(&self, url: &Url) -> Result<Option<SecretString>> {
+        self.as_admin(url, |admin| async move {
+            self.idp.reissue_rat(url, &admin).await
+        })
+        .await
+    }
+
+    /// Runs an admin-API call. When the IdP refuses a client-credentials admin token (it
+    /// expired during a long wait, or was revoked), a new one is fetched and the call made
+    /// once more; a refused static token is final.
+    async fn as_admin<T, F, Fut>(&self, url: &Url, call: F) -> Result<T>
+    where
+        F: Fn(SecretString) -> Fut,
+        Fut: std::future::Future<Output = Result<Admin<T>>>,
+    {
+        let mut why = String::new();
         for first in [true, false] {
-            let admin = self.admin_token().await?;
-            match self.idp.reissue_rat(url, &admin).await? {
-                Reissued::Token(t) => return Ok(Some(t)),
-                Reissued::NotFound => return Ok(None),
-                Reissued::AdminRejected(why) if first && self.forget_admin_token() => {
-                    tracing::warn!("the admin token was refused ({why}); fetching a new one");
+            match call(self.admin_token().await?).await? {
+                Admin::Done(v) => return Ok(v),
+                Admin::Refused(w) if first && self.forget_admin_token() => {
+                    tracing::warn!("the admin token was refused ({w}); fetching a new one");
                 }
-                Reissued::AdminRejected(why) => {
-                    return Err(Error::Rejected(format!(
-                        "{} was rejected at {url} ({why})",
-                        self.admin_name()
-                    )));
+                Admin::Refused(w) => {
+                    why = w;
+                    break;
                 }
             }
         }
         Err(Error::Rejected(format!(
-            "{} was rejected at {url}",
+            "{} was rejected at {url} ({why}): supply a valid, unexpired admin access token",
             self.admin_name()
         )))
     }
@@ -737,36 +748,22 @@ impl<'a> Job<'a> {
                 cfg.profile.name()
             ))
         })?;
-        for first in [true, false] {
-            let admin = self.admin_token().await?;
-            match self
-                .idp
-                .mint_iat(&endpoint, &admin, &cfg.mint, cfg.endpoints.mint_style)
-                .await?
-            {
-                Minted::Iat { token, id } => {
-                    tracing::info!(
-                        "minted an IAT at {endpoint} (expires in {}s, {} use(s))",
-                        cfg.mint.expires_in,
-                        cfg.mint.max_uses
-                    );
-                    return Ok((token, id));
+        let Minted { token, id } = self
+            .as_admin(&endpoint, |admin| {
+                let endpoint = &endpoint;
+                async move {
+                    self.idp
+                        .mint_iat(endpoint, &admin, &cfg.mint, cfg.endpoints.mint_style)
+                        .await
                 }
-                Minted::AdminRejected(why) if first && self.forget_admin_token() => {
-                    tracing::warn!("the admin token was refused ({why}); fetching a new one");
-                }
-                Minted::AdminRejected(why) => {
-                    return Err(Error::Rejected(format!(
-                        "{} was rejected at {endpoint} ({why}): supply a valid, unexpired admin access token",
-                        self.admin_name()
-                    )));
-                }
-            }
-        }
-        Err(Error::Rejected(format!(
-            "{} was rejected at {endpoint}",
-            self.admin_name()
-        )))
+            })
+            .await?;
+        tracing::info!(
+            "minted an IAT at {endpoint} (expires in {}s, {} use(s))",
+            cfg.mint.expires_in,
+            cfg.mint.max_uses
+        );
+        Ok((token, id))
     }
 
     /// Revokes a used IAT where the IdP supports it (Keycloak); a failure only warns.

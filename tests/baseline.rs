@@ -37,14 +37,25 @@ async fn the_curl_baseline_registers_skips_and_survives_503_pages() {
         },
     ));
     let out = baseline(&h, &["bash", "bench/baseline/curl-bootstrap.sh"]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(h.output_json()["client_id"].as_str().map(|s| !s.is_empty()), Some(true));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        h.output_json()["client_id"].as_str().map(|s| !s.is_empty()),
+        Some(true)
+    );
     assert_eq!(file_mode(&h.out()), 0o600);
     assert_eq!(h.stats().clients_registered, 1);
     assert!(h.stray_files().is_empty());
     let again = baseline(&h, &["bash", "bench/baseline/curl-bootstrap.sh"]).await;
     assert!(again.status.success());
-    assert_eq!(h.stats().clients_registered, 1, "an existing output skips the run");
+    assert_eq!(
+        h.stats().clients_registered,
+        1,
+        "an existing output skips the run"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,7 +63,11 @@ async fn the_python_baseline_registers() {
     let h = Harness::new();
     h.emu.push_fault(Fault::status("/api/", 503, 1, None));
     let out = baseline(&h, &["python3", "bench/baseline/python-bootstrap.py"]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(h.output_json()["client_id"].is_string());
     assert_eq!(h.stats().clients_registered, 1);
 }

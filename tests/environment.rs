@@ -11,35 +11,6 @@ use std::process::Command as StdCommand;
 use std::time::Duration;
 use tokio::process::Command;
 
-#[track_caller]
-fn check_invariants(name: &str, h: &Harness, run: &Run, code: i32) {
-    assert_eq!(
-        run.code,
-        Some(code),
-        "[{name}] exit code; logs:\n{}",
-        run.logs()
-    );
-    assert!(
-        h.stats().clients_registered <= 1,
-        "[{name}] duplicate registration"
-    );
-    if h.out().exists() {
-        let text = std::fs::read_to_string(h.out()).unwrap();
-        let doc: serde_json::Value =
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("[{name}] partial output ({e})"));
-        assert!(doc["client_id"].is_string(), "[{name}]");
-        assert_eq!(file_mode(&h.out()), 0o600, "[{name}]");
-    }
-    assert!(
-        h.stray_files().is_empty(),
-        "[{name}] temp files: {:?}",
-        h.stray_files()
-    );
-    let mut secrets = h.emu.issued_secrets();
-    secrets.push(ADMIN_TOKEN.to_string());
-    assert_no_secrets(&run.logs(), &secrets);
-}
-
 fn tls_harness(pki: &TestPki) -> Harness {
     Harness::with(Config {
         tls: Some(pki.clone()),

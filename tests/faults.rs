@@ -14,47 +14,6 @@ use std::time::{Duration, SystemTime};
 const REGISTER: &str = "/api/oidc/dcr/register";
 const MINT: &str = "/api/admin/dcr/initial-access-tokens";
 
-/// Checks invariants (b), (c) and (d), and (a)'s exit code.
-#[track_caller]
-pub fn check_invariants(name: &str, h: &Harness, run: &Run, code: i32) {
-    assert_eq!(
-        run.code,
-        Some(code),
-        "[{name}] exit code; logs:\n{}",
-        run.logs()
-    );
-    let s = h.stats();
-    assert!(
-        s.clients_registered <= 1,
-        "[{name}] duplicate registration: {s:?}"
-    );
-    if h.out().exists() {
-        let text = std::fs::read_to_string(h.out()).unwrap();
-        let doc: serde_json::Value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("[{name}] partial output ({e}): {text}"));
-        assert!(
-            doc["client_id"].as_str().is_some_and(|s| !s.is_empty()),
-            "[{name}] {text}"
-        );
-        assert_eq!(file_mode(&h.out()), 0o600, "[{name}] mode");
-    } else {
-        assert_ne!(code, 0, "[{name}] exit 0 without an output file");
-    }
-    assert!(
-        h.stray_files().is_empty(),
-        "[{name}] temp files left: {:?}",
-        h.stray_files()
-    );
-    let mut secrets = h.emu.issued_secrets();
-    secrets.push(ADMIN_TOKEN.to_string());
-    for s in &secrets {
-        assert!(
-            !run.logs().contains(s.as_str()),
-            "[{name}] a secret leaked into the logs"
-        );
-    }
-}
-
 fn trace_env(h: &Harness) -> BTreeMap<String, String> {
     let mut env = h.env();
     env.insert("RUST_LOG".into(), "trace".into());

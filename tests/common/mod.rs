@@ -332,3 +332,46 @@ pub async fn token_with_assertion(base: &str, assertion: &str) -> u16 {
         .status()
         .as_u16()
 }
+
+/// The four invariants of every fault scenario (RELIABILITY.md): the exit code; no
+/// duplicate registration; the output absent, or complete, valid and 0600, with no temp file
+/// left; and no issued secret in the logs.
+#[track_caller]
+pub fn check_invariants(name: &str, h: &Harness, run: &Run, code: i32) {
+    assert_eq!(
+        run.code,
+        Some(code),
+        "[{name}] exit code; logs:\n{}",
+        run.logs()
+    );
+    let s = h.stats();
+    assert!(
+        s.clients_registered <= 1,
+        "[{name}] duplicate registration: {s:?}"
+    );
+    if h.out().exists() {
+        let text = std::fs::read_to_string(h.out()).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("[{name}] partial output ({e}): {text}"));
+        assert!(
+            doc["client_id"].as_str().is_some_and(|s| !s.is_empty()),
+            "[{name}] {text}"
+        );
+        assert_eq!(file_mode(&h.out()), 0o600, "[{name}] mode");
+    } else {
+        assert_ne!(code, 0, "[{name}] exit 0 without an output file");
+    }
+    assert!(
+        h.stray_files().is_empty(),
+        "[{name}] temp files left: {:?}",
+        h.stray_files()
+    );
+    let mut secrets = h.emu.issued_secrets();
+    secrets.push(ADMIN_TOKEN.to_string());
+    for s in &secrets {
+        assert!(
+            !run.logs().contains(s.as_str()),
+            "[{name}] a secret leaked into the logs"
+        );
+    }
+}
