@@ -2,6 +2,7 @@
 //! lists every variable name. Values are taken as text here and validated in `config.rs`, so
 //! that every error names the variable at fault and never echoes a secret.
 
+use crate::secret::SecretArg;
 use clap::{Args, Parser, Subcommand};
 
 /// Bootstraps an OAuth client at an identity provider, then exits: mints a short-lived
@@ -167,7 +168,7 @@ pub struct Opts {
         hide_env_values = true,
         help_heading = "Tokens"
     )]
-    pub iat: Option<String>,
+    pub iat: Option<SecretArg>,
 
     /// File holding DCR_IAT.
     #[arg(
@@ -188,7 +189,7 @@ pub struct Opts {
         hide_env_values = true,
         help_heading = "Tokens"
     )]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<SecretArg>,
 
     /// File holding BOOTSTRAP_ADMIN_TOKEN.
     #[arg(
@@ -219,7 +220,7 @@ pub struct Opts {
         hide_env_values = true,
         help_heading = "Tokens"
     )]
-    pub admin_client_secret: Option<String>,
+    pub admin_client_secret: Option<SecretArg>,
 
     /// File holding DCR_ADMIN_CLIENT_SECRET.
     #[arg(

@@ -11,7 +11,7 @@ use crate::metadata::{self, DesiredMetadata, MetadataInputs};
 pub use crate::profile::Profile;
 use crate::profile::{self as profiles, Endpoints, Explicit};
 use crate::reconcile::RedirectMode;
-use crate::secret::secret;
+use crate::secret::{SecretArg, secret};
 use reqwest::Url;
 use secrecy::SecretString;
 use std::path::PathBuf;
@@ -403,11 +403,11 @@ impl Config {
 
         let ca_file = non_empty(&o.ca_file).map(PathBuf::from);
 
-        let iat = if o.iat.as_deref().map(str::trim) == Some("none") && o.iat_file.is_none() {
+        let iat_value = o.iat.as_ref().map(SecretArg::expose);
+        let iat = if iat_value.map(str::trim) == Some("none") && o.iat_file.is_none() {
             Some(RegistrationToken::Open)
         } else {
-            read_secret("DCR_IAT", o.iat.as_deref(), o.iat_file.as_deref())?
-                .map(RegistrationToken::Given)
+            read_secret("DCR_IAT", iat_value, o.iat_file.as_deref())?.map(RegistrationToken::Given)
         };
         let admin = admin_auth(o, profile)?;
         if admin.is_some() && endpoints.iat.is_none() && iat.is_none() {
@@ -687,12 +687,12 @@ impl Config {
 fn admin_auth(o: &Opts, profile: Profile) -> Result<Option<AdminAuth>> {
     let token = read_secret(
         "BOOTSTRAP_ADMIN_TOKEN",
-        o.admin_token.as_deref(),
+        o.admin_token.as_ref().map(SecretArg::expose),
         o.admin_token_file.as_deref(),
     )?;
     let secret = read_secret(
         "DCR_ADMIN_CLIENT_SECRET",
-        o.admin_client_secret.as_deref(),
+        o.admin_client_secret.as_ref().map(SecretArg::expose),
         o.admin_client_secret_file.as_deref(),
     )?;
     let id = non_empty(&o.admin_client_id).map(|s| s.trim().to_string());
@@ -889,6 +889,36 @@ mod tests {
             let e = err(o);
             assert!(e.contains(var), "{var}: {e}");
         }
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let mut o = opts();
+        o.iat = Some("iat-secret-value-1".into());
+        o.admin_token = Some("admin-secret-value-2".into());
+        let cfg = Config::from_opts(&o, true).unwrap();
+        let reply = crate::http::Reply {
+            status: 201,
+            retry_after: None,
+            content_type: "application/json".into(),
+            location: None,
+            body: br#"{"token":"iat-secret-value-3"}"#.to_vec(),
+        };
+        let stored = crate::store::parse_stored(
+            br#"{"client_id":"c","registration_access_token":"rat-secret-value-4","client_secret":"client-secret-5"}"#,
+        )
+        .unwrap();
+        let all = format!("{o:?} {cfg:?} {reply:?} {stored:?}");
+        for s in [
+            "iat-secret-value-1",
+            "admin-secret-value-2",
+            "iat-secret-value-3",
+            "rat-secret-value-4",
+            "client-secret-5",
+        ] {
+            assert!(!all.contains(s), "{s} in Debug output");
+        }
+        assert!(all.contains("body_bytes") && all.contains("client_id"));
     }
 
     #[test]

@@ -9,6 +9,36 @@ pub use secrecy::ExposeSecret;
 
 static KNOWN: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
+/// A secret as given on the command line or in the environment, before validation: parsed
+/// by clap like a string, but its `Debug` never shows the value.
+#[derive(Clone, Default)]
+pub struct SecretArg(String);
+
+impl SecretArg {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for SecretArg {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(SecretArg(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+impl From<&str> for SecretArg {
+    fn from(s: &str) -> Self {
+        SecretArg(s.to_string())
+    }
+}
+
 /// Marks a value as secret for log scrubbing and wraps it.
 pub fn secret(value: String) -> SecretString {
     remember(&value);

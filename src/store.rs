@@ -17,9 +17,18 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// A registration a previous run wrote.
-#[derive(Debug)]
+/// `Debug` shows the client_id only: the document holds the registration access token and
+/// maybe a client secret.
 pub struct Stored {
     pub doc: Map<String, Value>,
+}
+
+impl std::fmt::Debug for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stored")
+            .field("client_id", &self.client_id())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Stored {
