@@ -49,7 +49,7 @@ pub fn check(cfg: &Config) -> Result<Value> {
                 "path": k.path,
                 "exists": existing.is_some(),
                 "pending": pending_path(&k.path).exists(),
-                "policy": job::describe_policy(&k.policy),
+                "policy": k.policy.describe(),
                 "jwks_uri": k.jwks_uri.as_ref().map(|u| u.as_str()),
             })
         }

@@ -8,7 +8,7 @@ use crate::config::{
 use crate::error::{Error, Result};
 use crate::http::Http;
 use crate::idp::{Admin, Idp, Minted, ReadResult, Registration, UpdateResult};
-use crate::keyring::{KeyPolicy, KeyRecord, KeyRing, Plan};
+use crate::keyring::{KeyRecord, KeyRing, Plan};
 use crate::reconcile;
 use crate::retry::{Attempts, Policy};
 use crate::secret::secret;
@@ -1038,18 +1038,6 @@ impl<'a> Job<'a> {
         }
         Ok(())
     }
-}
-
-/// The key policy as `check` prints it.
-pub fn describe_policy(p: &KeyPolicy) -> Value {
-    json!({
-        "alg": p.alg.name(),
-        "rsa_bits": p.rsa_bits,
-        "rotate_after_days": p.rotate_after_days,
-        "retire_after_days": p.retire_after_days,
-        "max_keys": p.max_keys,
-        "kid": p.kid,
-    })
 }
 
 /// Whether two registration documents differ in anything but when and why they were written.

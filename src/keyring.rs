@@ -38,6 +38,20 @@ pub struct KeyPolicy {
     pub kid: Option<String>,
 }
 
+impl KeyPolicy {
+    /// The policy as `check` prints it.
+    pub fn describe(&self) -> Value {
+        serde_json::json!({
+            "alg": self.alg.name(),
+            "rsa_bits": self.rsa_bits,
+            "rotate_after_days": self.rotate_after_days,
+            "retire_after_days": self.retire_after_days,
+            "max_keys": self.max_keys,
+            "kid": self.kid,
+        })
+    }
+}
+
 /// What the output records about each published key.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct KeyRecord {
@@ -108,10 +122,6 @@ impl Plan {
     /// The key the BFF signs with once this plan is committed (always the first).
     pub fn current(&self) -> Option<&KeyRecord> {
         self.publish.first()
-    }
-
-    pub fn changes_files(&self) -> bool {
-        self.promote.is_some() || self.demote.is_some() || !self.retire.is_empty()
     }
 }
 

@@ -102,10 +102,6 @@ impl Emulator {
         }
     }
 
-    pub fn admin_token(&self) -> String {
-        self.lock().admin_token.clone()
-    }
-
     pub fn stats(&self) -> Stats {
         let mut s = self.lock();
         s.refresh_live();
