@@ -1,16 +1,18 @@
 //! Process-level wiring: logging, configuration, the runtime, signals, the summary line and
 //! the exit code.
 
-use crate::cli::{Cli, Command};
-use crate::config::{self, Config};
+use crate::cli::{self, Command};
+use crate::config::Config;
 use crate::duration::show;
 use crate::error::{Error, Signal};
-use crate::http::Http;
-use crate::{commands, job, logging, metrics};
+use crate::idp::http::Http;
+use crate::job::{self, commands};
+use crate::{logging, metrics};
 use std::time::Instant;
 use tokio::signal::unix::{Signal as UnixSignal, SignalKind, signal};
 
-pub fn main(cli: Cli) -> u8 {
+/// The whole program: parse, run, and the exit code.
+pub fn main() -> u8 {
     // The runtime and the signal handlers come first: a SIGTERM that arrives while the
     // configuration is read must still end the run with 143, not the default action.
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -37,15 +39,20 @@ pub fn main(cli: Cli) -> u8 {
             return crate::error::EXIT_IO;
         }
     };
-    let format = match config::log_format(&cli.opts) {
-        Ok(f) => f,
-        Err(e) => {
-            // The logger is not up yet; say it plainly.
-            eprintln!("dcr-bootstrap: {e}");
-            return e.exit_code();
+    let cli = match cli::parse() {
+        Ok(c) => c,
+        Err((text, code)) => {
+            // --help and --version go to stdout; refusals to stderr, before any logger.
+            if code == 0 {
+                print!("{text}");
+            } else {
+                eprintln!("dcr-bootstrap: {}", text.trim_end());
+            }
+            return u8::try_from(code).unwrap_or(crate::error::EXIT_CONFIG);
         }
     };
-    if let Err(e) = logging::init(format, &cli.opts.log) {
+    let log = &cli.opts.logging;
+    if let Err(e) = logging::init(log.log_format, &log.log) {
         eprintln!("dcr-bootstrap: configuration error: {e}");
         return crate::error::EXIT_CONFIG;
     }
@@ -82,12 +89,14 @@ pub fn main(cli: Cli) -> u8 {
         },
         Command::Run => {
             let result = rt.block_on(until_signal(job::run(&cfg), term, int));
-            if let Some(gateway) = &cfg.pushgateway {
+            if let Some(gateway) = &cfg.output.pushgateway {
                 let status = result
                     .as_ref()
                     .map(|o| o.action.metric_status())
                     .unwrap_or("failed");
-                if let Ok(http) = Http::new(cfg.ca_file.as_deref(), cfg.timing.request_timeout) {
+                if let Ok(http) =
+                    Http::new(cfg.target.ca_file.as_deref(), cfg.timing.request_timeout)
+                {
                     rt.block_on(metrics::push(&http, gateway, status, start.elapsed()));
                 }
             }

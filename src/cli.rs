@@ -1,9 +1,21 @@
-//! The command line: every option is a `--flag` and an environment variable, and `--help`
-//! lists every variable name. Values are taken as text here and validated in `config.rs`, so
-//! that every error names the variable at fault and never echoes a secret.
+//! The command line: every option is a `--flag` and an environment variable, `--help` lists
+//! every variable name, and closed sets are `ValueEnum`s. Options come in groups, one per help
+//! heading; `config` turns each group into its validated settings. Values clap cannot parse are
+//! reported by [`explain`] as "NAME (--flag): expected …", like every other configuration
+//! error; secrets are parsed infallibly, so no error can quote one.
 
-use crate::secret::SecretArg;
-use clap::{Args, Parser, Subcommand};
+use crate::duration;
+use crate::idp::profile::Profile;
+use crate::idp::{ClientAuth, UpdateMethod};
+use crate::local::keys::KeyAlg;
+use crate::logging::LogFormat;
+use crate::reconcile::{ExistingPolicy, RedirectMode, StalePolicy};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
+use secrecy::SecretString;
+use std::path::PathBuf;
+use std::time::Duration;
 
 /// Bootstraps an OAuth client at an identity provider, then exits: mints a short-lived
 /// Initial Access Token with an admin token (or uses one it is given), registers the client
@@ -39,38 +51,38 @@ pub enum Command {
     MintIat,
 }
 
-#[derive(Args, Debug, Default, Clone)]
+#[derive(Args, Debug, Clone)]
 pub struct Opts {
-    // ---- IdP ----
+    #[command(flatten)]
+    pub idp: IdpArgs,
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+    #[command(flatten)]
+    pub metadata: MetadataArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub timing: TimingArgs,
+    #[command(flatten)]
+    pub logging: LogArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "IdP")]
+pub struct IdpArgs {
     /// Base URL of the IdP as seen from this container, e.g. http://idp-app:8002 (required).
-    #[arg(
-        long,
-        global = true,
-        env = "IDP_BASE_URL",
-        value_name = "URL",
-        help_heading = "IdP"
-    )]
+    #[arg(long, global = true, env = "IDP_BASE_URL", value_name = "URL")]
     pub idp_base_url: Option<String>,
 
-    /// Endpoint layout of the IdP: empowernow, keycloak, or rfc7591 (endpoints by discovery).
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_PROFILE",
-        value_name = "NAME",
-        default_value = "empowernow",
-        help_heading = "IdP"
-    )]
-    pub profile: String,
+    /// Endpoint layout of the IdP (rfc7591: endpoints by discovery).
+    #[arg(long, global = true, env = "DCR_PROFILE", value_name = "NAME", value_enum,
+          default_value_t = Profile::EmpowerNow)]
+    pub profile: Profile,
 
     /// IAT minting endpoint [default: {IDP_BASE_URL}/api/admin/dcr/initial-access-tokens].
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_IAT_ENDPOINT",
-        value_name = "URL",
-        help_heading = "IdP"
-    )]
+    #[arg(long, global = true, env = "DCR_IAT_ENDPOINT", value_name = "URL")]
     pub iat_endpoint: Option<String>,
 
     /// Registration endpoint [default: {IDP_BASE_URL}/api/oidc/dcr/register].
@@ -78,39 +90,20 @@ pub struct Opts {
         long,
         global = true,
         env = "DCR_REGISTRATION_ENDPOINT",
-        value_name = "URL",
-        help_heading = "IdP"
+        value_name = "URL"
     )]
     pub registration_endpoint: Option<String>,
 
     /// Issuer for discovery (rfc7591) [default: IDP_BASE_URL].
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_ISSUER",
-        value_name = "URL",
-        help_heading = "IdP"
-    )]
+    #[arg(long, global = true, env = "DCR_ISSUER", value_name = "URL")]
     pub issuer: Option<String>,
 
     /// Keycloak realm (required with DCR_PROFILE=keycloak).
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_KEYCLOAK_REALM",
-        value_name = "REALM",
-        help_heading = "IdP"
-    )]
+    #[arg(long, global = true, env = "DCR_KEYCLOAK_REALM", value_name = "REALM")]
     pub keycloak_realm: Option<String>,
 
     /// Token endpoint for the admin client-credentials grant [default: by profile, or discovery].
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_TOKEN_ENDPOINT",
-        value_name = "URL",
-        help_heading = "IdP"
-    )]
+    #[arg(long, global = true, env = "DCR_TOKEN_ENDPOINT", value_name = "URL")]
     pub token_endpoint: Option<String>,
 
     /// Public base URL the IdP puts in the URLs it hands back (registration_client_uri,
@@ -119,148 +112,82 @@ pub struct Opts {
         long,
         global = true,
         env = "DCR_REWRITE_PUBLIC_BASE",
-        value_name = "URL",
-        help_heading = "IdP"
+        value_name = "URL"
     )]
     pub rewrite_public_base: Option<String>,
 
     /// Extra CA certificate(s) to trust, PEM (for an IdP behind a private CA).
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_CA_FILE",
-        value_name = "PATH",
-        help_heading = "IdP"
-    )]
-    pub ca_file: Option<String>,
+    #[arg(long, global = true, env = "DCR_CA_FILE", value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
 
     /// Allow plain http:// to a non-loopback host (a compose network such as http://idp-app:8002).
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_ALLOW_INSECURE_HTTP",
-        value_name = "BOOL",
-        default_value = "false",
-        help_heading = "IdP"
-    )]
-    pub allow_insecure_http: String,
+    #[arg(long, global = true, env = "DCR_ALLOW_INSECURE_HTTP", value_name = "BOOL",
+          action = ArgAction::Set, value_parser = parse_bool, default_value = "false")]
+    pub allow_insecure_http: bool,
 
     /// Admin endpoint that re-issues a client's registration access token; {client_id} is
     /// replaced [default: {IDP_BASE_URL}/api/admin/dcr/clients/{client_id}/tokens].
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_RAT_ENDPOINT",
-        value_name = "URL",
-        help_heading = "IdP"
-    )]
+    #[arg(long, global = true, env = "DCR_RAT_ENDPOINT", value_name = "URL")]
     pub rat_endpoint: Option<String>,
+}
 
-    // ---- Tokens ----
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Tokens")]
+pub struct TokenArgs {
     /// An Initial Access Token (or any bearer token the IdP accepts for registration) to
     /// register with; minting is skipped. `none` registers without a token (open registration).
     /// Secret.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_IAT",
-        value_name = "TOKEN",
-        hide_env_values = true,
-        help_heading = "Tokens"
-    )]
-    pub iat: Option<SecretArg>,
+    #[arg(long, global = true, env = "DCR_IAT", value_name = "TOKEN", hide_env_values = true,
+          value_parser = secret_arg)]
+    pub iat: Option<SecretString>,
 
     /// File holding DCR_IAT.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_IAT_FILE",
-        value_name = "PATH",
-        help_heading = "Tokens"
-    )]
-    pub iat_file: Option<String>,
+    #[arg(long, global = true, env = "DCR_IAT_FILE", value_name = "PATH")]
+    pub iat_file: Option<PathBuf>,
 
     /// Admin access token used to mint an IAT. Secret.
-    #[arg(
-        long,
-        global = true,
-        env = "BOOTSTRAP_ADMIN_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true,
-        help_heading = "Tokens"
-    )]
-    pub admin_token: Option<SecretArg>,
+    #[arg(long, global = true, env = "BOOTSTRAP_ADMIN_TOKEN", value_name = "TOKEN",
+          hide_env_values = true, value_parser = secret_arg)]
+    pub admin_token: Option<SecretString>,
 
     /// File holding BOOTSTRAP_ADMIN_TOKEN.
     #[arg(
         long,
         global = true,
         env = "BOOTSTRAP_ADMIN_TOKEN_FILE",
-        value_name = "PATH",
-        help_heading = "Tokens"
+        value_name = "PATH"
     )]
-    pub admin_token_file: Option<String>,
+    pub admin_token_file: Option<PathBuf>,
 
     /// Admin token by client credentials instead of BOOTSTRAP_ADMIN_TOKEN: the client id.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_ADMIN_CLIENT_ID",
-        value_name = "ID",
-        help_heading = "Tokens"
-    )]
+    #[arg(long, global = true, env = "DCR_ADMIN_CLIENT_ID", value_name = "ID")]
     pub admin_client_id: Option<String>,
 
     /// The admin client's secret. Secret.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_ADMIN_CLIENT_SECRET",
-        value_name = "SECRET",
-        hide_env_values = true,
-        help_heading = "Tokens"
-    )]
-    pub admin_client_secret: Option<SecretArg>,
+    #[arg(long, global = true, env = "DCR_ADMIN_CLIENT_SECRET", value_name = "SECRET",
+          hide_env_values = true, value_parser = secret_arg)]
+    pub admin_client_secret: Option<SecretString>,
 
     /// File holding DCR_ADMIN_CLIENT_SECRET.
     #[arg(
         long,
         global = true,
         env = "DCR_ADMIN_CLIENT_SECRET_FILE",
-        value_name = "PATH",
-        help_heading = "Tokens"
+        value_name = "PATH"
     )]
-    pub admin_client_secret_file: Option<String>,
+    pub admin_client_secret_file: Option<PathBuf>,
 
-    /// How the admin client authenticates: client_secret_basic or client_secret_post.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_ADMIN_AUTH_METHOD",
-        value_name = "METHOD",
-        default_value = "client_secret_basic",
-        help_heading = "Tokens"
-    )]
-    pub admin_auth_method: String,
+    /// How the admin client authenticates.
+    #[arg(long, global = true, env = "DCR_ADMIN_AUTH_METHOD", value_name = "METHOD", value_enum,
+          default_value_t = ClientAuth::Basic)]
+    pub admin_auth_method: ClientAuth,
 
     /// Scope of the admin token [default: admin.api for empowernow, none otherwise].
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_ADMIN_SCOPE",
-        value_name = "SCOPE",
-        help_heading = "Tokens"
-    )]
+    #[arg(long, global = true, env = "DCR_ADMIN_SCOPE", value_name = "SCOPE")]
     pub admin_scope: Option<String>,
 
     /// RFC 8707 resource (audience) of the admin token, e.g. https://idp.example/api/admin.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_ADMIN_RESOURCE",
-        value_name = "URI",
-        help_heading = "Tokens"
-    )]
+    #[arg(long, global = true, env = "DCR_ADMIN_RESOURCE", value_name = "URI")]
     pub admin_resource: Option<String>,
 
     /// Label of the minted IAT.
@@ -269,53 +196,31 @@ pub struct Opts {
         global = true,
         env = "DCR_IAT_LABEL",
         value_name = "TEXT",
-        default_value = "dcr-bootstrap",
-        help_heading = "Tokens"
+        default_value = "dcr-bootstrap"
     )]
     pub iat_label: String,
 
     /// Lifetime of the minted IAT, in seconds.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_IAT_EXPIRES_IN",
-        value_name = "SECONDS",
-        default_value = "600",
-        help_heading = "Tokens"
-    )]
-    pub iat_expires_in: String,
+    #[arg(long, global = true, env = "DCR_IAT_EXPIRES_IN", value_name = "SECONDS",
+          default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub iat_expires_in: u64,
 
     /// How many registrations the minted IAT allows.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_IAT_MAX_USES",
-        value_name = "N",
-        default_value = "1",
-        help_heading = "Tokens"
-    )]
-    pub iat_max_uses: String,
+    #[arg(long, global = true, env = "DCR_IAT_MAX_USES", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub iat_max_uses: u64,
 
-    /// Name of the use-count field in the mint request: max_uses or max_usages (the docs disagree).
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_IAT_MAX_USES_FIELD",
-        value_name = "FIELD",
-        default_value = "max_uses",
-        help_heading = "Tokens"
-    )]
+    /// Name of the use-count field in the mint request (the docs disagree).
+    #[arg(long, global = true, env = "DCR_IAT_MAX_USES_FIELD", value_name = "FIELD",
+          default_value = "max_uses", value_parser = PossibleValuesParser::new(["max_uses", "max_usages"]))]
     pub iat_max_uses_field: String,
+}
 
-    // ---- Client metadata ----
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Client metadata")]
+pub struct MetadataArgs {
     /// Client metadata as an inline JSON object (RFC 7591 §2); the DCR_* fields below override it.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_CLIENT_METADATA",
-        value_name = "JSON",
-        help_heading = "Client metadata"
-    )]
+    #[arg(long, global = true, env = "DCR_CLIENT_METADATA", value_name = "JSON")]
     pub client_metadata: Option<String>,
 
     /// Client metadata from a JSON file (instead of DCR_CLIENT_METADATA).
@@ -323,69 +228,32 @@ pub struct Opts {
         long,
         global = true,
         env = "DCR_CLIENT_METADATA_FILE",
-        value_name = "PATH",
-        help_heading = "Client metadata"
+        value_name = "PATH"
     )]
-    pub client_metadata_file: Option<String>,
+    pub client_metadata_file: Option<PathBuf>,
 
     /// Requested client_id (EmpowerNow honours it; a stable id makes recovery easier).
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_CLIENT_ID",
-        value_name = "ID",
-        help_heading = "Client metadata"
-    )]
+    #[arg(long, global = true, env = "DCR_CLIENT_ID", value_name = "ID")]
     pub client_id: Option<String>,
 
     /// client_name.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_CLIENT_NAME",
-        value_name = "NAME",
-        help_heading = "Client metadata"
-    )]
+    #[arg(long, global = true, env = "DCR_CLIENT_NAME", value_name = "NAME")]
     pub client_name: Option<String>,
 
     /// redirect_uris, comma or space separated.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_REDIRECT_URIS",
-        value_name = "URIS",
-        help_heading = "Client metadata"
-    )]
+    #[arg(long, global = true, env = "DCR_REDIRECT_URIS", value_name = "URIS")]
     pub redirect_uris: Option<String>,
 
     /// scope, space or comma separated.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_SCOPE",
-        value_name = "SCOPES",
-        help_heading = "Client metadata"
-    )]
+    #[arg(long, global = true, env = "DCR_SCOPE", value_name = "SCOPES")]
     pub scope: Option<String>,
 
     /// grant_types, comma or space separated.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_GRANT_TYPES",
-        value_name = "LIST",
-        help_heading = "Client metadata"
-    )]
+    #[arg(long, global = true, env = "DCR_GRANT_TYPES", value_name = "LIST")]
     pub grant_types: Option<String>,
 
     /// response_types, comma or space separated.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_RESPONSE_TYPES",
-        value_name = "LIST",
-        help_heading = "Client metadata"
-    )]
+    #[arg(long, global = true, env = "DCR_RESPONSE_TYPES", value_name = "LIST")]
     pub response_types: Option<String>,
 
     /// token_endpoint_auth_method: private_key_jwt, client_secret_basic, client_secret_post or none.
@@ -393,19 +261,12 @@ pub struct Opts {
         long,
         global = true,
         env = "DCR_TOKEN_ENDPOINT_AUTH_METHOD",
-        value_name = "METHOD",
-        help_heading = "Client metadata"
+        value_name = "METHOD"
     )]
     pub token_endpoint_auth_method: Option<String>,
 
     /// IdP client profile (template), e.g. code-flow-pkjwt.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_CLIENT_PROFILE",
-        value_name = "NAME",
-        help_heading = "Client metadata"
-    )]
+    #[arg(long, global = true, env = "DCR_CLIENT_PROFILE", value_name = "NAME")]
     pub client_profile: Option<String>,
 
     /// JSON field that carries DCR_CLIENT_PROFILE (undocumented by the IdP).
@@ -414,182 +275,98 @@ pub struct Opts {
         global = true,
         env = "DCR_CLIENT_PROFILE_FIELD",
         value_name = "FIELD",
-        default_value = "client_profile",
-        help_heading = "Client metadata"
+        default_value = "client_profile"
     )]
     pub client_profile_field: String,
+}
 
-    // ---- Keys ----
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Keys")]
+pub struct KeyArgs {
     /// PEM private key for private_key_jwt: published as inline jwks; generated (RSA 2048,
     /// RS256) when missing and written only after the IdP accepted it.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_SIGNING_KEY",
-        value_name = "PATH",
-        help_heading = "Keys"
-    )]
-    pub signing_key: Option<String>,
+    #[arg(long, global = true, env = "DCR_SIGNING_KEY", value_name = "PATH")]
+    pub signing_key: Option<PathBuf>,
 
     /// kid of the first key [default: RFC 7638 thumbprint]; rotated keys get "<BFF_KID>-<unix time>".
-    #[arg(
-        long,
-        global = true,
-        env = "BFF_KID",
-        value_name = "KID",
-        help_heading = "Keys"
-    )]
+    #[arg(long, global = true, env = "BFF_KID", value_name = "KID")]
     pub kid: Option<String>,
 
-    /// Algorithm of generated keys: RS256, PS256 or ES256 (P-256).
+    /// Algorithm of generated keys (ES256: P-256) [default: RS256].
     #[arg(
         long,
         global = true,
         env = "DCR_KEY_ALG",
         value_name = "ALG",
-        default_value = "RS256",
-        help_heading = "Keys"
+        value_enum
     )]
-    pub key_alg: String,
+    pub key_alg: Option<KeyAlg>,
 
-    /// RSA key size for RS256/PS256: 2048, 3072 or 4096.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_RSA_BITS",
-        value_name = "BITS",
-        default_value = "2048",
-        help_heading = "Keys"
-    )]
-    pub rsa_bits: String,
+    /// RSA key size for RS256/PS256.
+    #[arg(long, global = true, env = "DCR_RSA_BITS", value_name = "BITS", default_value = "2048",
+          value_parser = PossibleValuesParser::new(["2048", "3072", "4096"])
+              .map(|s| s.parse::<u32>().unwrap_or(2048)))]
+    pub rsa_bits: u32,
 
     /// Rotate the signing key when it is this many days old (0: on this start; negative: never).
-    #[arg(
-        long,
-        global = true,
-        env = "BFF_JWK_ROTATE_AFTER_DAYS",
-        value_name = "DAYS",
-        default_value = "30",
-        help_heading = "Keys"
-    )]
-    pub rotate_after_days: String,
+    #[arg(long, global = true, env = "BFF_JWK_ROTATE_AFTER_DAYS", value_name = "DAYS",
+          default_value_t = 30, allow_negative_numbers = true, value_parser = days())]
+    pub rotate_after_days: i64,
 
     /// Stop publishing earlier keys this many days old (0 or less: off).
-    #[arg(
-        long,
-        global = true,
-        env = "BFF_JWK_RETIRE_AFTER_DAYS",
-        value_name = "DAYS",
-        default_value = "60",
-        help_heading = "Keys"
-    )]
-    pub retire_after_days: String,
+    #[arg(long, global = true, env = "BFF_JWK_RETIRE_AFTER_DAYS", value_name = "DAYS",
+          default_value_t = 60, allow_negative_numbers = true, value_parser = days())]
+    pub retire_after_days: i64,
 
     /// Publish at most this many keys (0 or less: no cap; never below 2 during a rotation).
-    #[arg(
-        long,
-        global = true,
-        env = "BFF_JWK_MAX_KEYS",
-        value_name = "N",
-        default_value = "3",
-        help_heading = "Keys"
-    )]
-    pub max_keys: String,
+    #[arg(long, global = true, env = "BFF_JWK_MAX_KEYS", value_name = "N", default_value_t = 3,
+          allow_negative_numbers = true, value_parser = days())]
+    pub max_keys: i64,
 
     /// Register this jwks_uri (served by the BFF) instead of inline jwks.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_JWKS_URI",
-        value_name = "URL",
-        help_heading = "Keys"
-    )]
+    #[arg(long, global = true, env = "DCR_JWKS_URI", value_name = "URL")]
     pub jwks_uri: Option<String>,
 
     /// Also write the public JWKS of the published keys here (for /.well-known/jwks.json).
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_JWKS_OUTPUT",
-        value_name = "PATH",
-        help_heading = "Keys"
-    )]
-    pub jwks_output: Option<String>,
+    #[arg(long, global = true, env = "DCR_JWKS_OUTPUT", value_name = "PATH")]
+    pub jwks_output: Option<PathBuf>,
+}
 
-    // ---- Output ----
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Output")]
+pub struct OutputArgs {
     /// Where the registration JSON is written (required).
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_OUTPUT",
-        value_name = "PATH",
-        help_heading = "Output"
-    )]
+    #[arg(long, global = true, env = "DCR_OUTPUT", value_name = "PATH")]
     pub output: Option<String>,
 
     /// Alias of DCR_OUTPUT, the BFF's name for it.
-    #[arg(
-        long,
-        global = true,
-        env = "BFF_CLIENT_CRED_PATH",
-        value_name = "PATH",
-        help_heading = "Output"
-    )]
+    #[arg(long, global = true, env = "BFF_CLIENT_CRED_PATH", value_name = "PATH")]
     pub bff_client_cred_path: Option<String>,
 
     /// File mode of the written files, octal.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_OUTPUT_MODE",
-        value_name = "OCTAL",
-        default_value = "0600",
-        help_heading = "Output"
-    )]
-    pub output_mode: String,
+    #[arg(long, global = true, env = "DCR_OUTPUT_MODE", value_name = "OCTAL",
+          default_value = "0600", value_parser = parse_mode)]
+    pub output_mode: u32,
 
     /// Owner of the written files, uid:gid (e.g. 1000:1000 for a non-root BFF).
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_OUTPUT_OWNER",
-        value_name = "UID:GID",
-        help_heading = "Output"
-    )]
-    pub output_owner: Option<String>,
+    #[arg(long, global = true, env = "DCR_OUTPUT_OWNER", value_name = "UID:GID",
+          value_parser = parse_owner)]
+    pub output_owner: Option<(u32, u32)>,
 
     /// Also write a dotenv file with AUTH_CLIENT_ID and, when issued, AUTH_CLIENT_SECRET.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_ENV_OUTPUT",
-        value_name = "PATH",
-        help_heading = "Output"
-    )]
-    pub env_output: Option<String>,
+    #[arg(long, global = true, env = "DCR_ENV_OUTPUT", value_name = "PATH")]
+    pub env_output: Option<PathBuf>,
 
-    /// What to do when the stored client is gone at the IdP: fail or reregister.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_ON_STALE",
-        value_name = "POLICY",
-        default_value = "fail",
-        help_heading = "Output"
-    )]
-    pub on_stale: String,
+    /// What to do when the stored client is gone at the IdP.
+    #[arg(long, global = true, env = "DCR_ON_STALE", value_name = "POLICY", value_enum,
+          default_value_t = StalePolicy::Fail)]
+    pub on_stale: StalePolicy,
 
     /// When DCR_CLIENT_ID is already registered (a lost answer, a lost volume): adopt it (needs
     /// BOOTSTRAP_ADMIN_TOKEN to re-issue its registration access token) or fail.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_ON_EXISTING",
-        value_name = "POLICY",
-        default_value = "adopt",
-        help_heading = "Output"
-    )]
-    pub on_existing: String,
+    #[arg(long, global = true, env = "DCR_ON_EXISTING", value_name = "POLICY", value_enum,
+          default_value_t = ExistingPolicy::Adopt)]
+    pub on_existing: ExistingPolicy,
 
     /// How drift is corrected: patch (changed fields only) or put (RFC 7592 full replacement)
     /// [default: patch for empowernow, put otherwise].
@@ -598,164 +375,86 @@ pub struct Opts {
         global = true,
         env = "DCR_UPDATE_METHOD",
         value_name = "METHOD",
-        help_heading = "Output"
+        value_enum
     )]
-    pub update_method: Option<String>,
+    pub update_method: Option<UpdateMethod>,
 
     /// Redirect URI updates: auto (when DCR_REDIRECT_URIS is set and differs), replace, merge or none.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_REDIRECT_UPDATE_MODE",
-        value_name = "MODE",
-        default_value = "auto",
-        help_heading = "Output"
-    )]
-    pub redirect_update_mode: String,
+    #[arg(long, global = true, env = "DCR_REDIRECT_UPDATE_MODE", value_name = "MODE", value_enum,
+          default_value_t = RedirectMode::Auto)]
+    pub redirect_update_mode: RedirectMode,
 
     /// Never remove a redirect URI: forces DCR_REDIRECT_UPDATE_MODE=merge.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_ROTATION_SAFE",
-        value_name = "BOOL",
-        default_value = "false",
-        help_heading = "Output"
-    )]
-    pub rotation_safe: String,
+    #[arg(long, global = true, env = "DCR_ROTATION_SAFE", value_name = "BOOL",
+          action = ArgAction::Set, value_parser = parse_bool, default_value = "false")]
+    pub rotation_safe: bool,
 
     /// Fail (exit 3) instead of warning when the IdP registered another auth method, grants or scopes.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_STRICT_READBACK",
-        value_name = "BOOL",
-        default_value = "false",
-        help_heading = "Output"
-    )]
-    pub strict_readback: String,
+    #[arg(long, global = true, env = "DCR_STRICT_READBACK", value_name = "BOOL",
+          action = ArgAction::Set, value_parser = parse_bool, default_value = "false")]
+    pub strict_readback: bool,
 
     /// Where `mint-iat` writes the IAT (0600).
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_IAT_OUTPUT",
-        value_name = "PATH",
-        help_heading = "Output"
-    )]
-    pub iat_output: Option<String>,
+    #[arg(long, global = true, env = "DCR_IAT_OUTPUT", value_name = "PATH")]
+    pub iat_output: Option<PathBuf>,
 
     /// Push a status metric to this Prometheus Pushgateway (job dcr-bootstrap); failures only warn.
-    #[arg(
-        long,
-        global = true,
-        env = "PROM_PUSHGATEWAY_URL",
-        value_name = "URL",
-        help_heading = "Output"
-    )]
+    #[arg(long, global = true, env = "PROM_PUSHGATEWAY_URL", value_name = "URL")]
     pub pushgateway: Option<String>,
 
     /// Delete the stored client and register afresh on every start (hard reset; turn off after).
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_FORCE_REPLACE",
-        value_name = "BOOL",
-        default_value = "false",
-        help_heading = "Output"
-    )]
-    pub force_replace: String,
+    #[arg(long, global = true, env = "DCR_FORCE_REPLACE", value_name = "BOOL",
+          action = ArgAction::Set, value_parser = parse_bool, default_value = "false")]
+    pub force_replace: bool,
+}
 
-    // ---- Timing ----
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Timing")]
+pub struct TimingArgs {
     /// Overall deadline of the run.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_TIMEOUT",
-        value_name = "DURATION",
-        default_value = "300s",
-        help_heading = "Timing"
-    )]
-    pub timeout: String,
+    #[arg(long, global = true, env = "DCR_TIMEOUT", value_name = "DURATION",
+          default_value = "300s", value_parser = at_least_100ms)]
+    pub timeout: Duration,
 
     /// Timeout of a single HTTP request.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_REQUEST_TIMEOUT",
-        value_name = "DURATION",
-        default_value = "10s",
-        help_heading = "Timing"
-    )]
-    pub request_timeout: String,
+    #[arg(long, global = true, env = "DCR_REQUEST_TIMEOUT", value_name = "DURATION",
+          default_value = "10s", value_parser = at_least_100ms)]
+    pub request_timeout: Duration,
 
     /// First backoff step after an HTTP-level failure (5xx, 429, timeout); doubles up to DCR_BACKOFF_MAX, full jitter.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_BACKOFF_INITIAL",
-        value_name = "DURATION",
-        default_value = "1s",
-        help_heading = "Timing"
-    )]
-    pub backoff_initial: String,
+    #[arg(long, global = true, env = "DCR_BACKOFF_INITIAL", value_name = "DURATION",
+          default_value = "1s", value_parser = at_least_1ms)]
+    pub backoff_initial: Duration,
 
     /// Largest backoff step.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_BACKOFF_MAX",
-        value_name = "DURATION",
-        default_value = "8s",
-        help_heading = "Timing"
-    )]
-    pub backoff_max: String,
+    #[arg(long, global = true, env = "DCR_BACKOFF_MAX", value_name = "DURATION",
+          default_value = "8s", value_parser = at_least_1ms)]
+    pub backoff_max: Duration,
 
     /// Interval between connection probes while nothing listens (refused, DNS, connect timeout).
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_PROBE_INTERVAL",
-        value_name = "DURATION",
-        default_value = "500ms",
-        help_heading = "Timing"
-    )]
-    pub probe_interval: String,
+    #[arg(long, global = true, env = "DCR_PROBE_INTERVAL", value_name = "DURATION",
+          default_value = "500ms", value_parser = at_least_10ms)]
+    pub probe_interval: Duration,
 
     /// Wait a random time up to this before the first request (0s: none). For large fleets
     /// starting together, so that their first requests do not arrive as one burst.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_START_JITTER",
-        value_name = "DURATION",
-        default_value = "0s",
-        help_heading = "Timing"
-    )]
-    pub start_jitter: String,
+    #[arg(long, global = true, env = "DCR_START_JITTER", value_name = "DURATION",
+          default_value = "0s", value_parser = any_duration)]
+    pub start_jitter: Duration,
 
     /// Longest Retry-After honoured; longer values are capped to this.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_RETRY_AFTER_MAX",
-        value_name = "DURATION",
-        default_value = "60s",
-        help_heading = "Timing"
-    )]
-    pub retry_after_max: String,
+    #[arg(long, global = true, env = "DCR_RETRY_AFTER_MAX", value_name = "DURATION",
+          default_value = "60s", value_parser = any_duration)]
+    pub retry_after_max: Duration,
+}
 
-    // ---- Logging ----
-    /// Log format: text or json.
-    #[arg(
-        long,
-        global = true,
-        env = "DCR_LOG_FORMAT",
-        value_name = "FORMAT",
-        default_value = "text",
-        help_heading = "Logging"
-    )]
-    pub log_format: String,
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Logging")]
+pub struct LogArgs {
+    /// Log format.
+    #[arg(long, global = true, env = "DCR_LOG_FORMAT", value_name = "FORMAT", value_enum,
+          default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// Log filter (tracing EnvFilter syntax), e.g. info, debug, dcr_bootstrap=trace.
     #[arg(
@@ -763,8 +462,170 @@ pub struct Opts {
         global = true,
         env = "RUST_LOG",
         value_name = "FILTER",
-        default_value = "info",
-        help_heading = "Logging"
+        default_value = "info"
     )]
     pub log: String,
+}
+
+/// A secret as clap hands it over: wrapped at once, so no `Debug` or error can show it.
+fn secret_arg(s: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(s))
+}
+
+pub fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+/// A whole number of days (or keys); negative values are allowed and mean "off".
+fn days() -> impl clap::builder::TypedValueParser<Value = i64> {
+    clap::value_parser!(i64).range(-36_500..=36_500)
+}
+
+fn duration_at_least(v: &str, min: Duration) -> Result<Duration, String> {
+    let d = duration::parse(v)?;
+    if d < min {
+        return Err(format!("must be at least {}", duration::show(min)));
+    }
+    Ok(d)
+}
+
+fn at_least_100ms(v: &str) -> Result<Duration, String> {
+    duration_at_least(v, Duration::from_millis(100))
+}
+
+fn at_least_10ms(v: &str) -> Result<Duration, String> {
+    duration_at_least(v, Duration::from_millis(10))
+}
+
+fn at_least_1ms(v: &str) -> Result<Duration, String> {
+    duration_at_least(v, Duration::from_millis(1))
+}
+
+fn any_duration(v: &str) -> Result<Duration, String> {
+    duration::parse(v)
+}
+
+fn parse_mode(v: &str) -> Result<u32, String> {
+    let expected = || "expected an octal file mode such as 0600 or 0640".to_string();
+    let digits = v.trim().trim_start_matches("0o");
+    let mode = u32::from_str_radix(digits, 8).map_err(|_| expected())?;
+    if digits.is_empty() || mode > 0o777 {
+        return Err(expected());
+    }
+    if mode & 0o400 == 0 {
+        return Err(
+            "does not let the owner read the file; the next run could not verify it".into(),
+        );
+    }
+    if mode & 0o002 != 0 {
+        return Err("makes credentials world-writable".into());
+    }
+    Ok(mode)
+}
+
+fn parse_owner(v: &str) -> Result<(u32, u32), String> {
+    let expected = || "expected uid:gid with numeric ids, e.g. 1000:1000".to_string();
+    let (u, g) = v.split_once(':').ok_or_else(expected)?;
+    let uid = u.trim().parse().map_err(|_| expected())?;
+    let gid = g.trim().parse().map_err(|_| expected())?;
+    Ok((uid, gid))
+}
+
+/// `DCR_FOO (--foo)`: how errors name an option, taken from clap so they never drift from
+/// `--help`.
+pub fn name(var: &str) -> String {
+    let cmd = Cli::command();
+    let flag = cmd
+        .get_arguments()
+        .find(|a| a.get_env().is_some_and(|e| e == var))
+        .and_then(|a| a.get_long())
+        .map(|l| format!(" (--{l})"))
+        .unwrap_or_default();
+    format!("{var}{flag}")
+}
+
+/// Parses the command line; a value clap refuses becomes the same "NAME (--flag): expected …"
+/// message as every other configuration error. `Err` holds what to print and the exit code.
+pub fn parse() -> Result<Cli, (String, i32)> {
+    Cli::try_parse().map_err(|e| (explain(&e), e.exit_code()))
+}
+
+/// The message for a clap error: our own wording for a refused value, clap's for the rest
+/// (`--help`, `--version`, an unknown flag).
+pub fn explain(e: &clap::Error) -> String {
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return e.render().to_string();
+    }
+    let ctx = |k: ContextKind| match e.get(k) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let arg = ctx(ContextKind::InvalidArg).unwrap_or_default();
+    let long = arg
+        .strip_prefix("--")
+        .and_then(|a| a.split([' ', '=']).next())
+        .unwrap_or_default()
+        .to_string();
+    let cmd = Cli::command();
+    let var = cmd
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long.as_str()))
+        .and_then(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned());
+    let who = match var {
+        Some(v) => format!("{v} (--{long})"),
+        None => arg,
+    };
+    let got = ctx(ContextKind::InvalidValue).unwrap_or_default();
+    let why = match e.get(ContextKind::ValidValue) {
+        Some(ContextValue::Strings(valid)) => format!("expected one of {}", valid.join(", ")),
+        _ => std::error::Error::source(e)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "invalid value".into()),
+    };
+    format!("configuration error: {who}: {why}, got {got:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_argument_has_an_environment_variable_and_a_group() {
+        let cmd = Cli::command();
+        for a in cmd.get_arguments() {
+            if matches!(a.get_id().as_str(), "help" | "version") {
+                continue;
+            }
+            assert!(a.get_env().is_some(), "{} has no env", a.get_id());
+            assert!(
+                a.get_help_heading().is_some(),
+                "{} has no heading",
+                a.get_id()
+            );
+        }
+    }
+
+    #[test]
+    fn refused_values_name_the_variable_and_the_choices() {
+        let e = Cli::try_parse_from(["dcr-bootstrap", "--profile", "okta"]).unwrap_err();
+        let m = explain(&e);
+        assert!(
+            m.contains("DCR_PROFILE (--profile)") && m.contains("keycloak"),
+            "{m}"
+        );
+        let e = Cli::try_parse_from(["dcr-bootstrap", "--timeout", "10"]).unwrap_err();
+        let m = explain(&e);
+        assert!(
+            m.contains("DCR_TIMEOUT (--timeout)") && m.contains("500ms"),
+            "{m}"
+        );
+    }
 }

@@ -2,11 +2,16 @@
 //! that scrubs every known secret value from each formatted line. The scrubber is the last
 //! line of defence: code never logs a secret, and tests prove that at `RUST_LOG=trace`.
 
-use crate::config::LogFormat;
 use crate::secret::scrub;
 use std::io::Write;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 pub struct ScrubbingStderr;
 

@@ -1,6 +1,7 @@
-use clap::Parser;
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    ExitCode::from(dcr_bootstrap::app::main(dcr_bootstrap::cli::Cli::parse()))
+    ExitCode::from(dcr_bootstrap::main())
 }

@@ -3,8 +3,8 @@
 //! `dcr-bootstrap`. A PUT replaces the group, so an earlier status does not linger. A push
 //! that fails is logged and never changes the exit code.
 
-use crate::config::join;
-use crate::http::Http;
+use crate::idp::http::Http;
+use crate::url::join;
 use reqwest::Url;
 use std::time::Duration;
 

@@ -1,9 +1,24 @@
-//! Drift: what we want registered against what the IdP holds. Pure functions, no I/O.
+//! Drift: what we want registered against what the IdP holds, and the policies that say what
+//! to do about it. Pure functions, no I/O.
 
 use serde_json::{Map, Value};
 
+/// `DCR_ON_STALE`: what to do when the stored client is gone at the IdP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StalePolicy {
+    Fail,
+    Reregister,
+}
+
+/// `DCR_ON_EXISTING`: what to do when the requested client_id is already registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExistingPolicy {
+    Adopt,
+    Fail,
+}
+
 /// `DCR_REDIRECT_UPDATE_MODE`, as the BFF documents it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RedirectMode {
     /// Update only when redirect URIs are configured and differ (as a set).
     Auto,
@@ -13,18 +28,6 @@ pub enum RedirectMode {
     Merge,
     /// Never touch redirect URIs.
     None,
-}
-
-impl RedirectMode {
-    pub fn parse(s: &str) -> Option<RedirectMode> {
-        match s {
-            "auto" => Some(RedirectMode::Auto),
-            "replace" => Some(RedirectMode::Replace),
-            "merge" => Some(RedirectMode::Merge),
-            "none" => Some(RedirectMode::None),
-            _ => None,
-        }
-    }
 }
 
 /// Fields every IdP stores; a difference in them is always drift. Other fields count only
@@ -92,7 +95,7 @@ fn jwks_set(v: Option<&Value>) -> Vec<(String, String)> {
                             .and_then(Value::as_str)
                             .unwrap_or_default()
                             .to_string(),
-                        crate::keys::thumbprint(k),
+                        crate::local::keys::thumbprint(k),
                     )
                 })
                 .collect()

@@ -5,39 +5,7 @@
 use secrecy::SecretString;
 use std::sync::RwLock;
 
-pub use secrecy::ExposeSecret;
-
 static KNOWN: RwLock<Vec<String>> = RwLock::new(Vec::new());
-
-/// A secret as given on the command line or in the environment, before validation: parsed
-/// by clap like a string, but its `Debug` never shows the value.
-#[derive(Clone, Default)]
-pub struct SecretArg(String);
-
-impl SecretArg {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for SecretArg {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(SecretArg(s.to_string()))
-    }
-}
-
-impl std::fmt::Debug for SecretArg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[REDACTED]")
-    }
-}
-
-impl From<&str> for SecretArg {
-    fn from(s: &str) -> Self {
-        SecretArg(s.to_string())
-    }
-}
 
 /// Marks a value as secret for log scrubbing and wraps it.
 pub fn secret(value: String) -> SecretString {
@@ -59,6 +27,16 @@ pub fn remember(value: &str) {
     }
 }
 
+/// Remembers the secret members of an IdP document (a registration access token, a client
+/// secret) the moment it arrives, whatever happens to the document next.
+pub fn remember_secrets(doc: &serde_json::Map<String, serde_json::Value>) {
+    for k in ["registration_access_token", "client_secret"] {
+        if let Some(v) = doc.get(k).and_then(serde_json::Value::as_str) {
+            remember(v);
+        }
+    }
+}
+
 /// Replaces every remembered secret value in `text` with `[REDACTED]`.
 pub fn scrub(text: &str) -> String {
     let known = KNOWN.read().unwrap_or_else(|p| p.into_inner());
@@ -74,6 +52,7 @@ pub fn scrub(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     #[test]
     fn scrubs_remembered_values_and_debug_is_redacted() {

@@ -4,6 +4,8 @@
 //! It shares no code with `dcr-bootstrap` on purpose: a shared type would hide a shared
 //! misunderstanding of the protocol.
 
+#![forbid(unsafe_code)]
+
 pub mod api;
 pub mod faults;
 pub mod http;

@@ -1,5 +1,7 @@
 //! Command-line front end of the emulator. Every behaviour switch of the library is a flag.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use dcr_idp_emulator::{Config, Emulator, Fault, FaultAction};
 use std::net::{IpAddr, SocketAddr};

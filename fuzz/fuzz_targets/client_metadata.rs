@@ -2,7 +2,7 @@
 //! refused with a configuration error, never a panic.
 #![no_main]
 
-use dcr_bootstrap::metadata::{MetadataInputs, desired};
+use dcr_bootstrap::inputs::{MetadataInputs, desired};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -46,6 +46,6 @@ fuzz_target!(|data: &[u8]| {
             has_signing_key,
         });
     }
-    let _ = dcr_bootstrap::metadata::split_list(text);
-    let _ = dcr_bootstrap::metadata::check_redirect_uri(text);
+    let _ = dcr_bootstrap::inputs::split_list(text);
+    let _ = dcr_bootstrap::inputs::check_redirect_uri(text);
 });

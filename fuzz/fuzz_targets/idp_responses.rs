@@ -2,8 +2,7 @@
 //! parsed or refused, never a panic. The first two bytes choose the status.
 #![no_main]
 
-use dcr_bootstrap::http::Reply;
-use dcr_bootstrap::idp;
+use dcr_bootstrap::inputs::{self as idp, Reply};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
             body: data[2..].to_vec(),
         };
         let _ = idp::parse_iat(&reply);
-        let _ = idp::parse_client_doc(&reply);
+        let _ = idp::parse_client(&reply);
         let _ = idp::parse_rat(&reply);
         let _ = idp::describe(&reply);
         let _ = idp::is_already_registered(&reply);

@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for now in [SystemTime::now(), UNIX_EPOCH, UNIX_EPOCH + Duration::from_secs(u32::MAX as u64)] {
-        let _ = dcr_bootstrap::retry_after::parse(text, now);
+        let _ = dcr_bootstrap::inputs::parse_retry_after(text, now);
     }
-    let _ = dcr_bootstrap::duration::parse(text);
+    let _ = dcr_bootstrap::inputs::parse_duration(text);
 });

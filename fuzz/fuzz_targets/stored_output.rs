@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(stored) = dcr_bootstrap::store::parse_stored(data) {
+    if let Ok(stored) = dcr_bootstrap::inputs::ClientRecord::parse(data) {
         let _ = stored.client_id();
         let _ = stored.client_uri();
         let _ = stored.client_secret();

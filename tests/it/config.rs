@@ -1,8 +1,6 @@
 //! Every invalid value is exit 2, names the variable, sends nothing, and echoes no secret.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const SECRET: &str = "super-secret-admin-value-91d2";
 

@@ -1,19 +1,14 @@
 //! The subcommands besides the job: `check` (offline), `deregister`, `mint-iat`.
 
+use super::{Session, load_ring};
 use crate::config::{AdminAuth, Config, RegistrationToken};
 use crate::error::{Error, Result};
-use crate::http::Http;
-use crate::idp::Idp;
-use crate::job::{self, Job};
-use crate::keyring::pending_path;
-use crate::keys;
-use crate::profile::MintStyle;
-use crate::retry::Attempts;
-use crate::store;
+use crate::idp::admin::mint_body;
+use crate::local::keyring::pending_path;
+use crate::local::{keys, store};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use std::path::Path;
-use std::time::Instant;
 
 /// `check`: everything a run would use, and the bodies it would send, without sending or
 /// writing anything. Secrets appear only as "set".
@@ -27,6 +22,9 @@ pub fn check(cfg: &Config) -> Result<Value> {
         }),
         Err(e) => json!({"state": format!("unusable: {e}")}),
     };
+    let t = &cfg.target;
+    let o = &cfg.output;
+    let p = &cfg.policies;
     let mut register_body = cfg.metadata.fields.clone();
     let keys_view = match &cfg.signing_key {
         None => Value::Null,
@@ -55,24 +53,15 @@ pub fn check(cfg: &Config) -> Result<Value> {
         }
     };
     let mut requests = serde_json::Map::new();
-    let e = &cfg.endpoints;
-    if cfg.iat.is_none() {
-        let body = match e.mint_style {
-            MintStyle::EmpowerNow => {
-                let mut b = json!({"label": cfg.mint.label, "expires_in": cfg.mint.expires_in});
-                b[cfg.mint.max_uses_field.as_str()] = json!(cfg.mint.max_uses);
-                b
-            }
-            MintStyle::Keycloak => {
-                json!({"expiration": cfg.mint.expires_in, "count": cfg.mint.max_uses})
-            }
-        };
+    let e = cfg.endpoints();
+    if cfg.credentials.iat.is_none() {
+        let body = mint_body(&cfg.credentials.mint, e.mint_style);
         requests.insert(
             "mint_iat".into(),
             json!({"method": "POST", "url": e.iat.as_ref().map(|u| u.as_str()), "authorization": "Bearer <admin token>", "body": body}),
         );
     }
-    let auth = match &cfg.iat {
+    let auth = match &cfg.credentials.iat {
         Some(RegistrationToken::Open) => "(none: open registration)",
         _ => "Bearer <IAT>",
     };
@@ -82,11 +71,11 @@ pub fn check(cfg: &Config) -> Result<Value> {
                "url": e.registration.as_ref().map(|u| u.to_string()).unwrap_or_else(|| format!("(from discovery at {})", e.issuer)),
                "authorization": auth, "body": register_body}),
     );
-    let t = &cfg.timing;
+    let timing = &cfg.timing;
     let show = crate::duration::show;
     Ok(json!({
-        "profile": cfg.profile.name(),
-        "idp_base_url": cfg.idp_base_url.as_str(),
+        "profile": cfg.profile().name(),
+        "idp_base_url": t.idp_base_url.as_str(),
         "endpoints": {
             "issuer": e.issuer.as_str(),
             "iat": e.iat.as_ref().map(|u| u.as_str()),
@@ -95,15 +84,15 @@ pub fn check(cfg: &Config) -> Result<Value> {
             "token": e.token.as_ref().map(|u| u.as_str()),
             "rat_reissue": e.rat,
             "client_management_fallback": e.client_uri,
-            "rewrite_public_base": cfg.rewrite_public_base.as_ref().map(|u| u.as_str()),
+            "rewrite_public_base": t.rewrite_public_base.as_ref().map(|u| u.as_str()),
         },
         "tokens": {
-            "DCR_IAT": match &cfg.iat {
+            "DCR_IAT": match &cfg.credentials.iat {
                 Some(RegistrationToken::Open) => "none (open registration)",
                 Some(RegistrationToken::Given(_)) => "set (value not shown)",
                 None => "not set",
             },
-            "admin": match &cfg.admin {
+            "admin": match &cfg.credentials.admin {
                 Some(AdminAuth::Static(_)) => "BOOTSTRAP_ADMIN_TOKEN set (value not shown)".to_string(),
                 Some(AdminAuth::ClientCredentials { client_id, .. }) => {
                     format!("client credentials of {client_id} (secret not shown)")
@@ -111,53 +100,36 @@ pub fn check(cfg: &Config) -> Result<Value> {
                 None => "not set".to_string(),
             },
         },
-        "tls": {"ca_file": cfg.ca_file, "allow_insecure_http": cfg.allow_insecure_http},
+        "tls": {"ca_file": t.ca_file, "allow_insecure_http": t.allow_insecure_http},
         "output": {
-            "path": cfg.output.path,
-            "mode": format!("{:04o}", cfg.output.mode),
-            "owner": cfg.output.owner.map(|(u, g)| format!("{u}:{g}")),
-            "env_output": cfg.output.env_path,
-            "jwks_output": cfg.jwks_output,
-            "iat_output": cfg.iat_output,
+            "path": o.path,
+            "mode": format!("{:04o}", o.mode),
+            "owner": o.owner.map(|(u, g)| format!("{u}:{g}")),
+            "env_output": o.env_path,
+            "jwks_output": o.jwks_path,
+            "iat_output": o.iat_path,
             "stored": stored,
         },
         "policies": {
-            "on_stale": format!("{:?}", cfg.on_stale).to_lowercase(),
-            "on_existing": format!("{:?}", cfg.on_existing).to_lowercase(),
-            "force_replace": cfg.force_replace,
-            "update_method": format!("{:?}", cfg.update_method).to_lowercase(),
-            "redirect_update_mode": format!("{:?}", cfg.redirect_mode).to_lowercase(),
-            "strict_readback": cfg.strict_readback,
+            "on_stale": format!("{:?}", p.on_stale).to_lowercase(),
+            "on_existing": format!("{:?}", p.on_existing).to_lowercase(),
+            "force_replace": p.force_replace,
+            "update_method": format!("{:?}", p.update_method).to_lowercase(),
+            "redirect_update_mode": format!("{:?}", p.redirect_mode).to_lowercase(),
+            "strict_readback": p.strict_readback,
         },
         "keys": keys_view,
         "timing": {
-            "timeout": show(t.deadline),
-            "request_timeout": show(t.request_timeout),
-            "backoff_initial": show(t.backoff_initial),
-            "backoff_max": show(t.backoff_max),
-            "probe_interval": show(t.probe_interval),
-            "retry_after_max": show(t.retry_after_max),
+            "timeout": show(timing.deadline),
+            "request_timeout": show(timing.request_timeout),
+            "backoff_initial": show(timing.backoff_initial),
+            "backoff_max": show(timing.backoff_max),
+            "probe_interval": show(timing.probe_interval),
+            "retry_after_max": show(timing.retry_after_max),
         },
-        "pushgateway": cfg.pushgateway.as_ref().map(|u| u.as_str()),
+        "pushgateway": o.pushgateway.as_ref().map(|u| u.as_str()),
         "requests": requests,
     }))
-}
-
-fn job<'a>(
-    cfg: &'a Config,
-    http: &'a Http,
-    policy: &'a crate::retry::Policy,
-    attempts: &'a Attempts,
-) -> Job<'a> {
-    Job::new(
-        cfg,
-        Idp {
-            http,
-            policy,
-            attempts,
-            allow_insecure_http: cfg.allow_insecure_http,
-        },
-    )
 }
 
 fn remove(path: &Path) -> bool {
@@ -174,18 +146,14 @@ fn remove(path: &Path) -> bool {
 /// `deregister`: delete the client at the IdP, then every file we wrote. Returns the
 /// client_id, if there was one.
 pub async fn deregister(cfg: &Config) -> Result<Option<String>> {
-    let start = Instant::now();
-    let policy = job::retry_policy(cfg, start);
-    let attempts = Attempts::default();
-    let http = Http::new(cfg.ca_file.as_deref(), cfg.timing.request_timeout)?;
-    let job = job(cfg, &http, &policy, &attempts);
+    let session = Session::new(cfg)?;
     let out = &cfg.output.path;
-    let lock = store::lock(out, &policy).await?;
+    let lock = store::lock(out, session.remaining()).await?;
     let stored = store::load(out)?;
-    let ring = job::load_ring(cfg, stored.as_ref(), job.now)?;
+    let ring = load_ring(cfg, stored.as_ref(), session.now)?;
     let id = match &stored {
         Some(s) => {
-            job.delete_stored(s).await?;
+            session.delete_stored(s).await?;
             tracing::info!("deleted client {} at the IdP", s.client_id());
             Some(s.client_id().to_string())
         }
@@ -199,7 +167,7 @@ pub async fn deregister(cfg: &Config) -> Result<Option<String>> {
     };
     let mut files = vec![out.clone()];
     files.extend(cfg.output.env_path.clone());
-    files.extend(cfg.jwks_output.clone());
+    files.extend(cfg.output.jwks_path.clone());
     if let Some(r) = &ring {
         files.extend(r.files());
     }
@@ -215,19 +183,15 @@ pub async fn deregister(cfg: &Config) -> Result<Option<String>> {
 
 /// `mint-iat`: mint one IAT and write it to `DCR_IAT_OUTPUT` (0600).
 pub async fn mint_iat(cfg: &Config) -> Result<()> {
-    let path = cfg.iat_output.as_ref().ok_or_else(|| {
+    let path = cfg.output.iat_path.as_ref().ok_or_else(|| {
         Error::Config("mint-iat needs DCR_IAT_OUTPUT (--iat-output): where to write the IAT".into())
     })?;
-    if cfg.admin.is_none() {
+    if cfg.credentials.admin.is_none() {
         return Err(Error::Config(
             "mint-iat needs an admin token: BOOTSTRAP_ADMIN_TOKEN (or _FILE) or DCR_ADMIN_CLIENT_ID/_SECRET".into(),
         ));
     }
-    let start = Instant::now();
-    let policy = job::retry_policy(cfg, start);
-    let attempts = Attempts::default();
-    let http = Http::new(cfg.ca_file.as_deref(), cfg.timing.request_timeout)?;
-    let iat = job(cfg, &http, &policy, &attempts).mint_only().await?;
+    let iat = Session::new(cfg)?.mint_only().await?;
     store::ensure_parent_dir(path)?;
     store::write_atomic(
         path,

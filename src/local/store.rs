@@ -6,58 +6,11 @@
 //! so a write is never abandoned half-way by cancellation.
 
 use crate::error::{Error, Result};
-use crate::idp::remember_secrets;
-use crate::retry::Policy;
-use crate::secret::secret;
-use secrecy::SecretString;
-use serde_json::{Map, Value};
+use crate::record::ClientRecord;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-/// A registration a previous run wrote.
-/// `Debug` shows the client_id only: the document holds the registration access token and
-/// maybe a client secret.
-pub struct Stored {
-    pub doc: Map<String, Value>,
-}
-
-impl std::fmt::Debug for Stored {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stored")
-            .field("client_id", &self.client_id())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Stored {
-    pub fn client_id(&self) -> &str {
-        self.doc
-            .get("client_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    }
-
-    pub fn rat(&self) -> Option<SecretString> {
-        self.doc
-            .get("registration_access_token")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(|s| secret(s.to_string()))
-    }
-
-    pub fn client_uri(&self) -> Option<&str> {
-        self.doc
-            .get("registration_client_uri")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-    }
-
-    pub fn client_secret(&self) -> Option<&str> {
-        self.doc.get("client_secret").and_then(Value::as_str)
-    }
-}
 
 fn dir_of(path: &Path) -> PathBuf {
     match path.parent() {
@@ -92,7 +45,7 @@ pub fn ensure_parent_dir(path: &Path) -> Result<()> {
 
 /// Loads the registration at `path`. Missing is `None`; unreadable or not a registration is an
 /// error, never silently replaced: the file may be the only record of a live client.
-pub fn load(path: &Path) -> Result<Option<Stored>> {
+pub fn load(path: &Path) -> Result<Option<ClientRecord>> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -103,42 +56,14 @@ pub fn load(path: &Path) -> Result<Option<Stored>> {
             ));
         }
     };
-    let stored = parse_stored(&bytes).map_err(|why| {
+    let stored = ClientRecord::parse(&bytes).map_err(|why| {
         Error::Io(format!(
             "DCR_OUTPUT {} exists but is not a valid registration ({why}); it is left untouched. \
              Restore it, or move it away to register a new client",
             path.display()
         ))
     })?;
-    remember_secrets(&stored.doc);
     Ok(Some(stored))
-}
-
-/// Parses what a previous run wrote: a JSON object with a non-empty string `client_id`, and
-/// string credentials where present.
-pub fn parse_stored(bytes: &[u8]) -> std::result::Result<Stored, &'static str> {
-    let doc = match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(m)) => m,
-        Ok(_) => return Err("not a JSON object"),
-        Err(_) => return Err("not valid JSON"),
-    };
-    if doc
-        .get("client_id")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
-    {
-        return Err("no client_id");
-    }
-    for k in [
-        "registration_access_token",
-        "registration_client_uri",
-        "client_secret",
-    ] {
-        if doc.get(k).is_some_and(|v| !v.is_string()) {
-            return Err("a credential field is not a string");
-        }
-    }
-    Ok(Stored { doc })
 }
 
 /// Removes the temp file on drop unless the rename happened.
@@ -238,7 +163,8 @@ pub fn lock_path(output: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-pub async fn lock(output: &Path, policy: &Policy) -> Result<OutputLock> {
+/// Takes the lock, waiting at most `wait` for another run to release it.
+pub async fn lock(output: &Path, wait: std::time::Duration) -> Result<OutputLock> {
     let path = lock_path(output);
     let file = OpenOptions::new()
         .read(true)
@@ -264,7 +190,7 @@ pub async fn lock(output: &Path, policy: &Policy) -> Result<OutputLock> {
         path.display()
     );
     let waiter = tokio::task::spawn_blocking(move || file.lock().map(|()| file));
-    match tokio::time::timeout(policy.remaining(), waiter).await {
+    match tokio::time::timeout(wait, waiter).await {
         Ok(Ok(Ok(file))) => Ok(OutputLock { _file: file }),
         Ok(Ok(Err(e))) => Err(Error::io(format!("cannot lock {}", path.display()), e)),
         Ok(Err(e)) => Err(Error::io(format!("cannot lock {}", path.display()), e)),
@@ -272,29 +198,6 @@ pub async fn lock(output: &Path, policy: &Policy) -> Result<OutputLock> {
             "another dcr-bootstrap held {} for the whole DCR_TIMEOUT",
             path.display()
         ))),
-    }
-}
-
-/// The dotenv rendering for `DCR_ENV_OUTPUT` (compose `env_file`, `source`).
-pub fn dotenv(client_id: &str, client_secret: Option<&str>) -> String {
-    let mut out =
-        String::from("# Written by dcr-bootstrap. Regenerated on every run; do not edit.\n");
-    out.push_str(&format!("AUTH_CLIENT_ID={}\n", dotenv_value(client_id)));
-    if let Some(s) = client_secret {
-        out.push_str(&format!("AUTH_CLIENT_SECRET={}\n", dotenv_value(s)));
-    }
-    out
-}
-
-/// Bare when the value is plain; single-quoted (literal in compose and POSIX sh) otherwise.
-fn dotenv_value(v: &str) -> String {
-    let plain = !v.is_empty()
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._~+/=:@-".contains(c));
-    if plain {
-        v.to_string()
-    } else {
-        format!("'{}'", v.replace('\'', "'\\''"))
     }
 }
 
@@ -330,14 +233,6 @@ mod tests {
         let e = load(&out).unwrap_err();
         assert_eq!(e.exit_code(), 5);
         assert!(load(&dir.path().join("missing.json")).unwrap().is_none());
-    }
-
-    #[test]
-    fn dotenv_quotes_what_needs_it() {
-        let s = dotenv("bff-server", Some("a b'c"));
-        assert!(s.contains("AUTH_CLIENT_ID=bff-server\n"));
-        assert!(s.contains("AUTH_CLIENT_SECRET='a b'\\''c'\n"));
-        assert!(!dotenv("x", None).contains("AUTH_CLIENT_SECRET"));
     }
 
     #[test]

@@ -1,9 +1,7 @@
 //! No secret value (admin token, IAT, registration access token, client secret, private key)
 //! appears in any output, at any log level, in any format.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use dcr_idp_emulator::Fault;
 
 fn all_secrets(h: &Harness, extra: &[String]) -> Vec<String> {

@@ -1,8 +1,6 @@
 //! The benchmark baselines must really work against the emulator, or the comparison is void.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use dcr_idp_emulator::Fault;
 use std::time::Duration;
 use tokio::process::Command;
@@ -24,6 +22,7 @@ async fn baseline(h: &Harness, argv: &[&str]) -> std::process::Output {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs bash, curl, jq and Python requests (.ci/run installs them)"]
 async fn the_curl_baseline_registers_skips_and_survives_503_pages() {
     let h = Harness::new();
     // A proxy's 503 page with a body on both calls: the bodies must not leak into the result.
@@ -59,6 +58,7 @@ async fn the_curl_baseline_registers_skips_and_survives_503_pages() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs bash, curl, jq and Python requests (.ci/run installs them)"]
 async fn the_python_baseline_registers() {
     let h = Harness::new();
     h.emu.push_fault(Fault::status("/api/", 503, 1, None));

@@ -2,11 +2,9 @@
 //! normal run converges to exactly one client at the IdP.
 //!
 //! The quick variant (40 kills) runs with the tests. The full one is one command:
-//!   CRASH_RUNS=500 cargo test --release --test crash -- --ignored --nocapture
+//!   CRASH_RUNS=500 cargo test --release --test tests crash:: -- --ignored --nocapture
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -44,7 +42,7 @@ fn current_key_is_published(h: &Harness) -> bool {
     let Some((_, meta)) = h.emu.clients().pop() else {
         return true;
     };
-    let Ok(m) = dcr_bootstrap::keys::parse_pem(pem.as_bytes()) else {
+    let Ok(m) = dcr_bootstrap::inputs::parse_pem(pem.as_bytes()) else {
         return false;
     };
     meta.get("jwks")
@@ -52,7 +50,7 @@ fn current_key_is_published(h: &Harness) -> bool {
         .and_then(|k| k.as_array())
         .is_some_and(|ks| {
             ks.iter()
-                .any(|k| dcr_bootstrap::keys::thumbprint(k) == m.thumbprint)
+                .any(|k| dcr_bootstrap::inputs::thumbprint(k) == m.thumbprint)
         })
 }
 

@@ -1,6 +1,5 @@
 //! Test harness: an in-process emulator (so tests can inject faults and read its counters) and
 //! the real `dcr-bootstrap` binary run as a child process with a clean environment.
-#![allow(dead_code)]
 
 use dcr_idp_emulator::{Config, Emulator, Stats};
 use std::collections::BTreeMap;

@@ -4,26 +4,19 @@
 
 use reqwest::Url;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Profile {
     /// EmpowerNow (`empowernow-contract.md`): admin IAT API, `/api/oidc/...`, PATCH updates.
+    #[value(name = "empowernow")]
     EmpowerNow,
     /// Keycloak: realm-scoped paths, `clients-initial-access`, RAT rotation on every use.
     Keycloak,
     /// Any RFC 7591/7592 server, endpoints by discovery, PUT updates.
+    #[value(name = "rfc7591")]
     Rfc7591,
 }
 
 impl Profile {
-    pub fn parse(s: &str) -> Option<Profile> {
-        match s {
-            "empowernow" => Some(Profile::EmpowerNow),
-            "keycloak" => Some(Profile::Keycloak),
-            "rfc7591" => Some(Profile::Rfc7591),
-            _ => None,
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             Profile::EmpowerNow => "empowernow",
@@ -147,21 +140,6 @@ pub fn endpoints(profile: Profile, base: &Url, realm: Option<&str>, x: Explicit)
     }
 }
 
-/// Discovery URLs to try for `issuer`, in order: OpenID Connect Discovery
-/// (`{issuer}/.well-known/openid-configuration`), then RFC 8414
-/// (`/.well-known/oauth-authorization-server` inserted before the issuer's path).
-pub fn discovery_urls(issuer: &Url) -> Vec<Url> {
-    let mut out = Vec::new();
-    if let Some(u) = url(under(issuer, "/.well-known/openid-configuration")) {
-        out.push(u);
-    }
-    let mut rfc8414 = issuer.clone();
-    let path = issuer.path().trim_end_matches('/');
-    rfc8414.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
-    out.push(rfc8414);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,24 +194,6 @@ mod tests {
         assert_eq!(
             e.token.unwrap().as_str(),
             "https://idp.example/api/oidc/token"
-        );
-    }
-
-    #[test]
-    fn rfc8414_inserts_the_well_known_before_the_path() {
-        let urls = discovery_urls(&Url::parse("https://idp.example/tenant1").unwrap());
-        assert_eq!(
-            urls[0].as_str(),
-            "https://idp.example/tenant1/.well-known/openid-configuration"
-        );
-        assert_eq!(
-            urls[1].as_str(),
-            "https://idp.example/.well-known/oauth-authorization-server/tenant1"
-        );
-        let urls = discovery_urls(&Url::parse("https://idp.example").unwrap());
-        assert_eq!(
-            urls[1].as_str(),
-            "https://idp.example/.well-known/oauth-authorization-server"
         );
     }
 }

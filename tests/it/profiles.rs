@@ -1,9 +1,7 @@
 //! The IdPs people run: Keycloak, any RFC 7591/7592 server by discovery, open registration,
 //! an admin token by client credentials, and public-URL rewriting.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use dcr_idp_emulator::{Config, Effect, Fault, FaultAction, Profile};
 use serde_json::json;
 use std::collections::BTreeMap;

@@ -283,7 +283,7 @@ pub fn check_redirect_uri(raw: &str) -> std::result::Result<(), &'static str> {
     }
     match u.scheme() {
         "https" => Ok(()),
-        "http" if u.host_str().is_some_and(crate::config::is_loopback_host) => Ok(()),
+        "http" if u.host_str().is_some_and(crate::url::is_loopback_host) => Ok(()),
         "http" => Err("must use https (plain http only for loopback hosts)"),
         _ => Err("must use https"),
     }

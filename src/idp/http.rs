@@ -3,8 +3,8 @@
 //! bounded response bodies. Failures are sorted by what they mean for a retry, not by where
 //! in the stack they happened.
 
+use super::retry_after;
 use crate::error::{Error, Result};
-use crate::retry_after;
 use reqwest::{Method, Url};
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;

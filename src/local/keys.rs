@@ -17,23 +17,17 @@ use serde_json::{Value, json};
 use std::path::Path;
 
 /// The JWS algorithm a key signs client assertions with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KeyAlg {
+    #[value(name = "RS256")]
     Rs256,
+    #[value(name = "PS256")]
     Ps256,
+    #[value(name = "ES256")]
     Es256,
 }
 
 impl KeyAlg {
-    pub fn parse(s: &str) -> Option<KeyAlg> {
-        match s {
-            "RS256" => Some(KeyAlg::Rs256),
-            "PS256" => Some(KeyAlg::Ps256),
-            "ES256" => Some(KeyAlg::Es256),
-            _ => None,
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             KeyAlg::Rs256 => "RS256",

@@ -1,8 +1,6 @@
 //! The main job end to end: the real binary against the emulator.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use dcr_idp_emulator::{Fault, FaultAction};
 use std::time::Duration;
 

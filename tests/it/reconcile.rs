@@ -1,9 +1,7 @@
 //! Keeping the client right on every start: drift correction, redirect modes, RAT rotation and
 //! renewal, signing-key rotation with crash repair, the commands and the status metric.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use dcr_idp_emulator::{Config, Fault, FaultAction};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

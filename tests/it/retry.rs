@@ -1,8 +1,6 @@
 //! What heals is retried; what cannot heal fails fast with the documented exit code.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use dcr_idp_emulator::{Fault, FaultAction};
 use std::time::Duration;
 

@@ -13,9 +13,9 @@
 //! their RFC 7638 thumbprint, so a relabelled `kid` never confuses two keys. All decisions take
 //! `now` as an argument, so tests can cross day boundaries without waiting.
 
+use super::keys::{self, KeyAlg, KeyMaterial};
+use super::store;
 use crate::error::{Error, Result};
-use crate::keys::{self, KeyAlg, KeyMaterial};
-use crate::store;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -117,11 +117,6 @@ impl Plan {
             .into_iter()
             .collect(),
         )
-    }
-
-    /// The key the BFF signs with once this plan is committed (always the first).
-    pub fn current(&self) -> Option<&KeyRecord> {
-        self.publish.first()
     }
 }
 

@@ -1,0 +1,247 @@
+//! The client's own calls: register (RFC 7591 §3) with an IAT, then read, update and delete
+//! (RFC 7592 §2) with the registration access token.
+
+use super::answer::{body_kind, describe, is_already_registered, json_object, parse_client};
+use super::http::{Auth, Body, Reply};
+use super::retry::Attempt;
+use super::{Call, Idp, UpdateMethod};
+use crate::error::{Error, Result};
+use crate::record::ClientRecord;
+use crate::secret::remember_secrets;
+use reqwest::{Method, Url};
+use secrecy::SecretString;
+use serde_json::{Map, Value};
+use std::cell::Cell;
+
+pub enum Registration {
+    Created(ClientRecord),
+    /// 401 on registration: the IAT is expired, used up or unknown.
+    IatRejected(String),
+    /// The requested client_id is taken.
+    AlreadyExists(String),
+}
+
+pub enum ReadResult {
+    Current(ClientRecord),
+    /// 404: the client no longer exists.
+    Gone(String),
+    /// 401/403: the registration access token was refused (RFC 7592 answers 401 both for a
+    /// revoked token and for a deleted client).
+    Unauthorized(String),
+}
+
+pub enum UpdateResult {
+    /// The members the IdP answered with (possibly partial, possibly a new RAT; empty for 204).
+    Updated(Map<String, Value>),
+    /// 401/403: the registration access token was refused.
+    Unauthorized(String),
+}
+
+/// The name a registration is known by in messages: its client_id or client_name.
+pub fn display_name(metadata: &Map<String, Value>) -> String {
+    metadata
+        .get("client_id")
+        .or_else(|| metadata.get("client_name"))
+        .and_then(Value::as_str)
+        .unwrap_or("(unnamed)")
+        .to_string()
+}
+
+impl Idp {
+    /// Registers the client. `blind_retry_safe` says whether a registration that may have
+    /// reached the IdP without an answer can be re-sent without risking a duplicate client;
+    /// when it is re-sent, `maybe_committed` records it.
+    pub async fn register(
+        &self,
+        endpoint: &Url,
+        iat: Option<&SecretString>,
+        metadata: &Map<String, Value>,
+        blind_retry_safe: bool,
+        maybe_committed: &Cell<bool>,
+    ) -> Result<Registration> {
+        let body = Value::Object(metadata.clone());
+        let name = display_name(metadata);
+        let no_answer = |reason: &str| {
+            if blind_retry_safe {
+                maybe_committed.set(true);
+                None
+            } else {
+                Some(Error::Rejected(format!(
+                    "the registration request was sent but no answer came back ({reason}); the IdP may have created the client. \
+                     Not retrying, because a second registration could create a duplicate: look for an orphaned client {name:?} at the IdP, \
+                     delete it if present, and run again. (Retries are safe when this tool mints a single-use IAT or DCR_CLIENT_ID is set.)"
+                )))
+            }
+        };
+        let decide = |r: Reply| -> Attempt<Registration> {
+            if r.is_success() {
+                return match parse_client(&r) {
+                    Ok(doc) => Attempt::Done(Registration::Created(doc)),
+                    Err(why) => Attempt::Fatal(Error::Rejected(format!(
+                        "registration at {endpoint} answered {} but {why}; the client may exist at the IdP \
+                         without us knowing its id: check for an orphaned client {name:?}",
+                        r.status
+                    ))),
+                };
+            }
+            if r.status == 401 {
+                return Attempt::Done(Registration::IatRejected(describe(&r)));
+            }
+            if is_already_registered(&r) {
+                return Attempt::Done(Registration::AlreadyExists(describe(&r)));
+            }
+            let detail = describe(&r);
+            let hint = if detail.contains("invalid_redirect_uri") {
+                " (check DCR_REDIRECT_URIS)"
+            } else if detail.contains("invalid_scope") {
+                " (check DCR_SCOPE against the IdP's allowed scopes)"
+            } else if detail.contains("invalid_client_metadata") {
+                " (check redirect_uris, grant_types, response_types, token_endpoint_auth_method and DCR_CLIENT_PROFILE)"
+            } else {
+                ""
+            };
+            let orphan = if maybe_committed.get() {
+                format!(
+                    "; an earlier attempt got no answer, so it may have created {name:?} at the IdP"
+                )
+            } else {
+                String::new()
+            };
+            Attempt::Fatal(match r.status {
+                403 => Error::Rejected(format!(
+                    "registration at {endpoint} forbidden ({detail}): the IdP's policy or the IAT does not allow this client{orphan}"
+                )),
+                404 | 405 => Error::Rejected(format!(
+                    "no registration endpoint at {endpoint} ({detail}): check DCR_REGISTRATION_ENDPOINT / IDP_BASE_URL"
+                )),
+                _ => Error::Rejected(format!(
+                    "registration at {endpoint} rejected ({detail}){hint}{orphan}"
+                )),
+            })
+        };
+        let call = Call {
+            what: "register client",
+            var: "DCR_REGISTRATION_ENDPOINT",
+            method: Method::POST,
+            url: endpoint,
+            auth: iat.map(Auth::Bearer).unwrap_or(Auth::None),
+            body: Body::Json(&body),
+        };
+        self.call(call, Some(&no_answer), &decide).await
+    }
+
+    /// RFC 7592 §2.1 read of the stored client.
+    pub async fn read(&self, uri: &Url, rat: &SecretString) -> Result<ReadResult> {
+        let decide = |r: Reply| -> Attempt<ReadResult> {
+            if r.is_success() {
+                return match parse_client(&r) {
+                    Ok(doc) => Attempt::Done(ReadResult::Current(doc)),
+                    Err(why) => Attempt::Fatal(Error::Rejected(format!(
+                        "reading the client at {uri} answered {} but {why}",
+                        r.status
+                    ))),
+                };
+            }
+            match r.status {
+                401 | 403 => Attempt::Done(ReadResult::Unauthorized(describe(&r))),
+                404 | 410 => Attempt::Done(ReadResult::Gone(describe(&r))),
+                _ => Attempt::Fatal(Error::Rejected(format!(
+                    "reading the stored client at {uri} failed ({})",
+                    describe(&r)
+                ))),
+            }
+        };
+        let call = Call {
+            what: "read client",
+            var: "DCR_OUTPUT's registration_client_uri",
+            method: Method::GET,
+            url: uri,
+            auth: Auth::Bearer(rat),
+            body: Body::None,
+        };
+        self.call(call, None, &decide).await
+    }
+
+    /// RFC 7592 §2.2 update: PATCH (changed fields) or PUT (full replacement). Idempotent, so
+    /// a lost answer is simply retried.
+    pub async fn update(
+        &self,
+        uri: &Url,
+        rat: &SecretString,
+        method: UpdateMethod,
+        body: &Map<String, Value>,
+    ) -> Result<UpdateResult> {
+        let verb = method.verb();
+        let body = Value::Object(body.clone());
+        let decide = |r: Reply| -> Attempt<UpdateResult> {
+            if r.is_success() {
+                // EmpowerNow documents only "PATCH (200)": accept a full document, a partial
+                // one, or none at all (204).
+                return match json_object(&r) {
+                    Some(doc) => {
+                        remember_secrets(&doc);
+                        Attempt::Done(UpdateResult::Updated(doc))
+                    }
+                    None if r.body.is_empty() => Attempt::Done(UpdateResult::Updated(Map::new())),
+                    None => Attempt::Fatal(Error::Rejected(format!(
+                        "updating the client at {uri} answered {} but {}",
+                        r.status,
+                        body_kind(&r)
+                    ))),
+                };
+            }
+            let detail = describe(&r);
+            match r.status {
+                401 | 403 => Attempt::Done(UpdateResult::Unauthorized(detail)),
+                404 | 410 => Attempt::Fatal(Error::Rejected(format!(
+                    "the client at {uri} disappeared during the update ({detail}); run again to re-register (DCR_ON_STALE=reregister)"
+                ))),
+                405 | 501 => Attempt::Fatal(Error::Rejected(format!(
+                    "the IdP does not support {verb} at {uri} ({detail}); set DCR_UPDATE_METHOD to the other method"
+                ))),
+                _ => Attempt::Fatal(Error::Rejected(format!(
+                    "the IdP refused the {verb} of the client at {uri} ({detail})"
+                ))),
+            }
+        };
+        let call = Call {
+            what: "update client",
+            var: "DCR_OUTPUT's registration_client_uri",
+            method: match method {
+                UpdateMethod::Put => Method::PUT,
+                UpdateMethod::Patch => Method::PATCH,
+            },
+            url: uri,
+            auth: Auth::Bearer(rat),
+            body: Body::Json(&body),
+        };
+        self.call(call, None, &decide).await
+    }
+
+    /// RFC 7592 §2.3 delete. `true` when the client is gone (deleted now, or already: 404);
+    /// `false` when the registration access token was refused (401/403).
+    pub async fn delete(&self, uri: &Url, rat: &SecretString) -> Result<bool> {
+        let decide = |r: Reply| -> Attempt<bool> {
+            match r.status {
+                200..=299 | 404 | 410 => Attempt::Done(true),
+                401 | 403 => {
+                    tracing::warn!("deleting {uri} answered {}", describe(&r));
+                    Attempt::Done(false)
+                }
+                _ => Attempt::Fatal(Error::Rejected(format!(
+                    "deleting the stored client at {uri} failed ({})",
+                    describe(&r)
+                ))),
+            }
+        };
+        let call = Call {
+            what: "delete client",
+            var: "DCR_OUTPUT's registration_client_uri",
+            method: Method::DELETE,
+            url: uri,
+            auth: Auth::Bearer(rat),
+            body: Body::None,
+        };
+        self.call(call, None, &decide).await
+    }
+}

@@ -1,0 +1,244 @@
+//! The decision tables of a run, as pure functions of what is known: what a run reports, when
+//! a registration may be re-sent, and what to do when the IdP refuses a token or no longer
+//! knows the stored client. The flows ask; these answer; the tests below pin every row.
+
+use crate::reconcile::{ExistingPolicy, StalePolicy};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A new client was registered.
+    Registered,
+    /// The stored client was confirmed at the IdP (RFC 7592 read) and needed no change.
+    Verified,
+    /// The stored client has no registration access token, so it was kept unchecked.
+    Trusted,
+    /// The stored client was gone or force-replaced, and a new one was registered.
+    Reregistered,
+    /// `DCR_CLIENT_ID` already existed at the IdP and was taken over through the admin API.
+    Adopted,
+    /// Drift was corrected with an RFC 7592 update.
+    Updated,
+    /// A new signing key was published (and the client updated).
+    Rotated,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Registered => "registered",
+            Action::Verified => "verified",
+            Action::Trusted => "trusted",
+            Action::Reregistered => "re-registered",
+            Action::Adopted => "adopted",
+            Action::Updated => "updated",
+            Action::Rotated => "rotated",
+        }
+    }
+
+    /// The `status` label of the pushed metric.
+    pub fn metric_status(self) -> &'static str {
+        match self {
+            Action::Registered | Action::Reregistered => "registered",
+            Action::Verified | Action::Trusted | Action::Adopted => "verified",
+            Action::Updated => "updated",
+            Action::Rotated => "rotated",
+        }
+    }
+}
+
+/// What a run that started as `base` reports after reconciling: an adoption stays an
+/// adoption; otherwise a key change outranks a metadata update, which outranks the base.
+pub fn reported_action(base: Action, updated: bool, keys_changed: bool) -> Action {
+    match base {
+        Action::Adopted => Action::Adopted,
+        _ if keys_changed => Action::Rotated,
+        _ if updated => Action::Updated,
+        _ => base,
+    }
+}
+
+/// Whether a registration that may have reached the IdP without an answer can be re-sent
+/// without risking a duplicate: the IdP refuses the second one when a single-use IAT was
+/// spent by the first, or when the requested client_id is taken by it.
+pub fn blind_retry_safe(fixed_client_id: bool, minted_iat: bool, max_uses: u64) -> bool {
+    fixed_client_id || (minted_iat && max_uses == 1)
+}
+
+/// What is known when the IdP rejects the IAT of a registration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IatRejected {
+    /// Registration without a token (`DCR_IAT=none`).
+    pub open: bool,
+    /// An earlier attempt of this registration got no answer.
+    pub maybe_committed: bool,
+    /// `DCR_CLIENT_ID` is set.
+    pub fixed_client_id: bool,
+    /// An admin token is configured.
+    pub admin: bool,
+    pub on_existing: Option<ExistingPolicy>,
+    /// An admin token and an IAT endpoint: a fresh IAT can be minted.
+    pub can_mint: bool,
+    /// This run minted the rejected IAT.
+    pub minted: bool,
+    /// This run already minted a replacement once.
+    pub reminted: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnIatRejected {
+    /// Open registration is not allowed here: a token is needed.
+    NeedsToken,
+    /// Our own unanswered attempt most likely created the client: adopt it.
+    AdoptOurOwn,
+    /// Our own unanswered attempt most likely created a client we cannot adopt: stop, naming
+    /// the likely orphan.
+    LikelyOrphan,
+    /// Mint a fresh IAT and try once more.
+    Remint,
+    /// The IAT we were given is dead.
+    GivenRejected,
+    /// An IAT we minted was refused (twice, or with no way to mint again).
+    MintedRejected,
+}
+
+pub fn on_iat_rejected(f: IatRejected) -> OnIatRejected {
+    if f.open {
+        OnIatRejected::NeedsToken
+    } else if f.maybe_committed
+        && f.fixed_client_id
+        && f.admin
+        && f.on_existing == Some(ExistingPolicy::Adopt)
+    {
+        OnIatRejected::AdoptOurOwn
+    } else if f.maybe_committed {
+        OnIatRejected::LikelyOrphan
+    } else if f.can_mint && !f.reminted {
+        OnIatRejected::Remint
+    } else if f.minted {
+        OnIatRejected::MintedRejected
+    } else {
+        OnIatRejected::GivenRejected
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRatRefused {
+    /// Re-issue the registration access token with the admin token.
+    Renew,
+    /// Treat the client as gone (`DCR_ON_STALE=reregister` will register a new one).
+    TreatAsGone,
+    /// Stop and name the admin action that would fix it.
+    Fail,
+}
+
+/// The IdP refused the stored registration access token (RFC 7592 answers so for a revoked
+/// token and for a deleted client alike).
+pub fn on_rat_refused(admin: bool, rat_endpoint: bool, on_stale: StalePolicy) -> OnRatRefused {
+    match (admin && rat_endpoint, on_stale) {
+        (true, _) => OnRatRefused::Renew,
+        (false, StalePolicy::Reregister) => OnRatRefused::TreatAsGone,
+        (false, StalePolicy::Fail) => OnRatRefused::Fail,
+    }
+}
+
+/// Whether an existing `DCR_CLIENT_ID` can be taken over: it needs the admin re-issue
+/// endpoint, an admin token, and `DCR_ON_EXISTING=adopt`.
+pub fn can_adopt(rat_endpoint: bool, admin: bool, on_existing: ExistingPolicy) -> bool {
+    rat_endpoint && admin && on_existing == ExistingPolicy::Adopt
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reported_action_table() {
+        use Action::*;
+        assert_eq!(reported_action(Verified, false, false), Verified);
+        assert_eq!(reported_action(Verified, true, false), Updated);
+        assert_eq!(reported_action(Verified, true, true), Rotated);
+        assert_eq!(reported_action(Registered, false, true), Rotated);
+        assert_eq!(reported_action(Adopted, true, true), Adopted);
+        assert_eq!(reported_action(Reregistered, false, false), Reregistered);
+    }
+
+    #[test]
+    fn blind_retries_only_when_a_duplicate_is_refused() {
+        assert!(blind_retry_safe(true, false, 5));
+        assert!(blind_retry_safe(false, true, 1));
+        assert!(!blind_retry_safe(false, true, 2));
+        assert!(!blind_retry_safe(false, false, 1));
+    }
+
+    #[test]
+    fn iat_rejection_table() {
+        let base = IatRejected {
+            on_existing: Some(ExistingPolicy::Adopt),
+            ..IatRejected::default()
+        };
+        let row = |f: IatRejected| on_iat_rejected(f);
+        assert_eq!(
+            row(IatRejected {
+                open: true,
+                can_mint: true,
+                ..base
+            }),
+            OnIatRejected::NeedsToken
+        );
+        let committed = IatRejected {
+            maybe_committed: true,
+            fixed_client_id: true,
+            admin: true,
+            can_mint: true,
+            ..base
+        };
+        assert_eq!(row(committed), OnIatRejected::AdoptOurOwn);
+        assert_eq!(
+            row(IatRejected {
+                on_existing: Some(ExistingPolicy::Fail),
+                ..committed
+            }),
+            OnIatRejected::LikelyOrphan
+        );
+        assert_eq!(
+            row(IatRejected {
+                fixed_client_id: false,
+                ..committed
+            }),
+            OnIatRejected::LikelyOrphan
+        );
+        let mintable = IatRejected {
+            can_mint: true,
+            minted: true,
+            ..base
+        };
+        assert_eq!(row(mintable), OnIatRejected::Remint);
+        assert_eq!(
+            row(IatRejected {
+                reminted: true,
+                ..mintable
+            }),
+            OnIatRejected::MintedRejected
+        );
+        assert_eq!(row(base), OnIatRejected::GivenRejected);
+    }
+
+    #[test]
+    fn refused_rat_table() {
+        use StalePolicy::*;
+        assert_eq!(on_rat_refused(true, true, Fail), OnRatRefused::Renew);
+        assert_eq!(
+            on_rat_refused(true, false, Reregister),
+            OnRatRefused::TreatAsGone
+        );
+        assert_eq!(on_rat_refused(false, true, Fail), OnRatRefused::Fail);
+    }
+
+    #[test]
+    fn adoption_needs_all_three() {
+        assert!(can_adopt(true, true, ExistingPolicy::Adopt));
+        assert!(!can_adopt(false, true, ExistingPolicy::Adopt));
+        assert!(!can_adopt(true, false, ExistingPolicy::Adopt));
+        assert!(!can_adopt(true, true, ExistingPolicy::Fail));
+    }
+}

@@ -1,0 +1,336 @@
+//! A stored client: read it (RFC 7592), renew a refused registration access token with the
+//! admin API, correct drift (PATCH or PUT), rotate keys, delete it.
+
+use super::decide::{self, Action, OnRatRefused};
+use super::output;
+use super::session::Session;
+use crate::error::{Error, Result};
+use crate::idp::UpdateMethod;
+use crate::idp::client::{ReadResult, UpdateResult};
+use crate::local::keyring::{KeyRing, Plan};
+use crate::reconcile::{self, StalePolicy};
+use crate::record::ClientRecord;
+use reqwest::Url;
+use secrecy::SecretString;
+use serde_json::{Map, Value};
+
+impl Session<'_> {
+    /// What we want registered: the configured metadata plus the keys of the plan.
+    pub(super) fn desired(&self, plan: Option<&Plan>) -> Map<String, Value> {
+        let mut m = self.cfg.metadata.fields.clone();
+        if let (Some(k), Some(plan)) = (&self.cfg.signing_key, plan) {
+            match &k.jwks_uri {
+                Some(u) => m.insert("jwks_uri".into(), Value::String(u.to_string())),
+                None => m.insert("jwks".into(), plan.jwks()),
+            };
+        }
+        m
+    }
+
+    pub(super) async fn existing_flow(
+        &self,
+        stored: &ClientRecord,
+        ring: Option<&mut KeyRing>,
+    ) -> Result<(Action, String)> {
+        let cfg = self.cfg;
+        let id = stored.client_id().to_string();
+        let Some(rat) = stored.rat() else {
+            tracing::warn!(
+                "{} holds client {id} without a registration_access_token: keeping it without checking the IdP",
+                cfg.output.path.display()
+            );
+            if ring.is_some() {
+                tracing::warn!(
+                    "without a registration access token the signing keys cannot be published or rotated"
+                );
+            }
+            output::persist(
+                cfg,
+                stored.clone(),
+                Action::Trusted,
+                None,
+                Some(stored),
+                self.known_registration_endpoint(),
+            )?;
+            return Ok((Action::Trusted, id));
+        };
+        let uri = self.client_uri(stored).await?;
+        match self.read_with_renewal(&id, &uri, rat, stored).await? {
+            Some((current, rat)) => {
+                let mut record = stored.clone();
+                record.overlay(current.fields());
+                self.reconcile(
+                    record,
+                    rat,
+                    uri,
+                    &current,
+                    ring,
+                    Action::Verified,
+                    Some(stored),
+                )
+                .await
+            }
+            None => match cfg.policies.on_stale {
+                StalePolicy::Reregister => {
+                    tracing::warn!(
+                        "stored client {id} is gone at the IdP; DCR_ON_STALE=reregister: registering a new client"
+                    );
+                    self.register_flow(Action::Reregistered, ring).await
+                }
+                StalePolicy::Fail => Err(Error::Rejected(format!(
+                    "the stored client {id} is gone at the IdP. Set DCR_ON_STALE=reregister to register a new one \
+                     automatically, or DCR_FORCE_REPLACE=true for one run, or move {} away",
+                    cfg.output.path.display()
+                ))),
+            },
+        }
+    }
+
+    /// RFC 7592 read; on 401/403 a new registration access token from the admin API, once.
+    /// `None`: the client is gone. Returns the IdP's view and the token to use next.
+    async fn read_with_renewal(
+        &self,
+        id: &str,
+        uri: &Url,
+        rat: SecretString,
+        stored: &ClientRecord,
+    ) -> Result<Option<(ClientRecord, SecretString)>> {
+        match self.idp.read(uri, &rat).await? {
+            ReadResult::Current(doc) => {
+                let rat = doc.rat().unwrap_or(rat);
+                Ok(Some((doc, rat)))
+            }
+            ReadResult::Gone(why) => {
+                tracing::warn!("reading client {id} at {uri}: {why}");
+                Ok(None)
+            }
+            ReadResult::Unauthorized(why) => {
+                let Some(renewed) = self.renew_rat(id, &why).await? else {
+                    return Ok(None);
+                };
+                output::save_rotated_rat(self.cfg, &mut stored.clone(), &renewed)?;
+                match self.idp.read(uri, &renewed).await? {
+                    ReadResult::Current(doc) => {
+                        let rat = doc.rat().unwrap_or(renewed);
+                        Ok(Some((doc, rat)))
+                    }
+                    ReadResult::Gone(_) => Ok(None),
+                    ReadResult::Unauthorized(why) => Err(Error::Rejected(format!(
+                        "reading client {id} failed even with a freshly re-issued registration access token ({why})"
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// A new registration access token for `id` from the admin API (`DCR_RAT_ENDPOINT`).
+    /// `None` when the admin API says the client does not exist, or when the client is to be
+    /// treated as gone; an error naming the admin action when nothing else can be done.
+    async fn renew_rat(&self, id: &str, why: &str) -> Result<Option<SecretString>> {
+        let cfg = self.cfg;
+        let rat_endpoint = &cfg.endpoints().rat;
+        match decide::on_rat_refused(
+            cfg.credentials.admin.is_some(),
+            rat_endpoint.is_some(),
+            cfg.policies.on_stale,
+        ) {
+            OnRatRefused::Renew => {}
+            OnRatRefused::TreatAsGone => {
+                tracing::warn!(
+                    "the stored registration access token for {id} was rejected ({why})"
+                );
+                return Ok(None);
+            }
+            OnRatRefused::Fail => {
+                let how = match rat_endpoint {
+                    Some(t) => format!(
+                        "re-issue a registration access token (POST {}) and store it as registration_access_token in {}, \
+                         or set BOOTSTRAP_ADMIN_TOKEN so this tool does it",
+                        t.replace("{client_id}", id),
+                        cfg.output.path.display()
+                    ),
+                    None => format!(
+                        "re-issue a registration access token in the IdP's admin console (Keycloak: the client's \
+                         Credentials tab) and store it as registration_access_token in {}, or set DCR_RAT_ENDPOINT",
+                        cfg.output.path.display()
+                    ),
+                };
+                return Err(Error::Rejected(format!(
+                    "the IdP rejected the stored registration access token for client {id} ({why}): the client is gone or the token \
+                     was revoked. Admin action: {how}; or set DCR_ON_STALE=reregister to register a new client"
+                )));
+            }
+        }
+        tracing::warn!(
+            "the registration access token for {id} was rejected ({why}); re-issuing it with the admin token"
+        );
+        let template = rat_endpoint.as_deref().unwrap_or_default();
+        let url = cfg.endpoint_for(template, "DCR_RAT_ENDPOINT", id)?;
+        self.reissue(&url).await
+    }
+
+    /// One RAT re-issue; `None` when the admin API does not know the client.
+    pub(super) async fn reissue(&self, url: &Url) -> Result<Option<SecretString>> {
+        self.as_admin(url, |admin| async move {
+            self.idp.reissue_rat(url, &admin).await
+        })
+        .await
+    }
+
+    /// Brings the IdP's client in line with what we want and persists the result. `record` is
+    /// what we hold (the IdP's view over our stored record), `current` the IdP's view alone.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn reconcile(
+        &self,
+        mut record: ClientRecord,
+        mut rat: SecretString,
+        uri: Url,
+        current: &ClientRecord,
+        mut ring: Option<&mut KeyRing>,
+        base: Action,
+        stored: Option<&ClientRecord>,
+    ) -> Result<(Action, String)> {
+        let cfg = self.cfg;
+        let id = record.client_id().to_string();
+        // The IdP may have rotated the token on this read: save it before anything else.
+        if stored.is_none_or(|s| !s.holds_rat(&rat)) {
+            tracing::info!("the IdP rotated the registration access token; saving it");
+            output::save_rotated_rat(cfg, &mut record, &rat)?;
+        }
+        let inline_keys = cfg
+            .signing_key
+            .as_ref()
+            .is_some_and(|k| k.jwks_uri.is_none());
+        let idp_keys: Option<Vec<Value>> = inline_keys.then(|| {
+            current
+                .get("jwks")
+                .and_then(|j| j.get("keys"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        });
+        let plan = match ring.as_deref_mut() {
+            Some(r) => Some(r.plan(self.now, idp_keys.as_deref())?),
+            None => None,
+        };
+        let desired = self.desired(plan.as_ref());
+        let changes = reconcile::diff(&desired, current.fields(), cfg.policies.redirect_mode);
+        let updated = !changes.is_empty();
+        if updated {
+            let fields: Vec<&str> = changes.keys().map(String::as_str).collect();
+            let method = cfg.policies.update_method;
+            let body = match method {
+                UpdateMethod::Patch => changes.clone(),
+                UpdateMethod::Put => {
+                    reconcile::put_body(current.fields(), &changes, &id, record.client_secret())
+                }
+            };
+            tracing::info!(
+                "client {id} differs at the IdP in {}; updating with {}",
+                fields.join(", "),
+                method.verb()
+            );
+            let answer = self
+                .update_with_renewal(&id, &mut record, &mut rat, &uri, method, &body)
+                .await?;
+            record.overlay(&answer);
+            for (k, v) in &changes {
+                if v.is_null() || !answer.contains_key(k) {
+                    record.apply(k, v);
+                }
+            }
+            // A rotated token in the answer: saved before the keys move.
+            output::save(cfg, &record)?;
+            self.check_readback(&desired, record.fields())?;
+        }
+        let keys_changed = plan.as_ref().is_some_and(|p| p.rotated || p.repaired);
+        let action = decide::reported_action(base, updated, keys_changed);
+        let keys = ring.as_deref().zip(plan.as_ref());
+        output::persist(
+            cfg,
+            record,
+            action,
+            keys,
+            stored,
+            self.known_registration_endpoint(),
+        )?;
+        Ok((action, id))
+    }
+
+    /// PATCH or PUT; on 401/403 a re-issued registration access token, once.
+    async fn update_with_renewal(
+        &self,
+        id: &str,
+        record: &mut ClientRecord,
+        rat: &mut SecretString,
+        uri: &Url,
+        method: UpdateMethod,
+        body: &Map<String, Value>,
+    ) -> Result<Map<String, Value>> {
+        match self.idp.update(uri, rat, method, body).await? {
+            UpdateResult::Updated(doc) => Ok(doc),
+            UpdateResult::Unauthorized(why) => {
+                let Some(renewed) = self.renew_rat(id, &why).await? else {
+                    return Err(Error::Rejected(format!(
+                        "updating client {id} was refused ({why}) and the admin API does not know the client"
+                    )));
+                };
+                output::save_rotated_rat(self.cfg, record, &renewed)?;
+                *rat = renewed;
+                match self.idp.update(uri, rat, method, body).await? {
+                    UpdateResult::Updated(doc) => Ok(doc),
+                    UpdateResult::Unauthorized(why) => Err(Error::Rejected(format!(
+                        "updating client {id} was refused even with a freshly re-issued registration access token ({why})"
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// RFC 7591 §3.2.1: the server may change what we asked for. Warn, or fail when strict.
+    pub(super) fn check_readback(
+        &self,
+        asked: &Map<String, Value>,
+        got: &Map<String, Value>,
+    ) -> Result<()> {
+        let diffs = reconcile::readback_differences(asked, got);
+        if diffs.is_empty() {
+            return Ok(());
+        }
+        let msg = format!(
+            "the IdP registered something else than asked: {}",
+            diffs.join("; ")
+        );
+        if self.cfg.policies.strict_readback {
+            return Err(Error::Rejected(format!("{msg} (DCR_STRICT_READBACK=true)")));
+        }
+        tracing::warn!("{msg}");
+        Ok(())
+    }
+
+    pub async fn delete_stored(&self, stored: &ClientRecord) -> Result<()> {
+        let id = stored.client_id().to_string();
+        let Some(rat) = stored.rat() else {
+            tracing::warn!(
+                "cannot delete client {id} at the IdP: no registration_access_token stored; delete it there by hand"
+            );
+            return Ok(());
+        };
+        let uri = self.client_uri(stored).await?;
+        if self.idp.delete(&uri, &rat).await? {
+            return Ok(());
+        }
+        // 401/403: the token may have been revoked while the client lives on.
+        match self.renew_rat(&id, "delete refused").await {
+            Ok(Some(renewed)) => {
+                self.idp.delete(&uri, &renewed).await?;
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => {
+                tracing::warn!("client {id} may still exist at the IdP: {e}");
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The job, as a story: take the output lock, load what a previous run stored, decide whether
+//! to register, verify, or replace, make the calls, persist the result.
+//!
+//! `session` holds what the steps share; `register` and `existing` are the two flows;
+//! `decide` the pure decision tables; `output` the crash-safe persistence; `commands` the
+//! other subcommands, built on the same session.
+
+pub mod commands;
+pub mod decide;
+mod existing;
+mod output;
+mod register;
+mod session;
+
+pub use decide::Action;
+pub use session::Session;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::local::keyring::KeyRing;
+use crate::local::store;
+use crate::record::ClientRecord;
+use std::time::{Duration, Instant, SystemTime};
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub action: Action,
+    pub client_id: String,
+    pub attempts: u32,
+    pub elapsed: Duration,
+}
+
+/// The key ring of `DCR_SIGNING_KEY`, with the key records the previous run stored.
+pub fn load_ring(
+    cfg: &Config,
+    stored: Option<&ClientRecord>,
+    now: SystemTime,
+) -> Result<Option<KeyRing>> {
+    cfg.signing_key
+        .as_ref()
+        .map(|k| {
+            store::ensure_parent_dir(&k.path)?;
+            KeyRing::load(
+                &k.path,
+                k.policy.clone(),
+                &output::stored_key_records(stored),
+                cfg.output.owner,
+                now,
+            )
+        })
+        .transpose()
+}
+
+pub async fn run(cfg: &Config) -> Result<Outcome> {
+    let start = Instant::now();
+    let session = Session::new(cfg)?;
+    if !cfg.timing.start_jitter.is_zero() {
+        // Spreads the first requests of a fleet that starts at once (DCR_START_JITTER).
+        let wait = cfg.timing.start_jitter.mul_f64(fastrand::f64());
+        tracing::debug!(
+            "waiting {} before the first request (DCR_START_JITTER)",
+            crate::duration::show(wait)
+        );
+        tokio::time::sleep(wait).await;
+    }
+
+    // 1. Lock: one run at a time per output; sweep what a killed run left.
+    let out = &cfg.output.path;
+    store::ensure_parent_dir(out)?;
+    let _lock = store::lock(out, session.remaining()).await?;
+    for f in cfg.written_files() {
+        store::sweep_temp_files(&f);
+    }
+
+    // 2. Load what a previous run stored, and the keys.
+    let stored = store::load(out)?;
+    let mut ring = load_ring(cfg, stored.as_ref(), session.now)?;
+
+    // 3. Decide, call, persist.
+    let (action, client_id) = match stored {
+        None => {
+            session
+                .register_flow(Action::Registered, ring.as_mut())
+                .await?
+        }
+        Some(stored) if cfg.policies.force_replace => {
+            tracing::warn!(
+                "DCR_FORCE_REPLACE=true: deleting client {} and registering a new one; this happens on every start while it stays on",
+                stored.client_id()
+            );
+            session.delete_stored(&stored).await?;
+            session
+                .register_flow(Action::Reregistered, ring.as_mut())
+                .await?
+        }
+        Some(stored) => session.existing_flow(&stored, ring.as_mut()).await?,
+    };
+    Ok(Outcome {
+        action,
+        client_id,
+        attempts: session.idp.attempts(),
+        elapsed: start.elapsed(),
+    })
+}

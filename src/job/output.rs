@@ -1,0 +1,117 @@
+//! Persistence of a run: the registration record (with our `dcr_bootstrap` member), the key
+//! files, and the public JWKS and dotenv views, written in an order that is safe to crash in.
+
+use super::decide::Action;
+use crate::config::Config;
+use crate::error::Result;
+use crate::local::keyring::{KeyRecord, KeyRing, Plan};
+use crate::local::{dotenv, store};
+use crate::record::ClientRecord;
+use reqwest::Url;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use std::time::SystemTime;
+
+/// Writes the record as it is.
+pub fn save(cfg: &Config, record: &ClientRecord) -> Result<()> {
+    let out = &cfg.output;
+    store::write_atomic(&out.path, &record.to_bytes(), out.mode, out.owner)
+}
+
+/// The one place a new registration access token is taken and saved: the IdP rotated it (on a
+/// read or an update) or the admin API re-issued it, so the token in the file is dead. It is
+/// written before anything else happens with the answer.
+pub fn save_rotated_rat(cfg: &Config, record: &mut ClientRecord, rat: &SecretString) -> Result<()> {
+    record.set_rat(rat);
+    save(cfg, record)
+}
+
+/// The key records a previous run stored in the output.
+pub fn stored_key_records(stored: Option<&ClientRecord>) -> Vec<KeyRecord> {
+    stored
+        .and_then(|s| s.meta())
+        .and_then(|m| m.get("signing_keys"))
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// Writes everything, in crash-safe order: the registration (with the key records as they
+/// will be), then the key files (the pending key becomes current), then the public JWKS and
+/// the dotenv views. Files whose content would not change are left alone.
+pub fn persist(
+    cfg: &Config,
+    mut record: ClientRecord,
+    action: Action,
+    keys: Option<(&KeyRing, &Plan)>,
+    previous: Option<&ClientRecord>,
+    registration_endpoint: Option<Url>,
+) -> Result<()> {
+    let records: Vec<KeyRecord> = match keys {
+        Some((_, p)) => p.publish.clone(),
+        None => stored_key_records(previous),
+    };
+    let mut meta = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "profile": cfg.profile().name(),
+        "idp_base_url": cfg.target.idp_base_url.as_str(),
+        "registration_endpoint": registration_endpoint.map(|u| u.to_string()),
+        "written_at": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        "action": action.as_str(),
+    });
+    if let Some(current) = records.first() {
+        meta["signing_key"] = json!({"path": current.pem, "kid": current.kid, "alg": current.alg});
+        meta["signing_keys"] = serde_json::to_value(&records).unwrap_or_default();
+    }
+    record.set_meta(meta);
+    if previous.is_none_or(|p| differs_beyond_timestamps(&record, p)) {
+        save(cfg, &record)?;
+    }
+    if let Some((ring, p)) = keys {
+        ring.commit(p)?;
+        if let Some(path) = &cfg.output.jwks_path {
+            let mut jwks = serde_json::to_vec_pretty(&p.jwks()).unwrap_or_default();
+            jwks.push(b'\n');
+            write_if_changed(path, &jwks, 0o644, cfg.output.owner)?;
+        }
+    }
+    if let Some(env) = &cfg.output.env_path {
+        let current = records.first();
+        let key_path = current
+            .and_then(|c| c.pem.as_ref())
+            .map(|p| p.display().to_string());
+        let text = dotenv::render(
+            record.client_id(),
+            record.client_secret(),
+            current.map(|c| c.kid.as_str()),
+            key_path.as_deref(),
+        );
+        write_if_changed(env, text.as_bytes(), cfg.output.mode, cfg.output.owner)?;
+    }
+    Ok(())
+}
+
+/// Whether two records differ in anything but when and why they were written.
+fn differs_beyond_timestamps(a: &ClientRecord, b: &ClientRecord) -> bool {
+    let strip = |r: &ClientRecord| {
+        let mut m = r.fields().clone();
+        if let Some(Value::Object(meta)) = m.get_mut(crate::record::META) {
+            meta.remove("written_at");
+            meta.remove("action");
+        }
+        m
+    };
+    strip(a) != strip(b)
+}
+
+fn write_if_changed(
+    path: &std::path::Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<()> {
+    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
+    store::ensure_parent_dir(path)?;
+    store::write_atomic(path, bytes, mode, owner)
+}

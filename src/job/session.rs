@@ -1,0 +1,260 @@
+//! What one run shares across its steps: the configuration, the IdP connection (HTTP, retry
+//! policy, attempt count), and what is learnt once and then reused (discovered endpoints, a
+//! client-credentials admin token). Every command builds exactly one.
+
+use crate::config::{AdminAuth, Config};
+use crate::error::{Error, Result};
+use crate::idp::Idp;
+use crate::idp::admin::Admin;
+use crate::idp::discovery::discovery_urls;
+use crate::idp::http::Http;
+use crate::idp::retry::Policy;
+use crate::record::ClientRecord;
+use crate::url::check_transport;
+use reqwest::Url;
+use secrecy::SecretString;
+use std::cell::RefCell;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Endpoints found by discovery.
+#[derive(Clone, Default)]
+struct Discovered {
+    registration: Option<Url>,
+    token: Option<Url>,
+}
+
+pub struct Session<'a> {
+    pub cfg: &'a Config,
+    pub idp: Idp,
+    /// The run's notion of "now" for key ages, fixed at the start.
+    pub now: SystemTime,
+    /// A client-credentials admin token and when to fetch a new one.
+    admin_cache: RefCell<Option<(SecretString, Option<Instant>)>>,
+    discovered: RefCell<Option<Discovered>>,
+}
+
+pub fn retry_policy(cfg: &Config, start: Instant) -> Policy {
+    let t = &cfg.timing;
+    Policy {
+        start,
+        deadline: start + t.deadline,
+        request_timeout: t.request_timeout,
+        probe_interval: t.probe_interval,
+        backoff_initial: t.backoff_initial,
+        backoff_max: t.backoff_max,
+        retry_after_max: t.retry_after_max,
+    }
+}
+
+impl<'a> Session<'a> {
+    /// A session whose deadline (`DCR_TIMEOUT`) starts now.
+    pub fn new(cfg: &'a Config) -> Result<Session<'a>> {
+        let http = Http::new(cfg.target.ca_file.as_deref(), cfg.timing.request_timeout)?;
+        let policy = retry_policy(cfg, Instant::now());
+        Ok(Session {
+            cfg,
+            idp: Idp::new(http, policy, cfg.target.allow_insecure_http),
+            now: SystemTime::now(),
+            admin_cache: RefCell::new(None),
+            discovered: RefCell::new(None),
+        })
+    }
+
+    /// What is left of the deadline.
+    pub fn remaining(&self) -> Duration {
+        self.idp.policy.remaining()
+    }
+
+    /// The management URL of a stored client: the one the IdP handed back (rewritten from its
+    /// public base when configured), else the profile's layout.
+    pub async fn client_uri(&self, stored: &ClientRecord) -> Result<Url> {
+        match stored.client_uri() {
+            Some(raw) => Url::parse(raw).map(|u| self.cfg.rewrite(&u)).map_err(|_| {
+                Error::Io(format!(
+                    "DCR_OUTPUT {}: registration_client_uri {raw:?} is not a URL",
+                    self.cfg.output.path.display()
+                ))
+            }),
+            None => self.management_uri(stored.client_id()).await,
+        }
+    }
+
+    /// Where a client is managed when the IdP did not say: the profile's template, or
+    /// `{registration endpoint}/{client_id}`.
+    pub async fn management_uri(&self, client_id: &str) -> Result<Url> {
+        let template = match &self.cfg.endpoints().client_uri {
+            Some(t) => t.clone(),
+            None => format!(
+                "{}/{{client_id}}",
+                self.registration_endpoint()
+                    .await?
+                    .as_str()
+                    .trim_end_matches('/')
+            ),
+        };
+        self.cfg.endpoint_for(&template, "IDP_BASE_URL", client_id)
+    }
+
+    /// Discovery, once per run.
+    async fn discovery(&self) -> Result<Discovered> {
+        if let Some(d) = self.discovered.borrow().clone() {
+            return Ok(d);
+        }
+        let cfg = self.cfg;
+        let d = self
+            .idp
+            .discover(&discovery_urls(&cfg.endpoints().issuer))
+            .await?;
+        let fix = |u: Option<Url>, what: &str| -> Result<Option<Url>> {
+            let Some(u) = u else { return Ok(None) };
+            let u = cfg.rewrite(&u);
+            check_transport(
+                &format!("the discovered {what}"),
+                &u,
+                cfg.target.allow_insecure_http,
+            )?;
+            Ok(Some(u))
+        };
+        let found = Discovered {
+            registration: fix(d.registration, "registration_endpoint")?,
+            token: fix(d.token, "token_endpoint")?,
+        };
+        let show = |u: &Option<Url>| u.as_ref().map(Url::to_string).unwrap_or("(none)".into());
+        tracing::info!(
+            "discovery at {}: registration_endpoint {}, token_endpoint {}",
+            d.source,
+            show(&found.registration),
+            show(&found.token)
+        );
+        *self.discovered.borrow_mut() = Some(found.clone());
+        Ok(found)
+    }
+
+    pub async fn registration_endpoint(&self) -> Result<Url> {
+        if let Some(u) = &self.cfg.endpoints().registration {
+            return Ok(u.clone());
+        }
+        self.discovery().await?.registration.ok_or_else(|| {
+            Error::Rejected(
+                "the IdP's discovery document has no registration_endpoint: dynamic client registration is not enabled \
+                 there (or lives elsewhere: set DCR_REGISTRATION_ENDPOINT)"
+                    .into(),
+            )
+        })
+    }
+
+    /// The registration endpoint if it is known without a request (configured, or already
+    /// discovered), for the record of where a client was registered.
+    pub fn known_registration_endpoint(&self) -> Option<Url> {
+        self.cfg.endpoints().registration.clone().or_else(|| {
+            self.discovered
+                .borrow()
+                .as_ref()
+                .and_then(|d| d.registration.clone())
+        })
+    }
+
+    pub async fn token_endpoint(&self) -> Result<Url> {
+        if let Some(u) = &self.cfg.endpoints().token {
+            return Ok(u.clone());
+        }
+        self.discovery().await?.token.ok_or_else(|| {
+            Error::Rejected(
+                "the IdP's discovery document has no token_endpoint: set DCR_TOKEN_ENDPOINT".into(),
+            )
+        })
+    }
+
+    /// How error messages name the admin credential.
+    fn admin_name(&self) -> String {
+        match &self.cfg.credentials.admin {
+            Some(AdminAuth::ClientCredentials { client_id, .. }) => {
+                format!("the admin token of DCR_ADMIN_CLIENT_ID={client_id}")
+            }
+            _ => "BOOTSTRAP_ADMIN_TOKEN".into(),
+        }
+    }
+
+    /// The admin token: `BOOTSTRAP_ADMIN_TOKEN`, or one fetched by client credentials when
+    /// first needed and again when it has expired.
+    pub async fn admin_token(&self) -> Result<SecretString> {
+        match &self.cfg.credentials.admin {
+            None => Err(Error::Config(
+                "this needs an admin token: set BOOTSTRAP_ADMIN_TOKEN or DCR_ADMIN_CLIENT_ID/DCR_ADMIN_CLIENT_SECRET".into(),
+            )),
+            Some(AdminAuth::Static(t)) => Ok(t.clone()),
+            Some(AdminAuth::ClientCredentials {
+                client_id,
+                secret,
+                method,
+                scope,
+                resource,
+            }) => {
+                if let Some((t, until)) = self.admin_cache.borrow().as_ref()
+                    && until.is_none_or(|u| Instant::now() < u)
+                {
+                    return Ok(t.clone());
+                }
+                let endpoint = self.token_endpoint().await?;
+                let (token, ttl) = self
+                    .idp
+                    .client_credentials(
+                        &endpoint,
+                        client_id,
+                        secret,
+                        *method,
+                        scope.as_deref(),
+                        resource.as_deref(),
+                    )
+                    .await?;
+                // Fetch a new one a little before the IdP stops accepting it.
+                let until = ttl.map(|d| {
+                    Instant::now() + d.saturating_sub((d / 10).min(Duration::from_secs(30)))
+                });
+                tracing::info!(
+                    "obtained an admin token for {client_id} from {endpoint} by client credentials{}",
+                    ttl.map(|d| format!(" (valid {}s)", d.as_secs()))
+                        .unwrap_or_default()
+                );
+                *self.admin_cache.borrow_mut() = Some((token.clone(), until));
+                Ok(token)
+            }
+        }
+    }
+
+    /// Drops a cached client-credentials token after the IdP refused it. True when a new one
+    /// can be fetched (a static token cannot be replaced).
+    fn forget_admin_token(&self) -> bool {
+        matches!(
+            self.cfg.credentials.admin,
+            Some(AdminAuth::ClientCredentials { .. })
+        ) && self.admin_cache.borrow_mut().take().is_some()
+    }
+
+    /// Runs an admin-API call. When the IdP refuses a client-credentials admin token (it
+    /// expired during a long wait, or was revoked), a new one is fetched and the call made
+    /// once more; a refused static token is final.
+    pub async fn as_admin<T, F, Fut>(&self, url: &Url, call: F) -> Result<T>
+    where
+        F: Fn(SecretString) -> Fut,
+        Fut: Future<Output = Result<Admin<T>>>,
+    {
+        let mut why = String::new();
+        for first in [true, false] {
+            match call(self.admin_token().await?).await? {
+                Admin::Done(v) => return Ok(v),
+                Admin::Refused(w) if first && self.forget_admin_token() => {
+                    tracing::warn!("the admin token was refused ({w}); fetching a new one");
+                }
+                Admin::Refused(w) => {
+                    why = w;
+                    break;
+                }
+            }
+        }
+        Err(Error::Rejected(format!(
+            "{} was rejected at {url} ({why}): supply a valid, unexpired admin access token",
+            self.admin_name()
+        )))
+    }
+}

@@ -1,0 +1,7 @@
+//! What lives on the volume: the output and its lock (atomic writes), the dotenv view, the
+//! signing keys and their rotation. Nothing here speaks HTTP.
+
+pub mod dotenv;
+pub mod keyring;
+pub mod keys;
+pub mod store;
