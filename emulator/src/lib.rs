@@ -116,10 +116,7 @@ impl Emulator {
 
     /// Deletes a client behind the bootstrapper's back (an admin cleaning up).
     pub fn remove_client(&self, client_id: &str) -> bool {
-        let mut s = self.lock();
-        let existed = s.clients.remove(client_id).is_some();
-        s.refresh_live();
-        existed
+        self.lock().remove_client(client_id)
     }
 
     /// The stored metadata of every live client, keyed by client_id.
@@ -143,8 +140,7 @@ impl Emulator {
 
     /// Makes the admin token invalid from now on, as an operator revoking it would.
     pub fn revoke_admin_token(&self) {
-        let mut s = self.lock();
-        s.admin_token = s.token("revoked-admin");
+        self.lock().revoke_admin_token();
     }
 
     /// Mints an IAT directly, as an operator would by hand (for runs given `DCR_IAT`).
@@ -169,22 +165,12 @@ impl Emulator {
 
     /// Changes a stored field behind the client's back (an admin editing the client).
     pub fn set_client_field(&self, client_id: &str, field: &str, value: serde_json::Value) -> bool {
-        match self.lock().clients.get_mut(client_id) {
-            Some(c) => {
-                c.metadata.insert(field.to_string(), value);
-                true
-            }
-            None => false,
-        }
+        self.lock().set_client_field(client_id, field, value)
     }
 
     /// Invalidates a client's registration access token without telling anyone.
     pub fn revoke_rat(&self, client_id: &str) {
-        let mut s = self.lock();
-        let fresh = s.token("rat");
-        if let Some(c) = s.clients.get_mut(client_id) {
-            c.rat = fresh;
-        }
+        self.lock().rotate_rat(client_id);
     }
 
     /// The method and JSON body of the last RFC 7592 update.
@@ -221,18 +207,12 @@ impl Emulator {
 
     /// Expires every admin access token issued by the token endpoint.
     pub fn expire_access_tokens(&self) {
-        let now = std::time::Instant::now();
-        for t in &mut self.lock().admin_access_tokens {
-            t.1 = now;
-        }
+        self.lock().expire_access_tokens();
     }
 
     /// Expires every IAT minted so far.
     pub fn expire_iats(&self) {
-        let now = std::time::Instant::now();
-        for i in &mut self.lock().iats {
-            i.expires_at = now;
-        }
+        self.lock().expire_iats();
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -301,12 +281,9 @@ impl Conn for tokio_rustls::server::TlsStream<TcpStream> {
 
 fn apply(state: &mut State, effect: Effect) {
     match effect {
-        Effect::ExpireIats => {
-            let now = std::time::Instant::now();
-            state.iats.iter_mut().for_each(|i| i.expires_at = now);
-        }
-        Effect::ExhaustIats => state.iats.iter_mut().for_each(|i| i.remaining = 0),
-        Effect::RevokeAdminToken => state.admin_token = state.token("revoked-admin"),
+        Effect::ExpireIats => state.expire_iats(),
+        Effect::ExhaustIats => state.exhaust_iats(),
+        Effect::RevokeAdminToken => state.revoke_admin_token(),
     }
 }
 

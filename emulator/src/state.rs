@@ -230,6 +230,54 @@ impl State {
     pub fn refresh_live(&mut self) {
         self.stats.clients_live = self.clients.len() as u64;
     }
+
+    /// Issues a client a fresh registration access token; the old one stops working.
+    pub fn rotate_rat(&mut self, id: &str) {
+        let rat = self.token("rat");
+        if let Some(c) = self.clients.get_mut(id) {
+            c.rat = rat;
+        }
+    }
+
+    /// Deletes a client (RFC 7592 DELETE, or an admin behind the client's back).
+    pub fn remove_client(&mut self, id: &str) -> bool {
+        let existed = self.clients.remove(id).is_some();
+        self.refresh_live();
+        existed
+    }
+
+    /// Makes the admin token invalid from now on, as an operator revoking it would.
+    pub fn revoke_admin_token(&mut self) {
+        self.admin_token = self.token("revoked-admin");
+    }
+
+    /// Expires every IAT minted so far.
+    pub fn expire_iats(&mut self) {
+        let now = Instant::now();
+        self.iats.iter_mut().for_each(|i| i.expires_at = now);
+    }
+
+    /// Uses up every IAT minted so far.
+    pub fn exhaust_iats(&mut self) {
+        self.iats.iter_mut().for_each(|i| i.remaining = 0);
+    }
+
+    /// Expires every access token issued by the token endpoint.
+    pub fn expire_access_tokens(&mut self) {
+        let now = Instant::now();
+        self.admin_access_tokens.iter_mut().for_each(|t| t.1 = now);
+    }
+
+    /// Changes a stored field behind the client's back (an admin editing the client).
+    pub fn set_client_field(&mut self, id: &str, field: &str, value: Value) -> bool {
+        match self.clients.get_mut(id) {
+            Some(c) => {
+                c.metadata.insert(field.to_string(), value);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 pub fn now_epoch() -> u64 {

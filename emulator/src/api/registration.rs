@@ -1,0 +1,290 @@
+//! RFC 7591 registration with an IAT, and RFC 7592 read, update (PUT, EmpowerNow's PATCH) and
+//! delete with the registration access token.
+
+use super::{Cx, json_body, method_not_allowed, oauth_error};
+use crate::http::{Request, Response};
+use crate::state::{Client, State, now_epoch};
+use crate::validate::{self, Policy};
+use serde_json::{Map, Value, json};
+use std::time::Instant;
+
+/// Finds the IAT a request presents and checks it is usable, without consuming it. `None`:
+/// no token at all, accepted because registration is open.
+fn usable_iat(state: &State, req: &Request, cx: &Cx) -> Result<Option<usize>, Response> {
+    let kc = cx.layout.keycloak();
+    let msg = |ours: &'static str, keycloak: &'static str| if kc { keycloak } else { ours };
+    let Some(token) = req.bearer() else {
+        if state.config.open_registration {
+            return Ok(None);
+        }
+        return Err(oauth_error(
+            401,
+            "invalid_token",
+            msg("initial access token required", "No access token"),
+        ));
+    };
+    let idx = state
+        .iats
+        .iter()
+        .position(|i| i.token == token)
+        .ok_or_else(|| {
+            oauth_error(
+                401,
+                "invalid_token",
+                msg(
+                    "initial access token not found",
+                    "Initial Access Token not found",
+                ),
+            )
+        })?;
+    let iat = &state.iats[idx];
+    if Instant::now() >= iat.expires_at {
+        return Err(oauth_error(
+            401,
+            "invalid_token",
+            msg(
+                "initial access token expired",
+                "Expired initial access token",
+            ),
+        ));
+    }
+    if iat.remaining == 0 {
+        return Err(oauth_error(
+            401,
+            "invalid_token",
+            msg(
+                "initial access token has no remaining uses",
+                "No remaining count on initial access token",
+            ),
+        ));
+    }
+    Ok(Some(idx))
+}
+
+fn policy(state: &State) -> (Vec<String>, String, Vec<String>) {
+    (
+        state.config.allowed_scopes.clone(),
+        state.config.profile_field.clone(),
+        state.config.drop_scopes.clone(),
+    )
+}
+
+fn validate_body(state: &State, body: &Value) -> Result<Map<String, Value>, Response> {
+    let (scopes, field, drop) = policy(state);
+    validate::validate(
+        body,
+        &Policy {
+            allowed_scopes: &scopes,
+            profile_field: &field,
+            drop_scopes: &drop,
+        },
+    )
+    .map_err(|e| oauth_error(400, e.error, &e.description))
+}
+
+pub(crate) fn register(state: &mut State, req: &Request, cx: &Cx) -> Response {
+    let base = &cx.base;
+    let outcome = (|| {
+        let idx = usable_iat(state, req, cx)?;
+        let body = json_body(req, "invalid_client_metadata")?;
+        if cx.layout.keycloak() && body.get("client_id").is_some() {
+            // Keycloak's OIDC provider refuses a caller-chosen id.
+            return Err(oauth_error(
+                400,
+                "invalid_client_metadata",
+                "Client Identifier included",
+            ));
+        }
+        let mut metadata = validate_body(state, &body)?;
+        let client_id = match metadata.remove("client_id") {
+            Some(Value::String(id)) => {
+                if state.clients.contains_key(&id) {
+                    return Err(oauth_error(
+                        400,
+                        "invalid_client_metadata",
+                        &format!("client_id {id:?} is already registered"),
+                    ));
+                }
+                id
+            }
+            _ => state.next_id("client"),
+        };
+        if let Some(idx) = idx {
+            state.iats[idx].remaining -= 1;
+        }
+        let needs_secret = metadata
+            .get("token_endpoint_auth_method")
+            .and_then(Value::as_str)
+            .is_some_and(|m| m.starts_with("client_secret"));
+        let client = Client {
+            client_secret: needs_secret.then(|| state.token("secret")),
+            rat: state.token("rat"),
+            client_id: client_id.clone(),
+            issued_at: now_epoch(),
+            metadata,
+        };
+        let out = representation(&client, cx);
+        state.clients.insert(client_id, client);
+        state.stats.clients_registered += 1;
+        state.refresh_live();
+        Ok(Response::json(201, &out).with_header(
+            "Location",
+            &format!(
+                "{base}{}{}",
+                cx.layout.client_prefix,
+                out["client_id"].as_str().unwrap_or("")
+            ),
+        ))
+    })();
+    outcome.unwrap_or_else(|resp| {
+        state.stats.registrations_rejected += 1;
+        resp
+    })
+}
+
+/// The RFC 7591 §3.2.1 / RFC 7592 §3 client information response.
+fn representation(client: &Client, cx: &Cx) -> Value {
+    let mut out = client.metadata.clone();
+    out.insert("client_id".into(), json!(client.client_id));
+    out.insert("client_id_issued_at".into(), json!(client.issued_at));
+    if let Some(s) = &client.client_secret {
+        out.insert("client_secret".into(), json!(s));
+        out.insert("client_secret_expires_at".into(), json!(0));
+    }
+    out.insert("registration_access_token".into(), json!(client.rat));
+    out.insert(
+        "registration_client_uri".into(),
+        json!(format!(
+            "{}{}{}",
+            cx.base, cx.layout.client_prefix, client.client_id
+        )),
+    );
+    Value::Object(out)
+}
+
+pub(crate) fn manage(state: &mut State, req: &Request, id: &str, cx: &Cx) -> Response {
+    let Some(token) = req.bearer().map(str::to_string) else {
+        return oauth_error(401, "invalid_token", "registration access token required");
+    };
+    let Some(client) = state.clients.get(id) else {
+        // RFC 7592 §2.1: an unknown client is answered like a bad token.
+        return if state.config.missing_client_status == 404 {
+            Response::json(
+                404,
+                &json!({"error": "invalid_request", "error_description": "client not found"}),
+            )
+        } else {
+            oauth_error(401, "invalid_token", "client not found or token revoked")
+        };
+    };
+    if client.rat != token {
+        return oauth_error(401, "invalid_token", "registration access token is invalid");
+    }
+    match req.method.as_str() {
+        "GET" => {
+            state.stats.clients_read += 1;
+            // Keycloak rotates the registration access token on every use.
+            if state.config.rotate_rat_on_get || cx.layout.keycloak() {
+                state.rotate_rat(id);
+            }
+            let client = &state.clients[id];
+            Response::json(200, &representation(client, cx))
+        }
+        "PATCH" if cx.layout.patch_allowed => update(state, req, id, cx, false),
+        "PUT" => update(state, req, id, cx, true),
+        "DELETE" => {
+            state.remove_client(id);
+            state.stats.clients_deleted += 1;
+            Response::empty(204)
+        }
+        _ => method_not_allowed(),
+    }
+}
+
+/// PUT is RFC 7592 §2.2 full replacement; PATCH is EmpowerNow's partial update
+/// (`jwks`, `redirect_uris`, ...; `null` removes a field; never `client_secret`).
+fn update(state: &mut State, req: &Request, id: &str, cx: &Cx, put: bool) -> Response {
+    state.last_update = Some((
+        req.method.clone(),
+        serde_json::from_slice(&req.body).unwrap_or(Value::Null),
+    ));
+    let body = match json_body(req, "invalid_client_metadata") {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let mut obj = body.as_object().cloned().unwrap_or_default();
+    let client = state.clients[id].clone();
+    let candidate = if put {
+        for f in [
+            "registration_access_token",
+            "registration_client_uri",
+            "client_secret_expires_at",
+            "client_id_issued_at",
+        ] {
+            if obj.contains_key(f) {
+                return oauth_error(
+                    400,
+                    "invalid_request",
+                    &format!("{f} must not be sent in an update (RFC 7592 §2.2)"),
+                );
+            }
+        }
+        match obj.remove("client_id") {
+            Some(Value::String(c)) if c == id => {}
+            _ => {
+                return oauth_error(
+                    400,
+                    "invalid_request",
+                    "client_id must be present and match the client being updated",
+                );
+            }
+        }
+        if let Some(s) = obj.remove("client_secret")
+            && client.client_secret.as_deref() != s.as_str()
+        {
+            return oauth_error(400, "invalid_request", "client_secret does not match");
+        }
+        obj.retain(|_, v| !v.is_null());
+        Value::Object(obj)
+    } else {
+        for f in ["client_id", "client_secret"] {
+            if obj.contains_key(f) {
+                return oauth_error(
+                    400,
+                    "invalid_client_metadata",
+                    &format!("{f} cannot be changed with PATCH"),
+                );
+            }
+        }
+        let mut merged = client.metadata.clone();
+        for (k, v) in obj {
+            if v.is_null() {
+                merged.remove(&k);
+            } else {
+                merged.insert(k, v);
+            }
+        }
+        Value::Object(merged)
+    };
+    let metadata = match validate_body(state, &candidate) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let needs_secret = metadata
+        .get("token_endpoint_auth_method")
+        .and_then(Value::as_str)
+        .is_some_and(|m| m.starts_with("client_secret"));
+    let new_secret =
+        (needs_secret && client.client_secret.is_none()).then(|| state.token("secret"));
+    if let Some(c) = state.clients.get_mut(id) {
+        c.metadata = metadata;
+        if new_secret.is_some() {
+            c.client_secret = new_secret;
+        }
+    }
+    state.stats.clients_updated += 1;
+    if state.config.rotate_rat_on_update || cx.layout.keycloak() {
+        state.rotate_rat(id);
+    }
+    Response::json(200, &representation(&state.clients[id], cx))
+}
