@@ -1,0 +1,176 @@
+//! The tokens a run may use: an IAT (or open registration), and the admin credential, a
+//! ready token or a client-credentials client. Secrets come from `NAME` or `NAME_FILE`.
+
+use super::{Target, non_empty};
+use crate::cli::{TokenArgs, name};
+use crate::error::{Error, Result};
+use crate::idp::profile::Profile;
+use crate::idp::{ClientAuth, MintSettings};
+use crate::secret::secret;
+use secrecy::{ExposeSecret, SecretString};
+use std::path::Path;
+
+/// How registration is authorised.
+#[derive(Debug, Clone)]
+pub enum RegistrationToken {
+    /// An IAT (or any bearer token the IdP accepts for registration).
+    Given(SecretString),
+    /// `DCR_IAT=none`: open registration, no Authorization header.
+    Open,
+}
+
+/// Where the admin token comes from.
+#[derive(Debug, Clone)]
+pub enum AdminAuth {
+    /// `BOOTSTRAP_ADMIN_TOKEN`, used as is.
+    Static(SecretString),
+    /// Fetched with the client-credentials grant when first needed, and again when it expires.
+    ClientCredentials {
+        client_id: String,
+        secret: SecretString,
+        method: ClientAuth,
+        scope: Option<String>,
+        resource: Option<String>,
+    },
+}
+
+/// The tokens a run may use.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub iat: Option<RegistrationToken>,
+    pub admin: Option<AdminAuth>,
+    pub mint: MintSettings,
+}
+
+/// Reads a secret from `NAME` or `NAME_FILE`, never both.
+fn read_secret(
+    var: &str,
+    value: Option<&SecretString>,
+    file: Option<&Path>,
+) -> Result<Option<SecretString>> {
+    let file_var = format!("{var}_FILE");
+    match (value, file) {
+        (Some(_), Some(_)) => Err(Error::Config(format!(
+            "{var} and {file_var} are both set; set only one"
+        ))),
+        (Some(v), None) => {
+            let v = v.expose_secret();
+            if v.trim().is_empty() {
+                return Err(Error::Config(format!("{var} is set but empty")));
+            }
+            check_token_chars(var, v)?;
+            Ok(Some(secret(v.to_string())))
+        }
+        (None, Some(path)) => {
+            let raw = std::fs::read_to_string(path).map_err(|e| {
+                Error::Config(format!("{file_var}: cannot read {}: {e}", path.display()))
+            })?;
+            let value = raw
+                .strip_suffix("\r\n")
+                .or_else(|| raw.strip_suffix('\n'))
+                .unwrap_or(&raw);
+            if value.trim().is_empty() {
+                return Err(Error::Config(format!(
+                    "{file_var}: {} is empty",
+                    path.display()
+                )));
+            }
+            check_token_chars(&file_var, value)?;
+            Ok(Some(secret(value.to_string())))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// A bearer token travels in an HTTP header: whitespace or control characters mean a
+/// copy-paste accident (say, a second trailing newline), which is better named here than
+/// reported as an obscure header error later.
+fn check_token_chars(var: &str, value: &str) -> Result<()> {
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::Config(format!(
+            "{var}: the token contains whitespace or control characters \
+             (only one trailing newline is stripped from a file)"
+        )));
+    }
+    Ok(())
+}
+
+impl Credentials {
+    pub(super) fn from_args(a: &TokenArgs, target: &Target) -> Result<Credentials> {
+        let open = a
+            .iat
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().trim() == "none")
+            && a.iat_file.is_none();
+        let iat = if open {
+            Some(RegistrationToken::Open)
+        } else {
+            read_secret("DCR_IAT", a.iat.as_ref(), a.iat_file.as_deref())?
+                .map(RegistrationToken::Given)
+        };
+        let admin = admin_auth(a, target.profile)?;
+        if admin.is_some() && target.endpoints.iat.is_none() && iat.is_none() {
+            return Err(Error::Config(format!(
+                "DCR_PROFILE={} has no standard way to mint an IAT: set DCR_IAT (an IAT or registration \
+                 bearer token), DCR_IAT=none for open registration, or DCR_IAT_ENDPOINT",
+                target.profile.name()
+            )));
+        }
+        if a.iat_label.trim().is_empty() {
+            return Err(Error::Config(format!(
+                "{} must not be empty",
+                name("DCR_IAT_LABEL")
+            )));
+        }
+        Ok(Credentials {
+            iat,
+            admin,
+            mint: MintSettings {
+                label: a.iat_label.clone(),
+                expires_in: a.iat_expires_in,
+                max_uses: a.iat_max_uses,
+                max_uses_field: a.iat_max_uses_field.clone(),
+            },
+        })
+    }
+}
+
+/// `BOOTSTRAP_ADMIN_TOKEN(_FILE)` or the `DCR_ADMIN_CLIENT_*` client-credentials settings.
+fn admin_auth(a: &TokenArgs, profile: Profile) -> Result<Option<AdminAuth>> {
+    let token = read_secret(
+        "BOOTSTRAP_ADMIN_TOKEN",
+        a.admin_token.as_ref(),
+        a.admin_token_file.as_deref(),
+    )?;
+    let secret = read_secret(
+        "DCR_ADMIN_CLIENT_SECRET",
+        a.admin_client_secret.as_ref(),
+        a.admin_client_secret_file.as_deref(),
+    )?;
+    let id = non_empty(&a.admin_client_id).map(|s| s.trim().to_string());
+    match (token, id, secret) {
+        (Some(_), Some(_), _) => Err(Error::Config(
+            "BOOTSTRAP_ADMIN_TOKEN and DCR_ADMIN_CLIENT_ID are both set; use one way to get the admin token".into(),
+        )),
+        (Some(t), None, None) => Ok(Some(AdminAuth::Static(t))),
+        (Some(_), None, Some(_)) | (None, None, Some(_)) => Err(Error::Config(
+            "DCR_ADMIN_CLIENT_SECRET is set without DCR_ADMIN_CLIENT_ID".into(),
+        )),
+        (None, Some(_), None) => Err(Error::Config(format!(
+            "{} is set but DCR_ADMIN_CLIENT_SECRET (or _FILE) is not",
+            name("DCR_ADMIN_CLIENT_ID")
+        ))),
+        (None, Some(client_id), Some(secret)) => Ok(Some(AdminAuth::ClientCredentials {
+            client_id,
+            secret,
+            method: a.admin_auth_method,
+            scope: match non_empty(&a.admin_scope) {
+                Some(s) => Some(s.trim().to_string()),
+                None if profile == Profile::EmpowerNow => Some("admin.api".into()),
+                None => None,
+            },
+            resource: non_empty(&a.admin_resource).map(|r| r.trim().to_string()),
+        })),
+        (None, None, None) => Ok(None),
+    }
+}
