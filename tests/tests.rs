@@ -13,6 +13,8 @@ mod bootstrap;
 mod config;
 #[path = "it/crash.rs"]
 mod crash;
+#[path = "it/docker.rs"]
+mod docker;
 #[path = "it/environment.rs"]
 mod environment;
 #[path = "it/faults.rs"]

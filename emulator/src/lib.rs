@@ -10,6 +10,7 @@ pub mod api;
 pub mod faults;
 pub mod http;
 pub mod layout;
+pub mod standin;
 pub mod state;
 pub mod tls;
 pub mod token;

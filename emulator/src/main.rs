@@ -21,9 +21,14 @@ use std::time::Duration;
 /// Control: GET /_emulator/stats, GET /_emulator/clients, POST /_emulator/faults (JSON rule or
 /// array), DELETE /_emulator/clients/{id}, POST /_emulator/admin-token/revoke,
 /// POST /_emulator/iats/expire.
+/// The admin token when none is given: public, so only for loopback.
+const DEFAULT_ADMIN_TOKEN: &str = "dev-admin-token";
+
 #[derive(Parser, Debug)]
 #[command(name = "dcr-idp-emulator", version)]
 struct Args {
+    #[command(subcommand)]
+    mode: Option<Mode>,
     /// Which IdP to play: empowernow (the EmpowerNow contract), keycloak (realm paths,
     /// clients-initial-access, RAT rotation on every use, Keycloak's error texts), or rfc7591
     /// (a plain RFC 7591/7592 server found by discovery, PUT-only management).
@@ -45,10 +50,18 @@ struct Args {
     #[arg(
         long,
         env = "EMULATOR_ADMIN_TOKEN",
-        default_value = "dev-admin-token",
+        default_value = DEFAULT_ADMIN_TOKEN,
         hide_env_values = true
     )]
     admin_token: String,
+    /// Read the admin token from this file instead (one trailing newline stripped), e.g. a
+    /// compose secret.
+    #[arg(long, env = "EMULATOR_ADMIN_TOKEN_FILE", value_name = "PATH")]
+    admin_token_file: Option<std::path::PathBuf>,
+    /// Allow listening beyond loopback with the public default admin token. Without it, a
+    /// non-loopback --bind needs --admin-token or --admin-token-file.
+    #[arg(long)]
+    allow_default_admin_token: bool,
     /// Which spelling of the IAT use-count field to honour; the other one is rejected.
     #[arg(long, default_value = "max_uses", value_parser = ["max_uses", "max_usages"])]
     iat_max_uses_field: String,
@@ -120,6 +133,89 @@ struct Args {
     /// '{"path":"/api/oidc","times":2,"action":{"kind":"respond","status":502}}'.
     #[arg(long = "fault")]
     faults: Vec<String>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Mode {
+    /// Play the application instead of the IdP: read the credentials dcr-bootstrap wrote,
+    /// print the client_id (exit 1 when the file is missing or unreadable), optionally prove
+    /// them at a token endpoint with a private_key_jwt assertion, then stay up until
+    /// SIGTERM like a service would (or exit at once with --once).
+    BffStandin {
+        /// The registration file (DCR_OUTPUT of dcr-bootstrap).
+        #[arg(long, env = "BFF_CLIENT_CRED_PATH")]
+        credentials: std::path::PathBuf,
+        /// Prove the credentials here (plain http): client credentials with a client
+        /// assertion signed by the key the file names.
+        #[arg(long)]
+        token_endpoint: Option<String>,
+        /// Exit after reading (and proving) instead of staying up.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+/// The stand-in application: 0 when the credentials are readable (and proven).
+async fn bff_standin(
+    term: &mut Option<tokio::signal::unix::Signal>,
+    path: &std::path::Path,
+    token_endpoint: Option<&str>,
+    once: bool,
+) -> ExitCode {
+    use dcr_idp_emulator::standin;
+    let creds = match standin::read_credentials(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bff-standin: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!("bff-standin: client_id={}", creds.client_id);
+    if let Some(url) = token_endpoint {
+        let Some((key, kid, alg)) = &creds.key else {
+            eprintln!("bff-standin: {} names no signing key to prove", path.display());
+            return ExitCode::from(1);
+        };
+        let proof = std::fs::read_to_string(key)
+            .map_err(|e| format!("cannot read the key {key}: {e}"))
+            .and_then(|pem| standin::client_assertion(&pem, alg, kid, &creds.client_id, url))
+            .and_then(|jwt| standin::post_form(url, &standin::assertion_form(&jwt)));
+        match proof {
+            Ok(200) => println!("bff-standin: private_key_jwt ({kid}) accepted at {url}"),
+            Ok(status) => {
+                eprintln!("bff-standin: the token endpoint {url} answered {status}");
+                return ExitCode::from(1);
+            }
+            Err(e) => {
+                eprintln!("bff-standin: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    if !once {
+        wait_for_stop(term).await;
+    }
+    ExitCode::SUCCESS
+}
+
+/// SIGTERM, registered at once: as PID 1 in a container, a signal without a handler is
+/// ignored, and `docker stop` would wait for its timeout.
+fn term_signal() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok()
+}
+
+async fn wait_for_stop(term: &mut Option<tokio::signal::unix::Signal>) {
+    match term {
+        Some(term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -194,6 +290,29 @@ fn config(args: &Args) -> Result<Config, String> {
             .ok_or_else(|| format!("--admin-client expects ID:SECRET, got {c:?}"))?;
         admin_clients.push((id.to_string(), secret.to_string()));
     }
+    let admin_token = match &args.admin_token_file {
+        Some(path) => {
+            let raw = std::fs::read_to_string(path)
+                .map_err(|e| format!("--admin-token-file {}: {e}", path.display()))?;
+            let t = raw.strip_suffix('\n').unwrap_or(&raw).to_string();
+            if t.is_empty() {
+                return Err(format!("--admin-token-file {} is empty", path.display()));
+            }
+            t
+        }
+        None => args.admin_token.clone(),
+    };
+    if admin_token == DEFAULT_ADMIN_TOKEN
+        && !args.bind.is_loopback()
+        && !args.allow_default_admin_token
+    {
+        return Err(format!(
+            "refusing to listen on {} with the public default admin token {DEFAULT_ADMIN_TOKEN:?}: anyone who can reach \
+             the port could mint IATs. Set --admin-token / --admin-token-file (EMULATOR_ADMIN_TOKEN[_FILE]), or \
+             --allow-default-admin-token for a throwaway stack",
+            args.bind
+        ));
+    }
     let profile = match args.profile.as_str() {
         "keycloak" => dcr_idp_emulator::Profile::Keycloak,
         "rfc7591" => dcr_idp_emulator::Profile::Rfc7591,
@@ -207,7 +326,7 @@ fn config(args: &Args) -> Result<Config, String> {
         drop_scopes: Vec::new(),
         admin_clients,
         access_token_ttl: args.access_token_ttl,
-        admin_token: args.admin_token.clone(),
+        admin_token,
         iat_max_uses_field: args.iat_max_uses_field.clone(),
         allowed_scopes: args
             .allowed_scopes
@@ -226,7 +345,16 @@ fn config(args: &Args) -> Result<Config, String> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
+    let mut term = term_signal();
     let args = Args::parse();
+    if let Some(Mode::BffStandin {
+        credentials,
+        token_endpoint,
+        once,
+    }) = &args.mode
+    {
+        return bff_standin(&mut term, credentials, token_endpoint.as_deref(), *once).await;
+    }
     let cfg = match config(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -246,24 +374,17 @@ async fn main() -> ExitCode {
     };
     if let Some(d) = args.start_delay {
         eprintln!("dcr-idp-emulator: bound {}, accepting in {d:?}", emu.addr());
-        tokio::time::sleep(d).await;
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = wait_for_stop(&mut term) => return ExitCode::SUCCESS,
+        }
     }
     if let Err(e) = emu.listen() {
         eprintln!("dcr-idp-emulator: cannot listen: {e}");
         return ExitCode::from(1);
     }
     println!("dcr-idp-emulator listening on {}", emu.base_url());
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("dcr-idp-emulator: cannot install SIGTERM handler: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    wait_for_stop(&mut term).await;
     let stats = emu.stats();
     eprintln!(
         "dcr-idp-emulator: stopping; {}",

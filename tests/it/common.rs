@@ -270,50 +270,9 @@ pub fn file_mode(path: &Path) -> u32 {
 }
 
 /// Signs an RFC 7523 client assertion with a PEM private key, independently of the code
-/// under test (aws-lc-rs directly, the JWS built by hand).
+/// under test (the emulator's stand-in application does it with aws-lc-rs directly).
 pub fn client_assertion(pem: &str, alg: &str, kid: &str, client_id: &str, aud: &str) -> String {
-    use aws_lc_rs::rand::SystemRandom;
-    use aws_lc_rs::signature::{self, EcdsaKeyPair, RsaKeyPair};
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-    use rustls_pki_types::PrivateKeyDer;
-    use rustls_pki_types::pem::PemObject;
-    let der = match PrivateKeyDer::from_pem_slice(pem.as_bytes()).expect("PEM") {
-        PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
-        _ => panic!("the written PEM is PKCS#8"),
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let header = serde_json::json!({"alg": alg, "kid": kid, "typ": "JWT"});
-    let claims = serde_json::json!({"iss": client_id, "sub": client_id, "aud": aud,
-        "exp": now + 60, "iat": now, "jti": format!("jti-{now}-{}", std::process::id())});
-    let input = format!(
-        "{}.{}",
-        B64.encode(header.to_string()),
-        B64.encode(claims.to_string())
-    );
-    let rng = SystemRandom::new();
-    let sig = match alg {
-        "ES256" => {
-            let k = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &der)
-                .unwrap();
-            k.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec()
-        }
-        _ => {
-            let k = RsaKeyPair::from_pkcs8(&der).unwrap();
-            let params = if alg == "PS256" {
-                &signature::RSA_PSS_SHA256
-            } else {
-                &signature::RSA_PKCS1_SHA256
-            };
-            let mut sig = vec![0; k.public_modulus_len()];
-            k.sign(params, &rng, input.as_bytes(), &mut sig).unwrap();
-            sig
-        }
-    };
-    format!("{input}.{}", B64.encode(sig))
+    dcr_idp_emulator::standin::client_assertion(pem, alg, kid, client_id, aud).expect("sign")
 }
 
 /// POSTs a client-credentials token request authenticated with `assertion`; the status.

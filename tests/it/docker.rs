@@ -1,0 +1,325 @@
+//! The init-container contract on a real Docker engine: the images from `scripts/image.sh`
+//! (built here, FROM scratch) and `compose/docker-compose.yml` run by docker compose, with a
+//! real network, a real named volume and real signals. Every scenario asserts exit codes from
+//! compose, container states, the emulator's counters and the files in the volume; the stack
+//! is torn down (`down -v`) whatever happens.
+//!
+//! Needs a Docker engine with the two images: `.ci/run` builds them and runs
+//! `cargo test --test tests -- --ignored docker::`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant, SystemTime};
+
+/// `docker compose` where the plugin exists, else the standalone `docker-compose`.
+fn compose_cmd() -> Vec<String> {
+    let plugin = Command::new("docker")
+        .args(["compose", "version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if plugin {
+        vec!["docker".into(), "compose".into()]
+    } else {
+        vec!["docker-compose".into()]
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// One compose project: the base stack plus a scenario's override file.
+struct Stack {
+    project: String,
+    files: Vec<PathBuf>,
+    dir: tempfile::TempDir,
+}
+
+impl Stack {
+    fn new(name: &str, override_yaml: &str) -> Stack {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("compose/docker-compose.yml");
+        // Publish the emulator on a free loopback port, so the test can read its counters.
+        let overrides = format!(
+            "services:\n  idp:\n    ports: [\"127.0.0.1::8002\"]\n{override_yaml}"
+        );
+        let extra = dir.path().join("override.yml");
+        std::fs::write(&extra, overrides).expect("write override");
+        let stack = Stack {
+            project: format!("dcrtest{name}{}", std::process::id()),
+            files: vec![base, extra],
+            dir,
+        };
+        // A project left by an earlier crash of this test would confuse the counters.
+        stack.compose(&["down", "-v", "-t", "1"]);
+        stack
+    }
+
+    fn compose(&self, args: &[&str]) -> Output {
+        let cmd = compose_cmd();
+        let mut c = Command::new(&cmd[0]);
+        c.args(&cmd[1..]).args(["-p", &self.project]);
+        for f in &self.files {
+            c.arg("-f").arg(f);
+        }
+        c.args(args).output().expect("run docker compose")
+    }
+
+    /// The container of a service (the first one).
+    fn container(&self, service: &str) -> Option<String> {
+        let o = self.compose(&["ps", "-q", service]);
+        let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        (!id.is_empty()).then_some(id)
+    }
+
+    fn inspect(&self, service: &str, format: &str) -> String {
+        let Some(id) = self.container(service) else {
+            return String::new();
+        };
+        let o = Command::new("docker")
+            .args(["inspect", "-f", format, &id])
+            .output()
+            .expect("docker inspect");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    fn status(&self, service: &str) -> String {
+        self.inspect(service, "{{.State.Status}}")
+    }
+
+    /// Blocks until the service's container exits; its exit code.
+    fn wait(&self, service: &str, limit: Duration) -> i32 {
+        let id = self.container(service).expect("container exists");
+        let start = Instant::now();
+        let o = Command::new("timeout")
+            .arg(limit.as_secs().to_string())
+            .args(["docker", "wait", &id])
+            .output()
+            .expect("docker wait");
+        assert!(
+            o.status.success(),
+            "{service} still running after {:?}: {}",
+            start.elapsed(),
+            self.logs(service)
+        );
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .expect("exit code")
+    }
+
+    fn logs(&self, service: &str) -> String {
+        text(&self.compose(&["logs", "--no-color", service]))
+    }
+
+    /// Waits until the service's logs contain `needle` (re-reading them; the container's own
+    /// output is the event).
+    fn wait_for_log(&self, service: &str, needle: &str, limit: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let logs = self.logs(service);
+            if logs.contains(needle) {
+                return logs;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{service} never logged {needle:?}:\n{logs}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn idp_url(&self) -> String {
+        let o = self.compose(&["port", "idp", "8002"]);
+        format!("http://{}", String::from_utf8_lossy(&o.stdout).trim())
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let url = format!("{}/_emulator/stats", self.idp_url());
+        let out = Command::new("curl")
+            .args(["-sf", "--max-time", "5", &url])
+            .output()
+            .expect("curl");
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("stats at {url}: {}", text(&out)))
+    }
+
+    /// The host directory behind the named volume.
+    fn volume(&self) -> PathBuf {
+        let o = Command::new("docker")
+            .args([
+                "volume",
+                "inspect",
+                "-f",
+                "{{.Mountpoint}}",
+                &format!("{}_bff-keys", self.project),
+            ])
+            .output()
+            .expect("docker volume inspect");
+        PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
+    }
+
+    /// A file in the scenario's directory, for secrets that differ from the dev one.
+    fn secret_file(&self, name: &str, value: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, format!("{value}\n")).expect("write secret");
+        // Compose bind-mounts it; the services run as uid 1000.
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        p
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.compose(&["down", "-v", "-t", "1"]);
+    }
+}
+
+/// Docker's timestamps: RFC 3339 with nanoseconds.
+fn rfc3339(s: &str) -> SystemTime {
+    humantime::parse_rfc3339(s.trim()).unwrap_or_else(|e| panic!("not a timestamp {s:?}: {e}"))
+}
+
+fn mode_and_owner(p: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    (m.mode() & 0o777, m.uid())
+}
+
+#[test]
+#[ignore = "needs a Docker engine and the images of scripts/image.sh (.ci/run)"]
+fn cold_up_then_second_up_on_the_same_volume() {
+    let s = Stack::new("cold", "");
+    // 1. Cold: compose starts the BFF only after the init service exited 0.
+    let up = s.compose(&["up", "-d"]);
+    assert!(up.status.success(), "compose up: {}", text(&up));
+    assert_eq!(s.wait("dcr-bootstrap", Duration::from_secs(60)), 0);
+    let bff = s.wait_for_log("bff", "accepted at", Duration::from_secs(30));
+    assert!(bff.contains("client_id=bff-server"), "{bff}");
+    assert_eq!(s.status("bff"), "running");
+    let init_done = rfc3339(&s.inspect("dcr-bootstrap", "{{.State.FinishedAt}}"));
+    let bff_started = rfc3339(&s.inspect("bff", "{{.State.StartedAt}}"));
+    assert!(bff_started >= init_done, "the BFF started before the init service ended");
+    let st = s.stats();
+    assert_eq!(st["clients_registered"], 1, "{st}");
+    assert_eq!(st["iats_minted"], 1, "{st}");
+    let vol = s.volume();
+    for f in ["bff_client.json", "bff.env", "bff-sig-001.pem"] {
+        assert_eq!(mode_and_owner(&vol.join(f)), (0o600, 1000), "{f}");
+    }
+
+    // 7. The init service ran non-root, read-only, without capabilities or privilege gain.
+    assert_eq!(s.inspect("dcr-bootstrap", "{{.Config.User}}"), "1000:1000");
+    assert_eq!(s.inspect("dcr-bootstrap", "{{.HostConfig.ReadonlyRootfs}}"), "true");
+    assert_eq!(s.inspect("dcr-bootstrap", "{{.HostConfig.CapDrop}}"), "[ALL]");
+    assert!(s
+        .inspect("dcr-bootstrap", "{{.HostConfig.SecurityOpt}}")
+        .contains("no-new-privileges:true"));
+
+    // 4. A second `up` on the same volume verifies and registers nothing.
+    let before = std::fs::read(vol.join("bff_client.json")).expect("output");
+    let up = s.compose(&["up", "-d"]);
+    assert!(up.status.success(), "second up: {}", text(&up));
+    assert_eq!(s.wait("dcr-bootstrap", Duration::from_secs(60)), 0);
+    let logs = s.logs("dcr-bootstrap");
+    assert!(logs.contains("verified client bff-server"), "{logs}");
+    let st = s.stats();
+    assert_eq!(st["clients_registered"], 1, "{st}");
+    assert_eq!(st["iats_minted"], 1, "{st}");
+    assert!(st["clients_read"].as_u64() >= Some(1), "{st}");
+    assert_eq!(std::fs::read(vol.join("bff_client.json")).expect("output"), before);
+}
+
+#[test]
+#[ignore = "needs a Docker engine and the images of scripts/image.sh (.ci/run)"]
+fn an_idp_that_starts_5s_later_is_waited_for() {
+    let s = Stack::new("late", "");
+    let up = s.compose(&["up", "-d", "--no-deps", "dcr-bootstrap"]);
+    assert!(up.status.success(), "{}", text(&up));
+    // Not even the name idp-app exists yet: the init service retries name resolution.
+    s.wait_for_log("dcr-bootstrap", "retry", Duration::from_secs(20));
+    // The delay is the scenario, not synchronisation.
+    std::thread::sleep(Duration::from_secs(5));
+    let up = s.compose(&["up", "-d", "--no-deps", "idp"]);
+    assert!(up.status.success(), "{}", text(&up));
+    assert_eq!(s.wait("dcr-bootstrap", Duration::from_secs(60)), 0);
+    let up = s.compose(&["up", "-d", "--no-deps", "bff"]);
+    assert!(up.status.success(), "{}", text(&up));
+    s.wait_for_log("bff", "accepted at", Duration::from_secs(30));
+    assert_eq!(s.stats()["clients_registered"], 1);
+}
+
+#[test]
+#[ignore = "needs a Docker engine and the images of scripts/image.sh (.ci/run)"]
+fn an_idp_restarted_while_the_init_service_retries_still_gets_one_client() {
+    // The IdP answers its first 3 requests with 503 (Retry-After 2): the init service backs off.
+    let s = Stack::new(
+        "restart",
+        "    command: [\"--port\", \"8002\", \"--admin-token-file\", \"/run/secrets/idp-admin-token\", \
+         \"--fail-first\", \"3\", \"--retry-after\", \"2\"]\n",
+    );
+    let up = s.compose(&["up", "-d", "--no-deps", "idp", "dcr-bootstrap"]);
+    assert!(up.status.success(), "{}", text(&up));
+    s.wait_for_log("dcr-bootstrap", "503", Duration::from_secs(30));
+    let restart = s.compose(&["restart", "-t", "1", "idp"]);
+    assert!(restart.status.success(), "{}", text(&restart));
+    assert_eq!(s.wait("dcr-bootstrap", Duration::from_secs(90)), 0);
+    let st = s.stats();
+    assert_eq!(st["clients_registered"], 1, "{st}");
+    assert_eq!(st["clients_live"], 1, "{st}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.volume().join("bff_client.json")).unwrap())
+            .unwrap();
+    assert_eq!(doc["client_id"], "bff-server");
+}
+
+#[test]
+#[ignore = "needs a Docker engine and the images of scripts/image.sh (.ci/run)"]
+fn a_wrong_admin_token_is_exit_3_and_the_bff_never_starts() {
+    let s = Stack::new("wrong", "");
+    let wrong = s.secret_file("wrong-token", "not-the-admin-token");
+    let extra = format!(
+        "  dcr-bootstrap:\n    secrets: [idp-admin-token, wrong-token]\n    environment:\n      \
+         BOOTSTRAP_ADMIN_TOKEN_FILE: /run/secrets/wrong-token\nsecrets:\n  wrong-token:\n    file: {}\n",
+        wrong.display()
+    );
+    std::fs::write(
+        &s.files[1],
+        format!("services:\n  idp:\n    ports: [\"127.0.0.1::8002\"]\n{extra}"),
+    )
+    .unwrap();
+    let up = s.compose(&["up", "-d"]);
+    assert!(!up.status.success(), "compose up must fail: {}", text(&up));
+    assert_eq!(s.wait("dcr-bootstrap", Duration::from_secs(30)), 3);
+    let logs = s.logs("dcr-bootstrap");
+    assert!(logs.contains("BOOTSTRAP_ADMIN_TOKEN"), "{logs}");
+    assert!(!logs.contains("not-the-admin-token"), "the token was echoed");
+    // Never started: no container, or one that never ran.
+    let started = s.inspect("bff", "{{.State.StartedAt}}");
+    assert!(
+        started.is_empty() || started.starts_with("0001-01-01"),
+        "the BFF started at {started}"
+    );
+    assert_eq!(s.stats()["clients_registered"], 0);
+}
+
+#[test]
+#[ignore = "needs a Docker engine and the images of scripts/image.sh (.ci/run)"]
+fn compose_stop_during_the_wait_ends_with_143_within_1s() {
+    let s = Stack::new("stop", "");
+    let up = s.compose(&["up", "-d", "--no-deps", "dcr-bootstrap"]);
+    assert!(up.status.success(), "{}", text(&up));
+    s.wait_for_log("dcr-bootstrap", "retry", Duration::from_secs(20));
+    let sent = SystemTime::now();
+    let stop = s.compose(&["stop", "-t", "10", "dcr-bootstrap"]);
+    assert!(stop.status.success(), "{}", text(&stop));
+    assert_eq!(s.inspect("dcr-bootstrap", "{{.State.ExitCode}}"), "143");
+    let finished = rfc3339(&s.inspect("dcr-bootstrap", "{{.State.FinishedAt}}"));
+    let took = finished.duration_since(sent).unwrap_or_default();
+    assert!(took < Duration::from_secs(1), "SIGTERM took {took:?} as PID 1");
+}
