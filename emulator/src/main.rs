@@ -173,7 +173,10 @@ async fn bff_standin(
     println!("bff-standin: client_id={}", creds.client_id);
     if let Some(url) = token_endpoint {
         let Some((key, kid, alg)) = &creds.key else {
-            eprintln!("bff-standin: {} names no signing key to prove", path.display());
+            eprintln!(
+                "bff-standin: {} names no signing key to prove",
+                path.display()
+            );
             return ExitCode::from(1);
         };
         let proof = std::fs::read_to_string(key)

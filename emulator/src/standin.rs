@@ -71,7 +71,10 @@ pub fn client_assertion(
         "ES256" => {
             let k = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &der)
                 .map_err(|_| "not an EC P-256 key".to_string())?;
-            k.sign(&rng, input.as_bytes()).map_err(bad)?.as_ref().to_vec()
+            k.sign(&rng, input.as_bytes())
+                .map_err(bad)?
+                .as_ref()
+                .to_vec()
         }
         "RS256" | "PS256" => {
             let k = RsaKeyPair::from_pkcs8(&der).map_err(|_| "not an RSA key".to_string())?;
@@ -81,7 +84,8 @@ pub fn client_assertion(
                 &signature::RSA_PKCS1_SHA256
             };
             let mut sig = vec![0; k.public_modulus_len()];
-            k.sign(params, &rng, input.as_bytes(), &mut sig).map_err(bad)?;
+            k.sign(params, &rng, input.as_bytes(), &mut sig)
+                .map_err(bad)?;
             sig
         }
         other => return Err(format!("unsupported alg {other}")),

@@ -44,9 +44,8 @@ impl Stack {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("compose/docker-compose.yml");
         // Publish the emulator on a free loopback port, so the test can read its counters.
-        let overrides = format!(
-            "services:\n  idp:\n    ports: [\"127.0.0.1::8002\"]\n{override_yaml}"
-        );
+        let overrides =
+            format!("services:\n  idp:\n    ports: [\"127.0.0.1::8002\"]\n{override_yaml}");
         let extra = dir.path().join("override.yml");
         std::fs::write(&extra, overrides).expect("write override");
         let stack = Stack {
@@ -204,7 +203,10 @@ fn cold_up_then_second_up_on_the_same_volume() {
     assert_eq!(s.status("bff"), "running");
     let init_done = rfc3339(&s.inspect("dcr-bootstrap", "{{.State.FinishedAt}}"));
     let bff_started = rfc3339(&s.inspect("bff", "{{.State.StartedAt}}"));
-    assert!(bff_started >= init_done, "the BFF started before the init service ended");
+    assert!(
+        bff_started >= init_done,
+        "the BFF started before the init service ended"
+    );
     let st = s.stats();
     assert_eq!(st["clients_registered"], 1, "{st}");
     assert_eq!(st["iats_minted"], 1, "{st}");
@@ -215,11 +217,18 @@ fn cold_up_then_second_up_on_the_same_volume() {
 
     // 7. The init service ran non-root, read-only, without capabilities or privilege gain.
     assert_eq!(s.inspect("dcr-bootstrap", "{{.Config.User}}"), "1000:1000");
-    assert_eq!(s.inspect("dcr-bootstrap", "{{.HostConfig.ReadonlyRootfs}}"), "true");
-    assert_eq!(s.inspect("dcr-bootstrap", "{{.HostConfig.CapDrop}}"), "[ALL]");
-    assert!(s
-        .inspect("dcr-bootstrap", "{{.HostConfig.SecurityOpt}}")
-        .contains("no-new-privileges:true"));
+    assert_eq!(
+        s.inspect("dcr-bootstrap", "{{.HostConfig.ReadonlyRootfs}}"),
+        "true"
+    );
+    assert_eq!(
+        s.inspect("dcr-bootstrap", "{{.HostConfig.CapDrop}}"),
+        "[ALL]"
+    );
+    assert!(
+        s.inspect("dcr-bootstrap", "{{.HostConfig.SecurityOpt}}")
+            .contains("no-new-privileges:true")
+    );
 
     // 4. A second `up` on the same volume verifies and registers nothing.
     let before = std::fs::read(vol.join("bff_client.json")).expect("output");
@@ -232,7 +241,10 @@ fn cold_up_then_second_up_on_the_same_volume() {
     assert_eq!(st["clients_registered"], 1, "{st}");
     assert_eq!(st["iats_minted"], 1, "{st}");
     assert!(st["clients_read"].as_u64() >= Some(1), "{st}");
-    assert_eq!(std::fs::read(vol.join("bff_client.json")).expect("output"), before);
+    assert_eq!(
+        std::fs::read(vol.join("bff_client.json")).expect("output"),
+        before
+    );
 }
 
 #[test]
@@ -298,7 +310,10 @@ fn a_wrong_admin_token_is_exit_3_and_the_bff_never_starts() {
     assert_eq!(s.wait("dcr-bootstrap", Duration::from_secs(30)), 3);
     let logs = s.logs("dcr-bootstrap");
     assert!(logs.contains("BOOTSTRAP_ADMIN_TOKEN"), "{logs}");
-    assert!(!logs.contains("not-the-admin-token"), "the token was echoed");
+    assert!(
+        !logs.contains("not-the-admin-token"),
+        "the token was echoed"
+    );
     // Never started: no container, or one that never ran.
     let started = s.inspect("bff", "{{.State.StartedAt}}");
     assert!(
@@ -321,5 +336,8 @@ fn compose_stop_during_the_wait_ends_with_143_within_1s() {
     assert_eq!(s.inspect("dcr-bootstrap", "{{.State.ExitCode}}"), "143");
     let finished = rfc3339(&s.inspect("dcr-bootstrap", "{{.State.FinishedAt}}"));
     let took = finished.duration_since(sent).unwrap_or_default();
-    assert!(took < Duration::from_secs(1), "SIGTERM took {took:?} as PID 1");
+    assert!(
+        took < Duration::from_secs(1),
+        "SIGTERM took {took:?} as PID 1"
+    );
 }
