@@ -39,7 +39,7 @@ pub fn main() -> u8 {
             return crate::error::EXIT_IO;
         }
     };
-    let cli = match cli::parse() {
+    let (cli, secret_flags) = match cli::parse() {
         Ok(c) => c,
         Err((text, code)) => {
             // --help and --version go to stdout; refusals to stderr, before any logger.
@@ -55,6 +55,12 @@ pub fn main() -> u8 {
     if let Err(e) = logging::init(log.log_format, &log.log) {
         eprintln!("dcr-bootstrap: configuration error: {e}");
         return crate::error::EXIT_CONFIG;
+    }
+    for var in secret_flags {
+        tracing::warn!(
+            "{var} was given as a command-line flag: every local user can read it (ps, /proc/PID/cmdline). \
+             Use {var}_FILE (or the {var} environment variable)"
+        );
     }
     let command = cli.command.unwrap_or(Command::Run);
     let cfg = match Config::from_opts(&cli.opts, command != Command::MintIat) {
@@ -94,9 +100,12 @@ pub fn main() -> u8 {
                     .as_ref()
                     .map(|o| o.action.metric_status())
                     .unwrap_or("failed");
-                if let Ok(http) =
-                    Http::new(cfg.target.ca_file.as_deref(), cfg.timing.request_timeout)
-                {
+                let t = &cfg.target;
+                if let Ok(http) = Http::new(
+                    t.ca_file.as_deref(),
+                    cfg.timing.request_timeout,
+                    t.allow_cleartext_proxy,
+                ) {
                     rt.block_on(metrics::push(&http, gateway, status, start.elapsed()));
                 }
             }

@@ -125,6 +125,12 @@ pub struct IdpArgs {
           action = ArgAction::Set, value_parser = parse_bool, default_value = "false")]
     pub allow_insecure_http: bool,
 
+    /// Let HTTP_PROXY carry plain-http requests, whose bearer tokens it then sees in cleartext
+    /// (https always honours HTTPS_PROXY/ALL_PROXY and NO_PROXY).
+    #[arg(long, global = true, env = "DCR_ALLOW_CLEARTEXT_PROXY", value_name = "BOOL",
+          action = ArgAction::Set, value_parser = parse_bool, default_value = "false")]
+    pub allow_cleartext_proxy: bool,
+
     /// Admin endpoint that re-issues a client's registration access token; {client_id} is
     /// replaced [default: {IDP_BASE_URL}/api/admin/dcr/clients/{client_id}/tokens].
     #[arg(long, global = true, env = "DCR_RAT_ENDPOINT", value_name = "URL")]
@@ -189,6 +195,17 @@ pub struct TokenArgs {
     /// RFC 8707 resource (audience) of the admin token, e.g. https://idp.example/api/admin.
     #[arg(long, global = true, env = "DCR_ADMIN_RESOURCE", value_name = "URI")]
     pub admin_resource: Option<String>,
+
+    /// Key of the seal (an HMAC) on the stored record, which proves a record was written by
+    /// this tool before the admin token acts on it [default: derived from the admin
+    /// credential]. Set it when the admin token changes between runs. Secret.
+    #[arg(long, global = true, env = "DCR_STATE_KEY", value_name = "SECRET",
+          hide_env_values = true, value_parser = secret_arg)]
+    pub state_key: Option<SecretString>,
+
+    /// File holding DCR_STATE_KEY.
+    #[arg(long, global = true, env = "DCR_STATE_KEY_FILE", value_name = "PATH")]
+    pub state_key_file: Option<PathBuf>,
 
     /// Label of the minted IAT.
     #[arg(
@@ -347,6 +364,11 @@ pub struct OutputArgs {
     #[arg(long, global = true, env = "DCR_OUTPUT_MODE", value_name = "OCTAL",
           default_value = "0600", value_parser = parse_mode)]
     pub output_mode: u32,
+
+    /// Allow a DCR_OUTPUT_MODE that lets every local user read the credentials (0644, 0604).
+    #[arg(long, global = true, env = "DCR_OUTPUT_WORLD_READABLE", value_name = "BOOL",
+          action = ArgAction::Set, value_parser = parse_bool, default_value = "false")]
+    pub output_world_readable: bool,
 
     /// Owner of the written files, uid:gid (e.g. 1000:1000 for a non-root BFF).
     #[arg(long, global = true, env = "DCR_OUTPUT_OWNER", value_name = "UID:GID",
@@ -550,8 +572,24 @@ pub fn name(var: &str) -> String {
 
 /// Parses the command line; a value clap refuses becomes the same "NAME (--flag): expected …"
 /// message as every other configuration error. `Err` holds what to print and the exit code.
-pub fn parse() -> Result<Cli, (String, i32)> {
-    Cli::try_parse().map_err(|e| (explain(&e), e.exit_code()))
+/// Also returns the secrets that were given as flags, to warn about: every local user can
+/// read a command line (`ps`, /proc/PID/cmdline).
+pub fn parse() -> Result<(Cli, Vec<&'static str>), (String, i32)> {
+    use clap::FromArgMatches;
+    let fail = |e: clap::Error| (explain(&e), e.exit_code());
+    let m = Cli::command().try_get_matches().map_err(fail)?;
+    let cli = Cli::from_arg_matches(&m).map_err(fail)?;
+    let on_command_line = [
+        ("iat", "DCR_IAT"),
+        ("admin_token", "BOOTSTRAP_ADMIN_TOKEN"),
+        ("admin_client_secret", "DCR_ADMIN_CLIENT_SECRET"),
+        ("state_key", "DCR_STATE_KEY"),
+    ]
+    .into_iter()
+    .filter(|(id, _)| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+    .map(|(_, var)| var)
+    .collect();
+    Ok((cli, on_command_line))
 }
 
 /// The message for a clap error: our own wording for a refused value, clap's for the rest

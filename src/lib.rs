@@ -25,6 +25,7 @@ mod cli;
 mod config;
 mod duration;
 mod error;
+mod files;
 mod idp;
 mod job;
 mod local;
@@ -32,6 +33,7 @@ mod logging;
 mod metrics;
 mod reconcile;
 mod record;
+mod seal;
 mod secret;
 mod url;
 

@@ -13,14 +13,40 @@ pub enum LogFormat {
     Json,
 }
 
-pub struct ScrubbingStderr;
+/// The log writer. In text format it also escapes control characters inside a line, so that
+/// a value from the IdP (a client_id, a kid, an error text) can neither forge a line nor hide
+/// one; JSON escapes them itself.
+pub struct ScrubbingStderr {
+    escape_controls: bool,
+}
 
 /// Buffers one formatted event and writes it, scrubbed, when dropped.
-pub struct ScrubbedLine(Vec<u8>);
+pub struct ScrubbedLine {
+    buf: Vec<u8>,
+    escape_controls: bool,
+}
+
+/// `line` with every control character but the final newline written as `\n`, `\u{1b}`, ...
+pub fn escape_controls(line: &str) -> String {
+    let (body, end) = match line.strip_suffix('\n') {
+        Some(b) => (b, "\n"),
+        None => (line, ""),
+    };
+    let mut out = String::with_capacity(line.len());
+    for c in body.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.push_str(end);
+    out
+}
 
 impl Write for ScrubbedLine {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
+        self.buf.extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -30,10 +56,13 @@ impl Write for ScrubbedLine {
 
 impl Drop for ScrubbedLine {
     fn drop(&mut self) {
-        if self.0.is_empty() {
+        if self.buf.is_empty() {
             return;
         }
-        let line = scrub(&String::from_utf8_lossy(&self.0));
+        let mut line = scrub(&String::from_utf8_lossy(&self.buf));
+        if self.escape_controls {
+            line = escape_controls(&line);
+        }
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 }
@@ -41,7 +70,10 @@ impl Drop for ScrubbedLine {
 impl<'a> MakeWriter<'a> for ScrubbingStderr {
     type Writer = ScrubbedLine;
     fn make_writer(&'a self) -> ScrubbedLine {
-        ScrubbedLine(Vec::with_capacity(256))
+        ScrubbedLine {
+            buf: Vec::with_capacity(256),
+            escape_controls: self.escape_controls,
+        }
     }
 }
 
@@ -51,7 +83,9 @@ pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
         .map_err(|e| format!("RUST_LOG (--log): invalid filter {filter:?}: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(ScrubbingStderr)
+        .with_writer(ScrubbingStderr {
+            escape_controls: format == LogFormat::Text,
+        })
         .with_ansi(false)
         .with_target(false);
     let result = match format {
@@ -59,4 +93,15 @@ pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     result.map_err(|e| format!("cannot install the logger: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_value_cannot_forge_a_line() {
+        let forged = "client a\n2026-01-01T00:00:00Z  INFO registered client evil\u{0}\n";
+        let out = super::escape_controls(forged);
+        assert_eq!(out.matches('\n').count(), 1, "{out}");
+        assert!(out.ends_with('\n') && out.contains("\\n2026") && out.contains("\\u{0}"));
+    }
 }

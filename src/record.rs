@@ -44,19 +44,37 @@ impl ClientRecord {
     }
 
     /// The one validator: a non-empty string `client_id`, and string credentials where present.
+    /// Ids and credentials go into URLs, headers, logs and dotenv files, so control characters
+    /// are refused in all of them, and whitespace in the token too.
     pub fn from_map(doc: Map<String, Value>) -> Result<ClientRecord, &'static str> {
-        if doc
-            .get("client_id")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-        {
+        let id = doc.get("client_id").and_then(Value::as_str).unwrap_or("");
+        if id.is_empty() {
             return Err("no client_id");
+        }
+        if id.chars().any(char::is_control) || id.len() > 1024 {
+            return Err("a client_id with control characters or over 1024 bytes");
         }
         if STRING_FIELDS
             .iter()
             .any(|k| doc.get(*k).is_some_and(|v| !v.is_string()))
         {
             return Err("a credential field is not a string");
+        }
+        let text = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or("");
+        if STRING_FIELDS
+            .iter()
+            .any(|k| text(k).chars().any(char::is_control))
+        {
+            return Err("a credential field with control characters");
+        }
+        if text("registration_access_token")
+            .chars()
+            .any(char::is_whitespace)
+            || text("registration_client_uri")
+                .chars()
+                .any(char::is_whitespace)
+        {
+            return Err("a registration access token or URI with whitespace");
         }
         remember_secrets(&doc);
         Ok(ClientRecord { doc })
@@ -167,6 +185,24 @@ mod tests {
             ClientRecord::parse(br#"{"client_id":"a","client_secret":5}"#).unwrap_err(),
             "a credential field is not a string"
         );
+        for (doc, why) in [
+            (r#"{"client_id":"a\nb"}"#, "control"),
+            (
+                r#"{"client_id":"a","registration_access_token":"r\u0000t"}"#,
+                "control",
+            ),
+            (
+                r#"{"client_id":"a","registration_access_token":"r t"}"#,
+                "whitespace",
+            ),
+            (
+                r#"{"client_id":"a","client_secret":"s\u001b[31m"}"#,
+                "control",
+            ),
+        ] {
+            let e = ClientRecord::parse(doc.as_bytes()).unwrap_err();
+            assert!(e.contains(why), "{doc}: {e}");
+        }
         let r = ClientRecord::parse(
             br#"{"client_id":"a","registration_access_token":"rat-value-123456"}"#,
         )

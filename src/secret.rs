@@ -13,18 +13,30 @@ pub fn secret(value: String) -> SecretString {
     SecretString::from(value)
 }
 
-/// Remembers a secret value so that [`scrub`] removes it from any text.
+/// Below this length a secret is scrubbed only as a whole word, or it would blank out pieces
+/// of ordinary words.
+const SHORT: usize = 6;
+
+/// Remembers a secret value so that [`scrub`] removes it from any text, in the forms it takes
+/// in a log line too: as is, JSON-escaped (JSON logs), and Debug-escaped (`{:?}` fields).
 pub fn remember(value: &str) {
-    // Very short values would scrub ordinary words; no real token is this short.
-    if value.len() < 6 {
+    if value.is_empty() {
         return;
     }
+    let inner = |quoted: String| quoted[1..quoted.len() - 1].to_string();
+    let forms = [
+        value.to_string(),
+        inner(serde_json::Value::String(value.to_string()).to_string()),
+        inner(format!("{value:?}")),
+    ];
     let mut known = KNOWN.write().unwrap_or_else(|p| p.into_inner());
-    if !known.iter().any(|k| k == value) {
-        known.push(value.to_string());
-        // Longest first, so a secret that contains another is replaced whole.
-        known.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    for f in forms {
+        if !f.is_empty() && !known.contains(&f) {
+            known.push(f);
+        }
     }
+    // Longest first, so a secret that contains another is replaced whole.
+    known.sort_by_key(|k| std::cmp::Reverse(k.len()));
 }
 
 /// Remembers the secret members of an IdP document (a registration access token, a client
@@ -42,10 +54,37 @@ pub fn scrub(text: &str) -> String {
     let known = KNOWN.read().unwrap_or_else(|p| p.into_inner());
     let mut out = text.to_string();
     for k in known.iter() {
-        if out.contains(k.as_str()) {
-            out = out.replace(k.as_str(), "[REDACTED]");
+        if !out.contains(k.as_str()) {
+            continue;
         }
+        out = if k.len() >= SHORT {
+            out.replace(k.as_str(), "[REDACTED]")
+        } else {
+            replace_words(&out, k)
+        };
     }
+    out
+}
+
+/// Replaces `word` where it is not part of a longer alphanumeric run.
+fn replace_words(text: &str, word: &str) -> String {
+    let alnum = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut before_rest: Option<char> = None;
+    while let Some(i) = rest.find(word) {
+        let before = rest[..i].chars().next_back().or(before_rest);
+        let after = rest[i + word.len()..].chars().next();
+        out.push_str(&rest[..i]);
+        out.push_str(if alnum(before) || alnum(after) {
+            word
+        } else {
+            "[REDACTED]"
+        });
+        before_rest = word.chars().next_back();
+        rest = &rest[i + word.len()..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -60,6 +99,17 @@ mod tests {
         assert_eq!(scrub("Bearer tok_abcdef123456 x"), "Bearer [REDACTED] x");
         assert!(!format!("{s:?}").contains("abcdef"));
         assert_eq!(s.expose_secret(), "tok_abcdef123456");
+    }
+
+    #[test]
+    fn escaped_and_short_secrets_are_scrubbed_too() {
+        remember(r#"quo"te\back"#);
+        let json = serde_json::json!({"msg": r#"x quo"te\back y"#}).to_string();
+        assert!(!scrub(&json).contains("quo"), "{}", scrub(&json));
+        assert!(!scrub(&format!("{:?}", r#"quo"te\back"#)).contains("quo"));
+        remember("k3y");
+        assert_eq!(scrub("token=k3y end"), "token=[REDACTED] end");
+        assert_eq!(scrub("monk3ys are safe"), "monk3ys are safe");
     }
 
     #[test]

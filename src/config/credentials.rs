@@ -6,6 +6,7 @@ use crate::cli::{TokenArgs, name};
 use crate::error::{Error, Result};
 use crate::idp::profile::Profile;
 use crate::idp::{ClientAuth, MintSettings};
+use crate::seal::Sealer;
 use crate::secret::secret;
 use secrecy::{ExposeSecret, SecretString};
 use std::path::Path;
@@ -40,6 +41,9 @@ pub struct Credentials {
     pub iat: Option<RegistrationToken>,
     pub admin: Option<AdminAuth>,
     pub mint: MintSettings,
+    /// Seals stored records: keyed by `DCR_STATE_KEY`, else by the admin credential. `None`
+    /// without either (then no admin power exists to protect).
+    pub sealer: Option<Sealer>,
 }
 
 /// Reads a secret from `NAME` or `NAME_FILE`, never both.
@@ -62,9 +66,13 @@ fn read_secret(
             Ok(Some(secret(v.to_string())))
         }
         (None, Some(path)) => {
-            let raw = std::fs::read_to_string(path).map_err(|e| {
-                Error::Config(format!("{file_var}: cannot read {}: {e}", path.display()))
-            })?;
+            let cannot = |why: String| {
+                Error::Config(format!("{file_var}: cannot read {}: {why}", path.display()))
+            };
+            let bytes = crate::files::read_regular(path, crate::files::SECRET_CAP)
+                .map_err(&cannot)?
+                .ok_or_else(|| cannot("no such file".into()))?;
+            let raw = String::from_utf8(bytes).map_err(|_| cannot("not UTF-8 text".into()))?;
             let value = raw
                 .strip_suffix("\r\n")
                 .or_else(|| raw.strip_suffix('\n'))
@@ -122,7 +130,26 @@ impl Credentials {
                 name("DCR_IAT_LABEL")
             )));
         }
+        let state_key = read_secret(
+            "DCR_STATE_KEY",
+            a.state_key.as_ref(),
+            a.state_key_file.as_deref(),
+        )?;
+        let sealer = match (&state_key, &admin) {
+            (Some(k), _) => Some(Sealer::new(k.expose_secret().as_bytes())),
+            (None, Some(AdminAuth::Static(t))) => Some(Sealer::new(t.expose_secret().as_bytes())),
+            (
+                None,
+                Some(AdminAuth::ClientCredentials {
+                    client_id, secret, ..
+                }),
+            ) => Some(Sealer::new(
+                format!("{client_id}\0{}", secret.expose_secret()).as_bytes(),
+            )),
+            (None, None) => None,
+        };
         Ok(Credentials {
+            sealer,
             iat,
             admin,
             mint: MintSettings {

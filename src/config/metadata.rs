@@ -81,6 +81,14 @@ fn strings(v: &[String]) -> Value {
     Value::Array(v.iter().cloned().map(Value::String).collect())
 }
 
+/// A bounded read of a regular file named by `var`.
+fn read_text(p: &str, var: &str) -> Result<String> {
+    let bytes = crate::files::read_regular(std::path::Path::new(p), crate::files::DOCUMENT_CAP)
+        .map_err(|why| Error::Config(format!("{var}: {p:?} {why}")))?
+        .ok_or_else(|| Error::Config(format!("{var}: {p:?} does not exist")))?;
+    String::from_utf8(bytes).map_err(|_| Error::Config(format!("{var}: {p:?} is not UTF-8")))
+}
+
 pub fn desired(i: &MetadataInputs) -> Result<DesiredMetadata> {
     let mut d = DesiredMetadata::default();
     let (text, var) = match (i.json, i.file) {
@@ -92,9 +100,7 @@ pub fn desired(i: &MetadataInputs) -> Result<DesiredMetadata> {
         }
         (Some(j), None) => (Some(j.to_string()), "DCR_CLIENT_METADATA"),
         (None, Some(p)) => (
-            Some(std::fs::read_to_string(p).map_err(|e| {
-                Error::Config(format!("DCR_CLIENT_METADATA_FILE: cannot read {p:?}: {e}"))
-            })?),
+            Some(read_text(p, "DCR_CLIENT_METADATA_FILE")?),
             "DCR_CLIENT_METADATA_FILE",
         ),
         (None, None) => (None, ""),
@@ -207,8 +213,13 @@ pub fn validate(d: &DesiredMetadata, has_signing_key: bool) -> Result<()> {
             return Err(field_err(d, "redirect_uris", "must not be empty when set"));
         }
         for u in uris {
-            check_redirect_uri(u)
-                .map_err(|m| field_err(d, "redirect_uris", format!("{u:?} {m}")))?;
+            check_redirect_uri(u).map_err(|m| {
+                field_err(
+                    d,
+                    "redirect_uris",
+                    format!("{:?} {m}", crate::url::redacted(u)),
+                )
+            })?;
         }
     }
     string_list(d, "grant_types")?;
@@ -257,7 +268,10 @@ pub fn validate(d: &DesiredMetadata, has_signing_key: bool) -> Result<()> {
                 return Err(field_err(
                     d,
                     "jwks_uri",
-                    format!("{uri:?} must be an absolute https URL"),
+                    format!(
+                        "{:?} must be an absolute https URL",
+                        crate::url::redacted(uri)
+                    ),
                 ));
             }
         }

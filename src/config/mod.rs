@@ -32,6 +32,7 @@ pub struct Target {
     pub rewrite_public_base: Option<Url>,
     pub ca_file: Option<PathBuf>,
     pub allow_insecure_http: bool,
+    pub allow_cleartext_proxy: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -175,6 +176,7 @@ impl TryFrom<&IdpArgs> for Target {
                 .transpose()?,
             ca_file: a.ca_file.clone().filter(|p| !p.as_os_str().is_empty()),
             allow_insecure_http: insecure,
+            allow_cleartext_proxy: a.allow_cleartext_proxy,
             idp_base_url,
             profile: a.profile,
             endpoints,
@@ -186,6 +188,16 @@ impl TryFrom<&IdpArgs> for Target {
 /// may be set).
 fn signing_key(a: &KeyArgs) -> Result<Option<SigningKeySettings>> {
     let kid = non_empty(&a.kid).map(|k| k.trim().to_string());
+    if let Some(k) = &kid
+        && !k
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._~+=:@%,-".contains(c))
+    {
+        return Err(Error::Config(format!(
+            "{}: a kid of letters, digits and ._~+=:@%,- only (it names files and goes into the dotenv view)",
+            name("BFF_KID")
+        )));
+    }
     let jwks_uri = match non_empty(&a.jwks_uri) {
         Some(v) => {
             let u = parse_url("DCR_JWKS_URI", v)?;
@@ -274,6 +286,14 @@ impl OutputSettings {
                 "a file path",
                 &path.display().to_string(),
             ));
+        }
+        if a.output_mode & 0o004 != 0 && !a.output_world_readable {
+            return Err(Error::Config(format!(
+                "{}: {:04o} lets every local user read the credentials; use 0600 or 0640 (group), or set \
+                 DCR_OUTPUT_WORLD_READABLE=true if that is really meant",
+                name("DCR_OUTPUT_MODE"),
+                a.output_mode
+            )));
         }
         let pushgateway = match non_empty(&a.pushgateway) {
             Some(v) => {

@@ -129,8 +129,9 @@ pub fn parse_rat(reply: &Reply) -> Result<String, String> {
         .get("registration_access_token")
         .or_else(|| o.get("token"))
     {
-        Some(Value::String(t)) if !t.is_empty() => Ok(t.clone()),
-        _ => Err("its body has no registration_access_token or token field".into()),
+        Some(Value::String(t)) if usable_token(t) => Ok(t.clone()),
+        Some(_) => Err("its registration access token is not a usable token string".into()),
+        None => Err("its body has no registration_access_token or token field".into()),
     }
 }
 

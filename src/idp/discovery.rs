@@ -10,6 +10,8 @@ use reqwest::{Method, Url};
 use serde_json::Value;
 
 pub struct Discovered {
+    /// The document's `issuer`, to be matched against the one asked for.
+    pub issuer: Option<String>,
     pub registration: Option<Url>,
     pub token: Option<Url>,
     /// Which document answered.
@@ -51,6 +53,10 @@ impl Idp {
                             .and_then(|u| Url::parse(u).ok())
                     };
                     return Attempt::Done(Some(Discovered {
+                        issuer: doc
+                            .get("issuer")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
                         registration: get("registration_endpoint"),
                         token: get("token_endpoint"),
                         source: url.clone(),

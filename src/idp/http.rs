@@ -94,12 +94,23 @@ pub enum Failure {
 }
 
 impl Http {
-    pub fn new(ca_file: Option<&Path>, request_timeout: Duration) -> Result<Http> {
+    /// `allow_cleartext_proxy`: let `http_proxy` carry plain-http requests too (they carry
+    /// bearer tokens in cleartext to the proxy); without it only https goes through a proxy.
+    pub fn new(
+        ca_file: Option<&Path>,
+        request_timeout: Duration,
+        allow_cleartext_proxy: bool,
+    ) -> Result<Http> {
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if let Some(path) = ca_file {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect())
+            let pem = crate::files::read_regular(path, crate::files::DOCUMENT_CAP)
+                .map_err(|why| Error::Config(format!("DCR_CA_FILE: {} {why}", path.display())))?
+                .ok_or_else(|| {
+                    Error::Config(format!("DCR_CA_FILE: {} does not exist", path.display()))
+                })?;
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+                .collect::<std::result::Result<_, _>>()
                 .map_err(|e| {
                     Error::Config(format!(
                         "DCR_CA_FILE: cannot read certificates from {}: {e}",
@@ -127,7 +138,7 @@ impl Http {
             .map_err(|e| Error::Config(format!("TLS setup failed: {e}")))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let client = reqwest::Client::builder()
+        let client = proxies(reqwest::Client::builder().no_proxy(), allow_cleartext_proxy)?
             .use_preconfigured_tls(tls)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(request_timeout.min(Duration::from_secs(5)))
@@ -245,6 +256,42 @@ impl Http {
                 | Failure::TooLarge(m) => m,
             })
     }
+}
+
+/// The proxies of the environment, on our terms: `HTTPS_PROXY` (or `ALL_PROXY`) for https
+/// requests; `HTTP_PROXY` for plain http only when allowed, because those requests carry
+/// bearer tokens in cleartext (loopback http is exempt from DCR_ALLOW_INSECURE_HTTP, and a
+/// proxy would carry it off the machine). `NO_PROXY` is honoured.
+fn proxies(mut b: reqwest::ClientBuilder, allow_cleartext: bool) -> Result<reqwest::ClientBuilder> {
+    let env = |names: &[&str]| {
+        names.iter().find_map(|n| {
+            std::env::var(n)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (n.to_string(), v))
+        })
+    };
+    let bad = |var: &str, v: &str| {
+        Error::Config(format!(
+            "{var}: not a proxy URL: {:?}",
+            crate::url::redacted(v)
+        ))
+    };
+    if let Some((var, v)) = env(&["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]) {
+        let p = reqwest::Proxy::https(&v).map_err(|_| bad(&var, &v))?;
+        b = b.proxy(p.no_proxy(reqwest::NoProxy::from_env()));
+    }
+    match env(&["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]) {
+        Some((var, v)) if allow_cleartext => {
+            let p = reqwest::Proxy::http(&v).map_err(|_| bad(&var, &v))?;
+            b = b.proxy(p.no_proxy(reqwest::NoProxy::from_env()));
+        }
+        Some((var, _)) => tracing::debug!(
+            "{var} is set but not used for plain-http requests (set DCR_ALLOW_CLEARTEXT_PROXY=true to use it)"
+        ),
+        None => {}
+    }
+    Ok(b)
 }
 
 fn classify(e: reqwest::Error) -> Failure {

@@ -21,6 +21,8 @@ use answer::{describe, redirect_error, warn_content_type};
 use http::{Auth, Body, Failure, Http, Reply};
 use reqwest::{Method, Url};
 use retry::{Attempt, Attempts, Policy};
+use std::cell::RefCell;
+use url::Origin;
 
 /// How a client authenticates at a token endpoint with a secret (RFC 6749 §2.3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -62,6 +64,8 @@ pub struct Idp {
     pub policy: Policy,
     attempts: Attempts,
     allow_insecure_http: bool,
+    /// The IdP's origins: every request goes to one of them, or is not sent.
+    origins: RefCell<Vec<Origin>>,
 }
 
 /// One request of an operation, re-sent as is on every retry.
@@ -93,7 +97,23 @@ impl Idp {
             policy,
             attempts: Attempts::default(),
             allow_insecure_http,
+            origins: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Makes `url`'s origin one of the IdP's: `IDP_BASE_URL`, endpoints configured
+    /// explicitly, and endpoints from a discovery document whose issuer matched.
+    pub fn allow_origin(&self, url: &Url) {
+        let o = url.origin();
+        let mut all = self.origins.borrow_mut();
+        if o.is_tuple() && !all.contains(&o) {
+            all.push(o);
+        }
+    }
+
+    /// Whether `url` is at one of the IdP's origins.
+    pub fn is_allowed(&self, url: &Url) -> bool {
+        self.origins.borrow().contains(&url.origin())
     }
 
     /// HTTP attempts so far, for the summary line.
@@ -118,8 +138,23 @@ impl Idp {
             auth,
             body,
         } = req;
-        // Checked once here for every request: a bearer token never crosses cleartext.
+        // Checked once here for every request: a bearer token never crosses cleartext, and
+        // never leaves the IdP's origins.
         check_transport(what, url, self.allow_insecure_http)?;
+        if !self.is_allowed(url) {
+            return Err(Error::Rejected(format!(
+                "{what}: refusing to send a request to {}, which is not one of the IdP's origins ({}). Requests go only \
+                 to IDP_BASE_URL, to endpoints set explicitly, and to endpoints discovered from a document whose issuer \
+                 matches",
+                url.origin().ascii_serialization(),
+                self.origins
+                    .borrow()
+                    .iter()
+                    .map(Origin::ascii_serialization)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         self.policy
             .run(&self.attempts, what, |timeout| {
                 let method = method.clone();

@@ -13,7 +13,7 @@ use std::path::Path;
 /// `check`: everything a run would use, and the bodies it would send, without sending or
 /// writing anything. Secrets appear only as "set".
 pub fn check(cfg: &Config) -> Result<Value> {
-    let stored = match store::load(&cfg.output.path) {
+    let stored = match store::load(&cfg.output.path, cfg.output.owner) {
         Ok(None) => json!({"state": "absent: the first run registers a client"}),
         Ok(Some(s)) => json!({
             "state": "present: a run verifies it (RFC 7592 read) and corrects drift",
@@ -29,7 +29,7 @@ pub fn check(cfg: &Config) -> Result<Value> {
     let keys_view = match &cfg.signing_key {
         None => Value::Null,
         Some(k) => {
-            let existing = keys::load(&k.path)?;
+            let existing = keys::load(&k.path, cfg.output.owner)?;
             let jwks = match &existing {
                 Some(m) => {
                     let kid = k.policy.kid.clone().unwrap_or_else(|| m.thumbprint.clone());
@@ -149,7 +149,7 @@ pub async fn deregister(cfg: &Config) -> Result<Option<String>> {
     let session = Session::new(cfg)?;
     let out = &cfg.output.path;
     let lock = store::lock(out, session.remaining()).await?;
-    let stored = store::load(out)?;
+    let stored = store::load(out, cfg.output.owner)?;
     let ring = load_ring(cfg, stored.as_ref(), session.now)?;
     let id = match &stored {
         Some(s) => {

@@ -125,6 +125,9 @@ pub fn on_iat_rejected(f: IatRejected) -> OnIatRejected {
 pub enum OnRatRefused {
     /// Re-issue the registration access token with the admin token.
     Renew,
+    /// The admin token could renew it, but the record is not proven ours: do not spend admin
+    /// power on a client named by a file anyone on the volume could have written.
+    Unproven,
     /// Treat the client as gone (`DCR_ON_STALE=reregister` will register a new one).
     TreatAsGone,
     /// Stop and name the admin action that would fix it.
@@ -132,12 +135,19 @@ pub enum OnRatRefused {
 }
 
 /// The IdP refused the stored registration access token (RFC 7592 answers so for a revoked
-/// token and for a deleted client alike).
-pub fn on_rat_refused(admin: bool, rat_endpoint: bool, on_stale: StalePolicy) -> OnRatRefused {
-    match (admin && rat_endpoint, on_stale) {
-        (true, _) => OnRatRefused::Renew,
-        (false, StalePolicy::Reregister) => OnRatRefused::TreatAsGone,
-        (false, StalePolicy::Fail) => OnRatRefused::Fail,
+/// token and for a deleted client alike). `proven`: the record is ours (DCR_CLIENT_ID names
+/// its client, its seal verifies, or the IdP just accepted its token for that client).
+pub fn on_rat_refused(
+    admin: bool,
+    rat_endpoint: bool,
+    proven: bool,
+    on_stale: StalePolicy,
+) -> OnRatRefused {
+    match (admin && rat_endpoint, proven, on_stale) {
+        (true, true, _) => OnRatRefused::Renew,
+        (_, _, StalePolicy::Reregister) => OnRatRefused::TreatAsGone,
+        (true, false, StalePolicy::Fail) => OnRatRefused::Unproven,
+        (false, _, StalePolicy::Fail) => OnRatRefused::Fail,
     }
 }
 
@@ -225,13 +235,13 @@ mod tests {
 
     #[test]
     fn refused_rat_table() {
-        use StalePolicy::*;
-        assert_eq!(on_rat_refused(true, true, Fail), OnRatRefused::Renew);
-        assert_eq!(
-            on_rat_refused(true, false, Reregister),
-            OnRatRefused::TreatAsGone
-        );
-        assert_eq!(on_rat_refused(false, true, Fail), OnRatRefused::Fail);
+        use OnRatRefused::*;
+        use StalePolicy::{Fail as F, Reregister as R};
+        assert_eq!(on_rat_refused(true, true, true, F), Renew);
+        assert_eq!(on_rat_refused(true, false, true, R), TreatAsGone);
+        assert_eq!(on_rat_refused(false, true, true, F), Fail);
+        assert_eq!(on_rat_refused(true, true, false, F), Unproven);
+        assert_eq!(on_rat_refused(true, true, false, R), TreatAsGone);
     }
 
     #[test]

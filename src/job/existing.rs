@@ -14,7 +14,33 @@ use reqwest::Url;
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 
+/// The IdP's answer to reading `id` must be about `id`: a record that names another client's
+/// URI must not make us adopt that client's document.
+fn same_client(id: &str, doc: &ClientRecord) -> Result<()> {
+    if doc.client_id() == id {
+        return Ok(());
+    }
+    Err(Error::Rejected(format!(
+        "reading client {} answered with client {}: the stored registration_client_uri does not belong to the stored client",
+        id.escape_debug(),
+        doc.client_id().escape_debug()
+    )))
+}
+
 impl Session<'_> {
+    /// Whether a stored record is proven to be this tool's record of its client, so that the
+    /// admin token may act on that client: `DCR_CLIENT_ID` names it, or its seal verifies.
+    pub(super) fn owns(&self, record: &ClientRecord) -> bool {
+        let cfg = self.cfg;
+        let configured = cfg.metadata.fields.get("client_id").and_then(Value::as_str);
+        configured == Some(record.client_id())
+            || cfg
+                .credentials
+                .sealer
+                .as_ref()
+                .is_some_and(|s| s.verify(record))
+    }
+
     /// What we want registered: the configured metadata plus the keys of the plan.
     pub(super) fn desired(&self, plan: Option<&Plan>) -> Map<String, Value> {
         let mut m = self.cfg.metadata.fields.clone();
@@ -97,6 +123,7 @@ impl Session<'_> {
     ) -> Result<Option<(ClientRecord, SecretString)>> {
         match self.idp.read(uri, &rat).await? {
             ReadResult::Current(doc) => {
+                same_client(id, &doc)?;
                 let rat = doc.rat().unwrap_or(rat);
                 Ok(Some((doc, rat)))
             }
@@ -105,12 +132,14 @@ impl Session<'_> {
                 Ok(None)
             }
             ReadResult::Unauthorized(why) => {
-                let Some(renewed) = self.renew_rat(id, &why).await? else {
+                let proven = self.owns(stored);
+                let Some(renewed) = self.renew_rat(id, &why, proven).await? else {
                     return Ok(None);
                 };
                 output::save_rotated_rat(self.cfg, &mut stored.clone(), &renewed)?;
                 match self.idp.read(uri, &renewed).await? {
                     ReadResult::Current(doc) => {
+                        same_client(id, &doc)?;
                         let rat = doc.rat().unwrap_or(renewed);
                         Ok(Some((doc, rat)))
                     }
@@ -126,15 +155,27 @@ impl Session<'_> {
     /// A new registration access token for `id` from the admin API (`DCR_RAT_ENDPOINT`).
     /// `None` when the admin API says the client does not exist, or when the client is to be
     /// treated as gone; an error naming the admin action when nothing else can be done.
-    async fn renew_rat(&self, id: &str, why: &str) -> Result<Option<SecretString>> {
+    async fn renew_rat(&self, id: &str, why: &str, proven: bool) -> Result<Option<SecretString>> {
         let cfg = self.cfg;
         let rat_endpoint = &cfg.endpoints().rat;
         match decide::on_rat_refused(
             cfg.credentials.admin.is_some(),
             rat_endpoint.is_some(),
+            proven,
             cfg.policies.on_stale,
         ) {
             OnRatRefused::Renew => {}
+            OnRatRefused::Unproven => {
+                return Err(Error::Rejected(format!(
+                    "the IdP refused the registration access token stored for client {} ({why}), and {} is not proven to be \
+                     this tool's record of that client (its seal does not verify and DCR_CLIENT_ID does not name it), so the \
+                     admin token is not used on it. If the file is genuine (the admin credential changed since it was \
+                     written), set DCR_CLIENT_ID to that client or DCR_STATE_KEY to the key it was sealed with; otherwise \
+                     move the file away",
+                    id.escape_debug(),
+                    cfg.output.path.display()
+                )));
+            }
             OnRatRefused::TreatAsGone => {
                 tracing::warn!(
                     "the stored registration access token for {id} was rejected ({why})"
@@ -270,7 +311,8 @@ impl Session<'_> {
         match self.idp.update(uri, rat, method, body).await? {
             UpdateResult::Updated(doc) => Ok(doc),
             UpdateResult::Unauthorized(why) => {
-                let Some(renewed) = self.renew_rat(id, &why).await? else {
+                // The read just before accepted this record's token for this client.
+                let Some(renewed) = self.renew_rat(id, &why, true).await? else {
                     return Err(Error::Rejected(format!(
                         "updating client {id} was refused ({why}) and the admin API does not know the client"
                     )));
@@ -321,7 +363,10 @@ impl Session<'_> {
             return Ok(());
         }
         // 401/403: the token may have been revoked while the client lives on.
-        match self.renew_rat(&id, "delete refused").await {
+        match self
+            .renew_rat(&id, "delete refused", self.owns(stored))
+            .await
+        {
             Ok(Some(renewed)) => {
                 self.idp.delete(&uri, &renewed).await?;
                 Ok(())

@@ -73,7 +73,7 @@ pub async fn run(cfg: &Config) -> Result<Outcome> {
     }
 
     // 2. Load what a previous run stored, and the keys.
-    let stored = store::load(out)?;
+    let stored = store::load(out, cfg.output.owner)?;
     let mut ring = load_ring(cfg, stored.as_ref(), session.now)?;
 
     // 3. Decide, call, persist.

@@ -3,7 +3,8 @@
 
 use super::decide::Action;
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::files;
 use crate::local::keyring::{KeyRecord, KeyRing, Plan};
 use crate::local::{dotenv, store};
 use crate::record::ClientRecord;
@@ -58,6 +59,18 @@ pub fn persist(
         "written_at": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         "action": action.as_str(),
     });
+    // A run without the sealing key (no admin credential) keeps the seal it found, which
+    // still covers the same client and URI.
+    let kept = previous
+        .filter(|p| p.client_id() == record.client_id() && p.client_uri() == record.client_uri())
+        .and_then(|p| p.meta())
+        .and_then(|m| m.get("seal"))
+        .cloned();
+    match (&cfg.credentials.sealer, kept) {
+        (Some(sealer), _) => meta["seal"] = Value::String(sealer.seal(&record)),
+        (None, Some(seal)) => meta["seal"] = seal,
+        (None, None) => {}
+    }
     if let Some(current) = records.first() {
         meta["signing_key"] = json!({"path": current.pem, "kid": current.kid, "alg": current.alg});
         meta["signing_keys"] = serde_json::to_value(&records).unwrap_or_default();
@@ -66,12 +79,15 @@ pub fn persist(
     if previous.is_none_or(|p| differs_beyond_timestamps(&record, p)) {
         save(cfg, &record)?;
     }
+    // An unchanged file keeps its content, but not a mode wider than configured.
+    files::ensure_mode(&cfg.output.path, cfg.output.mode)
+        .map_err(|why| Error::Io(format!("DCR_OUTPUT {}: {why}", cfg.output.path.display())))?;
     if let Some((ring, p)) = keys {
         ring.commit(p)?;
         if let Some(path) = &cfg.output.jwks_path {
             let mut jwks = serde_json::to_vec_pretty(&p.jwks()).unwrap_or_default();
             jwks.push(b'\n');
-            write_if_changed(path, &jwks, 0o644, cfg.output.owner)?;
+            write_if_changed(path, &jwks, 0o644, cfg.output.owner, "DCR_JWKS_OUTPUT")?;
         }
     }
     if let Some(env) = &cfg.output.env_path {
@@ -84,8 +100,23 @@ pub fn persist(
             record.client_secret(),
             current.map(|c| c.kid.as_str()),
             key_path.as_deref(),
-        );
-        write_if_changed(env, text.as_bytes(), cfg.output.mode, cfg.output.owner)?;
+        )
+        .map_err(|why| {
+            Error::Rejected(format!(
+                "client {} is registered and recorded in {}, but DCR_ENV_OUTPUT {} is not written: {why}. \
+                 Read the JSON output instead, or unset DCR_ENV_OUTPUT",
+                record.client_id().escape_debug(),
+                cfg.output.path.display(),
+                env.display()
+            ))
+        })?;
+        write_if_changed(
+            env,
+            text.as_bytes(),
+            cfg.output.mode,
+            cfg.output.owner,
+            "DCR_ENV_OUTPUT",
+        )?;
     }
     Ok(())
 }
@@ -103,14 +134,18 @@ fn differs_beyond_timestamps(a: &ClientRecord, b: &ClientRecord) -> bool {
     strip(a) != strip(b)
 }
 
+/// Writes a view file unless it already holds `bytes` (and then fixes only its mode). An
+/// existing file someone else could have written is refused, not trusted as unchanged.
 fn write_if_changed(
     path: &std::path::Path,
     bytes: &[u8],
     mode: u32,
     owner: Option<(u32, u32)>,
+    var: &str,
 ) -> Result<()> {
-    if std::fs::read(path).is_ok_and(|old| old == bytes) {
-        return Ok(());
+    if store::read_trusted(path, owner, var)?.is_some_and(|old| old == bytes) {
+        return files::ensure_mode(path, mode)
+            .map_err(|why| Error::Io(format!("{var} {}: {why}", path.display())));
     }
     store::ensure_parent_dir(path)?;
     store::write_atomic(path, bytes, mode, owner)

@@ -49,11 +49,33 @@ pub fn retry_policy(cfg: &Config, start: Instant) -> Policy {
 impl<'a> Session<'a> {
     /// A session whose deadline (`DCR_TIMEOUT`) starts now.
     pub fn new(cfg: &'a Config) -> Result<Session<'a>> {
-        let http = Http::new(cfg.target.ca_file.as_deref(), cfg.timing.request_timeout)?;
+        let t = &cfg.target;
+        let http = Http::new(
+            t.ca_file.as_deref(),
+            cfg.timing.request_timeout,
+            t.allow_cleartext_proxy,
+        )?;
         let policy = retry_policy(cfg, Instant::now());
+        let idp = Idp::new(http, policy, t.allow_insecure_http);
+        // The IdP's origins: its base URL and every endpoint configured explicitly.
+        let e = &t.endpoints;
+        for u in [Some(&t.idp_base_url), Some(&e.issuer)]
+            .into_iter()
+            .chain([&e.iat, &e.registration, &e.token].map(Option::as_ref))
+            .flatten()
+        {
+            idp.allow_origin(u);
+        }
+        for template in [&e.rat, &e.client_uri, &e.iat_revoke].into_iter().flatten() {
+            if let Some(u) = crate::url::fill(template, "{client_id}", "x")
+                .or_else(|| crate::url::fill(template, "{id}", "x"))
+            {
+                idp.allow_origin(&u);
+            }
+        }
         Ok(Session {
             cfg,
-            idp: Idp::new(http, policy, cfg.target.allow_insecure_http),
+            idp,
             now: SystemTime::now(),
             admin_cache: RefCell::new(None),
             discovered: RefCell::new(None),
@@ -67,16 +89,33 @@ impl<'a> Session<'a> {
 
     /// The management URL of a stored client: the one the IdP handed back (rewritten from its
     /// public base when configured), else the profile's layout.
+    /// It must be at one of the IdP's origins (the registration endpoint's, typically): the
+    /// registration access token, and a re-issued one, go there.
     pub async fn client_uri(&self, stored: &ClientRecord) -> Result<Url> {
-        match stored.client_uri() {
-            Some(raw) => Url::parse(raw).map(|u| self.cfg.rewrite(&u)).map_err(|_| {
-                Error::Io(format!(
-                    "DCR_OUTPUT {}: registration_client_uri {raw:?} is not a URL",
-                    self.cfg.output.path.display()
-                ))
-            }),
-            None => self.management_uri(stored.client_id()).await,
+        let Some(raw) = stored.client_uri() else {
+            return self.management_uri(stored.client_id()).await;
+        };
+        let url = Url::parse(raw).map(|u| self.cfg.rewrite(&u)).map_err(|_| {
+            Error::Io(format!(
+                "DCR_OUTPUT {}: registration_client_uri {:?} is not a URL",
+                self.cfg.output.path.display(),
+                crate::url::redacted(raw)
+            ))
+        })?;
+        if !self.idp.is_allowed(&url) && self.cfg.endpoints().registration.is_none() {
+            // A discovered registration endpoint may live at another origin than the issuer.
+            self.registration_endpoint().await?;
         }
+        if !self.idp.is_allowed(&url) {
+            return Err(Error::Rejected(format!(
+                "the registration_client_uri of client {} ({}) is not at the IdP's origin; refusing to send it a token. \
+                 If the IdP hands back its public URL, set DCR_REWRITE_PUBLIC_BASE; if {} was edited, restore it or move it away",
+                stored.client_id().escape_debug(),
+                url.origin().ascii_serialization(),
+                self.cfg.output.path.display()
+            )));
+        }
+        Ok(url)
     }
 
     /// Where a client is managed when the IdP did not say: the profile's template, or
@@ -101,10 +140,24 @@ impl<'a> Session<'a> {
             return Ok(d);
         }
         let cfg = self.cfg;
-        let d = self
-            .idp
-            .discover(&discovery_urls(&cfg.endpoints().issuer))
-            .await?;
+        let issuer = &cfg.endpoints().issuer;
+        let d = self.idp.discover(&discovery_urls(issuer)).await?;
+        // RFC 8414 §3.3, OIDC Discovery §4.3: the document must be the asked issuer's, or its
+        // endpoints could send our tokens anywhere.
+        let matches = d.issuer.as_deref().is_some_and(|got| {
+            let norm = |s: &str| s.trim_end_matches('/').to_string();
+            norm(got) == norm(issuer.as_str())
+                || Url::parse(got)
+                    .is_ok_and(|u| norm(cfg.rewrite(&u).as_str()) == norm(issuer.as_str()))
+        });
+        if !matches {
+            return Err(Error::Rejected(format!(
+                "the discovery document at {} is for issuer {:?}, not {issuer} (RFC 8414 §3.3): its endpoints are not used. \
+                 Set DCR_ISSUER to the IdP's issuer, or the endpoints explicitly",
+                d.source,
+                d.issuer.as_deref().unwrap_or("(none)")
+            )));
+        }
         let fix = |u: Option<Url>, what: &str| -> Result<Option<Url>> {
             let Some(u) = u else { return Ok(None) };
             let u = cfg.rewrite(&u);
@@ -113,6 +166,7 @@ impl<'a> Session<'a> {
                 &u,
                 cfg.target.allow_insecure_http,
             )?;
+            self.idp.allow_origin(&u);
             Ok(Some(u))
         };
         let found = Discovered {

@@ -147,6 +147,39 @@ fn previous_path(current: &Path, kid: &str) -> PathBuf {
     current.with_file_name(format!("{stem}.{safe}.pem"))
 }
 
+/// Whether `path` is a file this ring may have written for an earlier key: beside the current
+/// key, named `<stem>.<kid>.pem`. The records in the output say where earlier keys are, but
+/// anyone who can write the output could name any file there; only our own names are read
+/// or deleted.
+fn is_previous_key_file(current: &Path, path: &Path) -> bool {
+    let stem = current
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "key".into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.parent() == current.parent()
+        && path != current
+        && name.len() > stem.len() + 5
+        && name.starts_with(&format!("{stem}."))
+        && name.ends_with(".pem")
+        && name[stem.len() + 1..name.len() - 4]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+}
+
+/// A kid the IdP hands back is adopted only if it is a plain, short label: it goes into file
+/// names, logs and the dotenv view.
+fn is_safe_kid(kid: &str) -> bool {
+    !kid.is_empty()
+        && kid.len() <= 200
+        && kid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._~+=:@%,-".contains(c))
+}
+
 pub fn pending_path(current: &Path) -> PathBuf {
     let mut p = current.as_os_str().to_owned();
     p.push(".next");
@@ -174,7 +207,7 @@ impl KeyRing {
             pending: None,
             previous: Vec::new(),
         };
-        if let Some(m) = keys::load(current_path)? {
+        if let Some(m) = keys::load(current_path, owner)? {
             let kid = ring
                 .policy
                 .kid
@@ -183,7 +216,7 @@ impl KeyRing {
             let created = mtime(current_path).unwrap_or(now);
             ring.current = Some(ring.known_or_new(m, &by_tp, kid, created, current_path));
         }
-        match keys::load(&pending_path) {
+        match keys::load(&pending_path, owner) {
             Ok(Some(m)) => {
                 let created = mtime(&pending_path).unwrap_or(now);
                 let kid = ring.new_kid(&m, created);
@@ -211,8 +244,19 @@ impl KeyRing {
             .collect();
         for r in records.iter().filter(|r| !taken.contains(&r.thumbprint)) {
             let created = humantime::parse_rfc3339(&r.created_at).unwrap_or(now);
-            let material = match &r.pem {
-                Some(p) => keys::load(p)
+            let pem = r.pem.as_ref().filter(|p| {
+                let ours = is_previous_key_file(current_path, p);
+                if !ours {
+                    tracing::warn!(
+                        "the output records key {} at {}, which is not a key file of DCR_SIGNING_KEY's; ignoring that path",
+                        r.kid.escape_debug(),
+                        p.display()
+                    );
+                }
+                ours
+            });
+            let material = match pem {
+                Some(p) => keys::load(p, owner)
                     .ok()
                     .flatten()
                     .filter(|m| m.thumbprint == r.thumbprint),
@@ -321,7 +365,7 @@ impl KeyRing {
             if let Some(kid) = idp
                 .as_ref()
                 .and_then(|m| m.get(&p.record.thumbprint))
-                .filter(|k| !k.is_empty())
+                .filter(|k| is_safe_kid(k))
             {
                 p.record.kid = kid.clone();
                 p.record.jwk["kid"] = Value::String(kid.clone());
@@ -486,8 +530,7 @@ impl KeyRing {
         }
         for r in &plan.retire {
             if let Some(p) = &r.pem
-                && *p != self.current_path
-                && *p != self.pending_path
+                && is_previous_key_file(&self.current_path, p)
             {
                 match std::fs::remove_file(p) {
                     Ok(()) => tracing::info!("retired signing key {} ({})", r.kid, p.display()),
@@ -623,8 +666,28 @@ mod tests {
         assert_eq!(fix.publish[0].thumbprint, plan.publish[0].thumbprint);
         assert_eq!(fix.publish.len(), 2);
         assert!(!pending_path(&key).exists());
-        let current = keys::load(&key).unwrap().unwrap();
+        let current = keys::load(&key, None).unwrap().unwrap();
         assert_eq!(current.thumbprint, plan.publish[0].thumbprint);
+    }
+
+    #[test]
+    fn only_our_own_key_files_count_as_earlier_keys() {
+        let cur = Path::new("/keys/bff.pem");
+        assert!(is_previous_key_file(
+            cur,
+            Path::new("/keys/bff.bff-sig-1700000000.pem")
+        ));
+        for other in [
+            "/keys/bff.pem",
+            "/keys/bff.pem.next",
+            "/etc/bff.x.pem",
+            "/keys/other.x.pem",
+            "/keys/bff..pem",
+            "/keys/bff.a/b.pem",
+            "/keys/../keys/bff.x.pem",
+        ] {
+            assert!(!is_previous_key_file(cur, Path::new(other)), "{other}");
+        }
     }
 
     #[test]

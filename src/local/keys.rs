@@ -69,21 +69,18 @@ impl KeyMaterial {
     }
 }
 
-/// Reads the key at `path`; `None` when the file does not exist.
-pub fn load(path: &Path) -> Result<Option<KeyMaterial>> {
-    match std::fs::read(path) {
-        Ok(bytes) => parse_pem(&bytes).map(Some).map_err(|why| {
-            Error::Io(format!(
-                "DCR_SIGNING_KEY: {} is not a usable private key ({why}); expected an RSA (>= 2048 bit) or EC P-256 key in PEM",
-                path.display()
-            ))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(
-            format!("DCR_SIGNING_KEY: cannot read {}", path.display()),
-            e,
-        )),
-    }
+/// Reads the key at `path`; `None` when the file does not exist. Like the output, a key
+/// someone else could have written is refused (`owner`: `DCR_OUTPUT_OWNER`).
+pub fn load(path: &Path, owner: Option<(u32, u32)>) -> Result<Option<KeyMaterial>> {
+    let Some(bytes) = super::store::read_trusted(path, owner, "DCR_SIGNING_KEY")? else {
+        return Ok(None);
+    };
+    parse_pem(&bytes).map(Some).map_err(|why| {
+        Error::Io(format!(
+            "DCR_SIGNING_KEY: {} is not a usable private key ({why}); expected an RSA (>= 2048 bit) or EC P-256 key in PEM",
+            path.display()
+        ))
+    })
 }
 
 pub fn parse_pem(pem: &[u8]) -> std::result::Result<KeyMaterial, &'static str> {
@@ -257,9 +254,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.pem");
         std::fs::write(&path, "not a key").unwrap();
-        let e = load(&path).unwrap_err();
+        let e = load(&path, None).unwrap_err();
         assert_eq!(e.exit_code(), 5);
         assert!(e.to_string().contains("DCR_SIGNING_KEY"));
-        assert!(load(&dir.path().join("missing.pem")).unwrap().is_none());
+        assert!(
+            load(&dir.path().join("missing.pem"), None)
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! so a write is never abandoned half-way by cancellation.
 
 use crate::error::{Error, Result};
+use crate::files;
 use crate::record::ClientRecord;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -44,17 +45,13 @@ pub fn ensure_parent_dir(path: &Path) -> Result<()> {
 }
 
 /// Loads the registration at `path`. Missing is `None`; unreadable or not a registration is an
-/// error, never silently replaced: the file may be the only record of a live client.
-pub fn load(path: &Path) -> Result<Option<ClientRecord>> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(Error::io(
-                format!("cannot read DCR_OUTPUT {}", path.display()),
-                e,
-            ));
-        }
+/// error, never silently replaced: the file may be the only record of a live client. A file
+/// someone else could have written (another owner, group- or world-writable) is refused: its
+/// content would steer what this run does. `owner` is `DCR_OUTPUT_OWNER`.
+pub fn load(path: &Path, owner: Option<(u32, u32)>) -> Result<Option<ClientRecord>> {
+    let bytes = read_trusted(path, owner, "DCR_OUTPUT")?;
+    let Some(bytes) = bytes else {
+        return Ok(None);
     };
     let stored = ClientRecord::parse(&bytes).map_err(|why| {
         Error::Io(format!(
@@ -64,6 +61,25 @@ pub fn load(path: &Path) -> Result<Option<ClientRecord>> {
         ))
     })?;
     Ok(Some(stored))
+}
+
+/// A bounded read of a credentials file that only we (or root, or `owner`) may have written.
+/// `None` when it does not exist.
+pub fn read_trusted(path: &Path, owner: Option<(u32, u32)>, var: &str) -> Result<Option<Vec<u8>>> {
+    let refuse = |why: String| {
+        Error::Io(format!(
+            "{var} {} {why}; refusing to trust it. Check who wrote it, then fix its owner and mode \
+             (chown to this uid, chmod 0600) or move it away",
+            path.display()
+        ))
+    };
+    let Some(f) = files::open_regular(path).map_err(&refuse)? else {
+        return Ok(None);
+    };
+    files::check_trusted(&f, owner).map_err(&refuse)?;
+    files::read_capped(f, files::DOCUMENT_CAP)
+        .map(Some)
+        .map_err(&refuse)
 }
 
 /// Removes the temp file on drop unless the rename happened.
@@ -166,17 +182,36 @@ pub fn lock_path(output: &Path) -> PathBuf {
 /// Takes the lock, waiting at most `wait` for another run to release it.
 pub async fn lock(output: &Path, wait: std::time::Duration) -> Result<OutputLock> {
     let path = lock_path(output);
+    // Never through a symbolic link: a planted link would make us create a file wherever it
+    // points, with our rights.
+    let nofollow = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(nofollow)
         .open(&path)
         // A read-only volume still allows flock on an existing lock file: verification
         // needs no write unless the IdP rotates something.
-        .or_else(|e| File::open(&path).map_err(|_| e))
-        .map_err(|e| Error::io(format!("cannot open the lock file {}", path.display()), e))?;
+        .or_else(|e| {
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(nofollow)
+                .open(&path)
+                .map_err(|_| e)
+        })
+        .map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                Error::Io(format!(
+                    "the lock file {} is a symbolic link; refusing to follow it (remove it)",
+                    path.display()
+                ))
+            } else {
+                Error::io(format!("cannot open the lock file {}", path.display()), e)
+            }
+        })?;
 
     match file.try_lock() {
         Ok(()) => return Ok(OutputLock { _file: file }),
@@ -230,9 +265,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out.json");
         fs::write(&out, "{\"client_id\":").unwrap();
-        let e = load(&out).unwrap_err();
+        let e = load(&out, None).unwrap_err();
         assert_eq!(e.exit_code(), 5);
-        assert!(load(&dir.path().join("missing.json")).unwrap().is_none());
+        assert!(
+            load(&dir.path().join("missing.json"), None)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -388,7 +388,13 @@ fn run_measuring_rss(env: &BTreeMap<String, String>) -> (i32, i64) {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     assert_eq!(rc, pid, "wait4");
-    (libc::WEXITSTATUS(status), ru.ru_maxrss)
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        // Killed by a signal: report it as the shell would (128 + signal).
+        128 + libc::WTERMSIG(status)
+    };
+    (code, ru.ru_maxrss)
 }
 
 async fn outage(secs: u64) {
