@@ -29,3 +29,5 @@ mod reconcile;
 mod retry;
 #[path = "it/secrets.rs"]
 mod secrets;
+#[path = "it/security.rs"]
+mod security;

@@ -77,6 +77,11 @@ pub enum FaultAction {
     ContentType { value: String },
     /// Handle the request, then send the real body but drop these top-level JSON fields.
     OmitFields { fields: Vec<String> },
+    /// Handle the request, then send the real body with these top-level JSON fields set (an
+    /// IdP that answers something else than it stored: quirky or hostile values).
+    SetFields {
+        fields: serde_json::Map<String, serde_json::Value>,
+    },
     /// Answer with a redirect to this location without handling the request.
     Redirect { status: u16, location: String },
 }

@@ -416,6 +416,17 @@ async fn serve<S: Conn>(
                         .retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
                     r.with_header("Content-Type", &value)
                 }
+                FaultAction::SetFields { fields } => {
+                    let mut v: serde_json::Value =
+                        serde_json::from_slice(&real.body).unwrap_or_default();
+                    if let Some(o) = v.as_object_mut() {
+                        o.extend(fields);
+                    }
+                    Response {
+                        body: serde_json::to_vec(&v).unwrap_or_default(),
+                        ..real
+                    }
+                }
                 FaultAction::OmitFields { fields } => {
                     let mut v: serde_json::Value =
                         serde_json::from_slice(&real.body).unwrap_or_default();

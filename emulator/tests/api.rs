@@ -315,3 +315,42 @@ async fn faults_fire_the_given_number_of_times_and_drop_after_commit_commits() {
     assert!(r.is_err(), "no answer");
     assert_eq!(emu.stats().clients_registered, 1, "but the client exists");
 }
+
+/// Security finding 15: the public default admin token never listens beyond loopback unless
+/// asked for explicitly.
+#[test]
+fn the_default_admin_token_is_refused_on_a_non_loopback_address() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_dcr-idp-emulator");
+    let out = Command::new(bin)
+        .args(["--bind", "0.0.0.0", "--port", "0"])
+        .env_remove("EMULATOR_ADMIN_TOKEN")
+        .env_remove("EMULATOR_ADMIN_TOKEN_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("public default admin token"), "{err}");
+
+    // With a token of its own (or the explicit switch) it listens.
+    for args in [
+        &["--admin-token", "a-real-dev-secret"][..],
+        &["--allow-default-admin-token"][..],
+    ] {
+        let mut child = Command::new(bin)
+            .args(["--bind", "0.0.0.0", "--port", "0"])
+            .args(args)
+            .env_remove("EMULATOR_ADMIN_TOKEN")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.contains("listening on"), "{args:?}: {line}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}

@@ -47,6 +47,16 @@ pub fn display_name(metadata: &Map<String, Value>) -> String {
         .to_string()
 }
 
+/// The client_id an unusable answer names, printable, for the "look for an orphan" message.
+fn answered_id(r: &Reply) -> Option<String> {
+    json_object(r)?.get("client_id")?.as_str().map(|id| {
+        format!(
+            "{:?} (as the IdP answered it)",
+            id.escape_debug().to_string()
+        )
+    })
+}
+
 impl Idp {
     /// Registers the client. `blind_retry_safe` says whether a registration that may have
     /// reached the IdP without an answer can be re-sent without risking a duplicate client;
@@ -79,8 +89,9 @@ impl Idp {
                     Ok(doc) => Attempt::Done(Registration::Created(doc)),
                     Err(why) => Attempt::Fatal(Error::Rejected(format!(
                         "registration at {endpoint} answered {} but {why}; the client may exist at the IdP \
-                         without us knowing its id: check for an orphaned client {name:?}",
-                        r.status
+                         without a usable record here: check for an orphaned client {}",
+                        r.status,
+                        answered_id(&r).unwrap_or_else(|| format!("{name:?}"))
                     ))),
                 };
             }

@@ -12,7 +12,11 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_dcr-bootstrap");
+/// The binary under test. `DCR_TEST_BIN` points the tests at another build (for example the
+/// one before a fix, to see a test fail for the right reason).
+pub static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    std::env::var("DCR_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_dcr-bootstrap").into())
+});
 pub const ADMIN_TOKEN: &str = "admin-token-for-tests-3f9c2a";
 
 pub fn loopback() -> SocketAddr {
@@ -108,7 +112,7 @@ impl Harness {
     }
 
     pub fn command(&self, env: &BTreeMap<String, String>, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(&*BIN);
         cmd.args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

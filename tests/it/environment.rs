@@ -151,7 +151,7 @@ async fn a_name_that_resolves_only_later_is_waited_for() {
         "mount --bind \"$0\" /etc/hosts && exec \"$1\"",
     ])
     .arg(&hosts)
-    .arg(BIN)
+    .arg(&*BIN)
     .env_clear()
     .env("PATH", std::env::var("PATH").unwrap_or_default())
     .envs(&env);

@@ -375,7 +375,7 @@ async fn a_50mb_answer_is_refused_without_buffering_it() {
 /// (RUSAGE_CHILDREN would mix in every other test's children in this process).
 #[allow(clippy::zombie_processes)] // reaped by wait4, not Child::wait
 fn run_measuring_rss(env: &BTreeMap<String, String>) -> (i32, i64) {
-    let child = std::process::Command::new(BIN)
+    let child = std::process::Command::new(&*BIN)
         .env_clear()
         .envs(env)
         .stdout(std::process::Stdio::null())
