@@ -30,20 +30,6 @@ pub enum RedirectMode {
     None,
 }
 
-/// Fields every IdP stores; a difference in them is always drift. Other fields count only
-/// when the IdP echoes them (an IdP may ignore unknown metadata, RFC 7591 §2, and updating a
-/// field it never stores would repeat on every start).
-const CORE: &[&str] = &[
-    "redirect_uris",
-    "scope",
-    "grant_types",
-    "response_types",
-    "token_endpoint_auth_method",
-    "client_name",
-    "jwks",
-    "jwks_uri",
-];
-
 /// Fields a client cannot change after registration.
 const FIXED: &[&str] = &["client_id"];
 
@@ -127,12 +113,79 @@ fn redirect_change(want: &Value, have: Option<&Value>, mode: RedirectMode) -> Op
     }
 }
 
+/// How strictly what the IdP holds is compared with what we asked.
+#[derive(Debug, Clone, Copy)]
+pub struct Compare<'a> {
+    pub redirects: RedirectMode,
+    /// `DCR_STRICT_READBACK`: values the IdP adds (a grant, a scope) count as drift too.
+    pub strict: bool,
+    /// What the previous run asked for (`dcr_bootstrap.asked`): a value the IdP holds that we
+    /// asked for then but no longer do is ours to remove, not one the IdP added.
+    pub asked_before: &'a Map<String, Value>,
+}
+
+/// The list members whose history matters ([`Compare::asked_before`]).
+pub const LIST_FIELDS: &[&str] = &["scope", "grant_types", "response_types"];
+
+/// One-element arrays read as their element: some servers answer
+/// `"token_endpoint_auth_method": ["client_secret_basic"]`.
+fn scalar(v: Option<&Value>) -> Option<&Value> {
+    match v {
+        Some(Value::Array(a)) if a.len() == 1 => a.first(),
+        other => other,
+    }
+}
+
+/// A list we asked for differs from what the IdP holds when something we asked is missing,
+/// or something we asked for before (and no longer do) is still there; what the IdP added
+/// itself counts only when strict.
+fn list_differs(want: Vec<String>, have: Vec<String>, before: Vec<String>, strict: bool) -> bool {
+    if strict {
+        return as_set(want) != as_set(have);
+    }
+    !want.iter().all(|w| have.contains(w))
+        || have.iter().any(|h| !want.contains(h) && before.contains(h))
+}
+
+fn listed(k: &str, v: Option<&Value>) -> Vec<String> {
+    if k == "scope" {
+        scope_set(v)
+    } else {
+        strings(v)
+    }
+}
+
+/// Whether one field we want differs from what the IdP holds. A member the IdP does not echo
+/// is not drift (RFC 7591 §2 lets a server ignore metadata, and correcting it would repeat on
+/// every start), except the keys (`jwks`, `jwks_uri`), which the IdP must hold for the client
+/// to authenticate.
+fn field_differs(k: &str, want: &Value, have: Option<&Value>, c: Compare<'_>) -> Option<Value> {
+    if have.is_none() && k != "jwks" && k != "jwks_uri" {
+        return None;
+    }
+    match k {
+        "redirect_uris" => redirect_change(want, have, c.redirects),
+        "scope" | "grant_types" | "response_types" => list_differs(
+            listed(k, Some(want)),
+            listed(k, have),
+            listed(k, c.asked_before.get(k)),
+            c.strict,
+        )
+        .then(|| want.clone()),
+        "jwks" => (jwks_set(Some(want)) != jwks_set(have)).then(|| want.clone()),
+        _ => (scalar(have) != scalar(Some(want))).then(|| want.clone()),
+    }
+}
+
 /// The fields to change so that the IdP holds what we want: `{field: new value}`, with
-/// `null` meaning "remove" (e.g. `jwks` when switching to `jwks_uri`).
+/// `null` meaning "remove" (e.g. `jwks` when switching to `jwks_uri`). `settled` holds the
+/// corrections the IdP already normalised back (`{field: {"asked", "holds"}}`): they are not
+/// sent again while both sides stay the same.
 pub fn diff(
     desired: &Map<String, Value>,
     current: &Map<String, Value>,
-    mode: RedirectMode,
+    c: Compare<'_>,
+    settled: &Map<String, Value>,
 ) -> Map<String, Value> {
     let mut changes = Map::new();
     for (k, want) in desired {
@@ -140,17 +193,10 @@ pub fn diff(
             continue;
         }
         let have = current.get(k);
-        let change = match k.as_str() {
-            "redirect_uris" => redirect_change(want, have, mode),
-            "scope" => (scope_set(Some(want)) != scope_set(have)).then(|| want.clone()),
-            "grant_types" | "response_types" => {
-                (as_set(strings(Some(want))) != as_set(strings(have))).then(|| want.clone())
-            }
-            "jwks" => (jwks_set(Some(want)) != jwks_set(have)).then(|| want.clone()),
-            _ if have.is_none() && !CORE.contains(&k.as_str()) => None,
-            _ => (have != Some(want)).then(|| want.clone()),
-        };
-        if let Some(v) = change {
+        if settled.get(k) == Some(&settlement(want, have)) {
+            continue;
+        }
+        if let Some(v) = field_differs(k, want, have, c) {
             changes.insert(k.clone(), v);
         }
     }
@@ -160,6 +206,28 @@ pub fn diff(
         }
     }
     changes
+}
+
+/// What is remembered about a correction the IdP normalised back.
+fn settlement(asked: &Value, holds: Option<&Value>) -> Value {
+    serde_json::json!({"asked": asked, "holds": holds.cloned().unwrap_or(Value::Null)})
+}
+
+/// After an update, the corrections the IdP did not take (read back from it): remembered so
+/// that the next start does not send them again.
+pub fn unsettled(
+    desired: &Map<String, Value>,
+    after: &Map<String, Value>,
+    c: Compare<'_>,
+) -> Map<String, Value> {
+    diff(desired, after, c, &Map::new())
+        .into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| {
+            let s = settlement(&v, after.get(&k));
+            (k, s)
+        })
+        .collect()
 }
 
 /// An RFC 7592 §2.2 full replacement: what the IdP holds, with our changes, plus `client_id`
@@ -190,11 +258,15 @@ pub fn put_body(
 
 /// What the IdP registered differently from what we asked, among the fields that decide how
 /// the client authenticates and what it may do (RFC 7591 §3.2.1 lets a server substitute).
-pub fn readback_differences(asked: &Map<String, Value>, got: &Map<String, Value>) -> Vec<String> {
+pub fn readback_differences(
+    asked: &Map<String, Value>,
+    got: &Map<String, Value>,
+    strict: bool,
+) -> Vec<String> {
     let mut out = Vec::new();
     let show = |v: Option<&Value>| v.map(Value::to_string).unwrap_or_else(|| "(absent)".into());
     if let Some(a) = asked.get("token_endpoint_auth_method")
-        && got.get("token_endpoint_auth_method") != Some(a)
+        && scalar(got.get("token_endpoint_auth_method")) != Some(a)
     {
         out.push(format!(
             "token_endpoint_auth_method: asked {a}, registered {}",
@@ -202,7 +274,12 @@ pub fn readback_differences(asked: &Map<String, Value>, got: &Map<String, Value>
         ));
     }
     if let Some(a) = asked.get("grant_types")
-        && as_set(strings(Some(a))) != as_set(strings(got.get("grant_types")))
+        && list_differs(
+            strings(Some(a)),
+            strings(got.get("grant_types")),
+            Vec::new(),
+            strict,
+        )
     {
         out.push(format!(
             "grant_types: asked {a}, registered {}",
@@ -210,7 +287,12 @@ pub fn readback_differences(asked: &Map<String, Value>, got: &Map<String, Value>
         ));
     }
     if let Some(a) = asked.get("scope")
-        && scope_set(Some(a)) != scope_set(got.get("scope"))
+        && list_differs(
+            scope_set(Some(a)),
+            scope_set(got.get("scope")),
+            Vec::new(),
+            strict,
+        )
     {
         out.push(format!(
             "scope: asked {a}, registered {}",
@@ -229,13 +311,92 @@ mod tests {
         v.as_object().unwrap().clone()
     }
 
+    fn d(
+        desired: &Map<String, Value>,
+        current: &Map<String, Value>,
+        mode: RedirectMode,
+    ) -> Map<String, Value> {
+        let none = Map::new();
+        let c = Compare {
+            redirects: mode,
+            strict: false,
+            asked_before: &none,
+        };
+        diff(desired, current, c, &Map::new())
+    }
+
+    #[test]
+    fn what_servers_normalise_is_not_drift() {
+        let want = m(json!({"token_endpoint_auth_method": "client_secret_basic",
+            "scope": "openid", "grant_types": ["client_credentials"], "client_name": "x"}));
+        // A one-element array, a scope the server does not echo, a grant it adds.
+        let have = m(
+            json!({"token_endpoint_auth_method": ["client_secret_basic"],
+            "grant_types": ["client_credentials", "authorization_code"]}),
+        );
+        assert!(d(&want, &have, RedirectMode::Auto).is_empty());
+        let none = Map::new();
+        let strict = Compare {
+            redirects: RedirectMode::Auto,
+            strict: true,
+            asked_before: &none,
+        };
+        assert_eq!(
+            diff(&want, &have, strict, &Map::new())
+                .keys()
+                .collect::<Vec<_>>(),
+            vec!["grant_types"]
+        );
+        // Keys must be held: an IdP that does not echo them is drift.
+        let keys =
+            m(json!({"jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]}}));
+        assert!(d(&keys, &Map::new(), RedirectMode::Auto).contains_key("jwks"));
+    }
+
+    #[test]
+    fn a_value_we_asked_for_before_is_ours_to_remove() {
+        let want = m(json!({"scope": "openid"}));
+        let have = m(json!({"scope": "openid profile offline_access"}));
+        let before = m(json!({"scope": "openid profile"}));
+        let c = Compare {
+            redirects: RedirectMode::Auto,
+            strict: false,
+            asked_before: &before,
+        };
+        // profile was ours: removed; offline_access the IdP added: kept.
+        assert!(diff(&want, &have, c, &Map::new()).contains_key("scope"));
+        let c = Compare {
+            asked_before: &want,
+            ..c
+        };
+        assert!(diff(&want, &have, c, &Map::new()).is_empty());
+    }
+
+    #[test]
+    fn a_correction_the_idp_normalised_back_is_not_sent_again() {
+        let want = m(json!({"scope": "openid email"}));
+        let after = m(json!({"scope": "openid"}));
+        let none = Map::new();
+        let c = Compare {
+            redirects: RedirectMode::Auto,
+            strict: false,
+            asked_before: &none,
+        };
+        let settled = unsettled(&want, &after, c);
+        assert!(settled.contains_key("scope"));
+        assert!(diff(&want, &after, c, &settled).is_empty());
+        // Asking for something else sends it again.
+        let other = m(json!({"scope": "openid profile"}));
+        assert!(diff(&other, &after, c, &settled).contains_key("scope"));
+    }
+
     #[test]
     fn redirect_modes_follow_the_bff_docs() {
         let current = m(json!({"redirect_uris": ["https://a/cb", "https://b/cb"]}));
         let want = |uris: Value| m(json!({ "redirect_uris": uris }));
         // auto: set comparison, replace with the provided list
         assert!(
-            diff(
+            d(
                 &want(json!(["https://b/cb", "https://a/cb"])),
                 &current,
                 RedirectMode::Auto
@@ -243,14 +404,14 @@ mod tests {
             .is_empty()
         );
         assert_eq!(
-            diff(&want(json!(["https://c/cb"])), &current, RedirectMode::Auto)["redirect_uris"],
+            d(&want(json!(["https://c/cb"])), &current, RedirectMode::Auto)["redirect_uris"],
             json!(["https://c/cb"])
         );
         // not configured: nothing to compare in auto mode
-        assert!(diff(&Map::new(), &current, RedirectMode::Auto).is_empty());
+        assert!(d(&Map::new(), &current, RedirectMode::Auto).is_empty());
         // replace: exact list, order included
         assert_eq!(
-            diff(
+            d(
                 &want(json!(["https://b/cb", "https://a/cb"])),
                 &current,
                 RedirectMode::Replace
@@ -259,7 +420,7 @@ mod tests {
         );
         // merge: union, existing order first, no duplicates; no change when nothing is new
         assert_eq!(
-            diff(
+            d(
                 &want(json!(["https://c/cb", "https://a/cb"])),
                 &current,
                 RedirectMode::Merge
@@ -267,7 +428,7 @@ mod tests {
             json!(["https://a/cb", "https://b/cb", "https://c/cb"])
         );
         assert!(
-            diff(
+            d(
                 &want(json!(["https://a/cb"])),
                 &current,
                 RedirectMode::Merge
@@ -275,7 +436,7 @@ mod tests {
             .is_empty()
         );
         // none: never
-        assert!(diff(&want(json!(["https://c/cb"])), &current, RedirectMode::None).is_empty());
+        assert!(d(&want(json!(["https://c/cb"])), &current, RedirectMode::None).is_empty());
     }
 
     #[test]
@@ -286,10 +447,10 @@ mod tests {
             json!({"scope": "profile  openid", "grant_types": ["b", "a"], "client_name": "x",
                                 "software_id": "s", "client_id": "other"}),
         );
-        assert!(diff(&desired, &current, RedirectMode::Auto).is_empty());
+        assert!(d(&desired, &current, RedirectMode::Auto).is_empty());
         let desired = m(json!({"scope": "openid email"}));
         assert_eq!(
-            diff(&desired, &current, RedirectMode::Auto)["scope"],
+            d(&desired, &current, RedirectMode::Auto)["scope"],
             "openid email"
         );
     }
@@ -301,14 +462,14 @@ mod tests {
             json!({"kid": "a", "y": "yy", "x": "xx", "crv": "P-256", "kty": "EC", "use": "sig"});
         let current = m(json!({"jwks": {"keys": [k]}}));
         assert!(
-            diff(
+            d(
                 &m(json!({"jwks": {"keys": [reordered]}})),
                 &current,
                 RedirectMode::Auto
             )
             .is_empty()
         );
-        let changes = diff(
+        let changes = d(
             &m(json!({"jwks_uri": "https://bff/jwks"})),
             &current,
             RedirectMode::Auto,
@@ -344,8 +505,8 @@ mod tests {
         let got = m(
             json!({"token_endpoint_auth_method": "client_secret_basic", "grant_types": ["authorization_code"], "scope": "openid"}),
         );
-        let d = readback_differences(&asked, &got);
+        let d = readback_differences(&asked, &got, false);
         assert_eq!(d.len(), 2, "{d:?}");
-        assert!(readback_differences(&asked, &asked).is_empty());
+        assert!(readback_differences(&asked, &asked, false).is_empty());
     }
 }

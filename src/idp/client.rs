@@ -33,8 +33,30 @@ pub enum ReadResult {
 pub enum UpdateResult {
     /// The members the IdP answered with (possibly partial, possibly a new RAT; empty for 204).
     Updated(Map<String, Value>),
-    /// 401/403: the registration access token was refused.
+    /// The registration access token was refused.
     Unauthorized(String),
+    /// 405/501: the IdP does not update clients with this method.
+    Unsupported(String),
+    /// 404/410: no such client, or (for PATCH) no such route.
+    Gone(String),
+}
+
+/// Whether an RFC 7592 answer says the registration access token was refused: 401 or 403
+/// (RFC 6750 §3.1), or a 400 whose OAuth error says so (some servers answer every bad, used
+/// or revoked token with `400 access_denied` or `invalid_token`).
+pub fn token_refused(r: &Reply) -> bool {
+    match r.status {
+        401 | 403 => true,
+        400 => json_object(r)
+            .and_then(|o| o.get("error").and_then(Value::as_str).map(str::to_string))
+            .is_some_and(|e| {
+                matches!(
+                    e.as_str(),
+                    "invalid_token" | "access_denied" | "unauthorized"
+                )
+            }),
+        _ => false,
+    }
 }
 
 /// The name a registration is known by in messages: its client_id or client_name.
@@ -153,8 +175,10 @@ impl Idp {
                     ))),
                 };
             }
+            if token_refused(&r) {
+                return Attempt::Done(ReadResult::Unauthorized(describe(&r)));
+            }
             match r.status {
-                401 | 403 => Attempt::Done(ReadResult::Unauthorized(describe(&r))),
                 404 | 410 => Attempt::Done(ReadResult::Gone(describe(&r))),
                 _ => Attempt::Fatal(Error::Rejected(format!(
                     "reading the stored client at {uri} failed ({})",
@@ -202,14 +226,12 @@ impl Idp {
                 };
             }
             let detail = describe(&r);
+            if token_refused(&r) {
+                return Attempt::Done(UpdateResult::Unauthorized(detail));
+            }
             match r.status {
-                401 | 403 => Attempt::Done(UpdateResult::Unauthorized(detail)),
-                404 | 410 => Attempt::Fatal(Error::Rejected(format!(
-                    "the client at {uri} disappeared during the update ({detail}); run again to re-register (DCR_ON_STALE=reregister)"
-                ))),
-                405 | 501 => Attempt::Fatal(Error::Rejected(format!(
-                    "the IdP does not support {verb} at {uri} ({detail}); set DCR_UPDATE_METHOD to the other method"
-                ))),
+                404 | 410 => Attempt::Done(UpdateResult::Gone(detail)),
+                405 | 501 => Attempt::Done(UpdateResult::Unsupported(detail)),
                 _ => Attempt::Fatal(Error::Rejected(format!(
                     "the IdP refused the {verb} of the client at {uri} ({detail})"
                 ))),
@@ -233,12 +255,12 @@ impl Idp {
     /// `false` when the registration access token was refused (401/403).
     pub async fn delete(&self, uri: &Url, rat: &SecretString) -> Result<bool> {
         let decide = |r: Reply| -> Attempt<bool> {
+            if token_refused(&r) {
+                tracing::warn!("deleting {uri} answered {}", describe(&r));
+                return Attempt::Done(false);
+            }
             match r.status {
                 200..=299 | 404 | 410 => Attempt::Done(true),
-                401 | 403 => {
-                    tracing::warn!("deleting {uri} answered {}", describe(&r));
-                    Attempt::Done(false)
-                }
                 _ => Attempt::Fatal(Error::Rejected(format!(
                     "deleting the stored client at {uri} failed ({})",
                     describe(&r)

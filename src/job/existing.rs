@@ -14,6 +14,23 @@ use reqwest::Url;
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 
+/// The list members of what we asked for, remembered as `dcr_bootstrap.asked`.
+pub(super) fn asked(desired: &Map<String, Value>) -> Map<String, Value> {
+    desired
+        .iter()
+        .filter(|(k, _)| reconcile::LIST_FIELDS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// What an update came to.
+enum Updated {
+    /// The IdP's answer (possibly partial, possibly empty).
+    Answer(Map<String, Value>),
+    /// The IdP has no such method for clients (405/501, or 404 while the client exists).
+    Unsupported(String),
+}
+
 /// The IdP's answer to reading `id` must be about `id`: a record that names another client's
 /// URI must not make us adopt that client's document.
 fn same_client(id: &str, doc: &ClientRecord) -> Result<()> {
@@ -76,6 +93,7 @@ impl Session<'_> {
                 Action::Trusted,
                 None,
                 Some(stored),
+                Map::new(),
                 self.known_registration_endpoint(),
             )?;
             return Ok((Action::Trusted, id));
@@ -255,35 +273,61 @@ impl Session<'_> {
             None => None,
         };
         let desired = self.desired(plan.as_ref());
-        let changes = reconcile::diff(&desired, current.fields(), cfg.policies.redirect_mode);
-        let updated = !changes.is_empty();
-        if updated {
-            let fields: Vec<&str> = changes.keys().map(String::as_str).collect();
-            let method = cfg.policies.update_method;
-            let body = match method {
-                UpdateMethod::Patch => changes.clone(),
-                UpdateMethod::Put => {
-                    reconcile::put_body(current.fields(), &changes, &id, record.client_secret())
-                }
-            };
-            tracing::info!(
-                "client {id} differs at the IdP in {}; updating with {}",
-                fields.join(", "),
-                method.verb()
-            );
-            let answer = self
-                .update_with_renewal(&id, &mut record, &mut rat, &uri, method, &body)
+        let meta = |k: &str| {
+            record
+                .meta()
+                .and_then(|m| m.get(k))
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (settled, asked_before) = (meta("settled"), meta("asked"));
+        let compare = self.compare(&asked_before);
+        let changes = reconcile::diff(&desired, current.fields(), compare, &settled);
+        let mut extra = Map::new();
+        let mut updated = false;
+        if !changes.is_empty() {
+            let after = self
+                .update_and_read_back(
+                    &id,
+                    &mut record,
+                    &mut rat,
+                    &uri,
+                    current,
+                    &changes,
+                    &desired,
+                    compare,
+                )
                 .await?;
-            record.overlay(&answer);
-            for (k, v) in &changes {
-                if v.is_null() || !answer.contains_key(k) {
-                    record.apply(k, v);
-                }
+            // What the IdP did not take: remembered, so it is not sent on every start.
+            let left = reconcile::unsettled(&desired, after.fields(), compare);
+            if left.contains_key("jwks") {
+                output::save(cfg, &record)?;
+                return Err(Error::Rejected(format!(
+                    "client {id}: the IdP did not take the new signing keys (its JWKS after the update differs); \
+                     the current key stays in use and nothing was promoted"
+                )));
             }
-            // A rotated token in the answer: saved before the keys move.
-            output::save(cfg, &record)?;
-            self.check_readback(&desired, record.fields())?;
+            if !left.is_empty() {
+                tracing::warn!(
+                    "the IdP keeps {} of client {id} other than asked after an update; not sending that correction again \
+                     while it stays so",
+                    left.keys()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            updated = changes.keys().any(|k| after.get(k) != current.get(k));
+            if !updated {
+                tracing::warn!("the IdP accepted the update of client {id} but changed nothing");
+            }
+            extra.insert("settled".into(), Value::Object(left));
+            self.check_readback(&desired, after.fields())?;
+        } else if !settled.is_empty() {
+            extra.insert("settled".into(), Value::Object(settled));
         }
+        extra.insert("asked".into(), Value::Object(asked(&desired)));
         let keys_changed = plan.as_ref().is_some_and(|p| p.rotated || p.repaired);
         let action = decide::reported_action(base, updated, keys_changed);
         let keys = ring.as_deref().zip(plan.as_ref());
@@ -293,12 +337,130 @@ impl Session<'_> {
             action,
             keys,
             stored,
+            extra,
             self.known_registration_endpoint(),
         )?;
         Ok((action, id))
     }
 
-    /// PATCH or PUT; on 401/403 a re-issued registration access token, once.
+    /// How drift is judged: the redirect mode, `DCR_STRICT_READBACK`, and what the previous
+    /// run asked for.
+    pub(super) fn compare<'b>(
+        &self,
+        asked_before: &'b Map<String, Value>,
+    ) -> reconcile::Compare<'b> {
+        reconcile::Compare {
+            redirects: self.cfg.policies.redirect_mode,
+            strict: self.cfg.policies.strict_readback,
+            asked_before,
+        }
+    }
+
+    /// Sends the changes (PATCH falling back to PUT where the IdP has no PATCH, or where a
+    /// PATCH changed nothing), then reads the client back: only the read-back says what the
+    /// IdP holds. A pending-update mark is saved first, so that a lost answer (which may have
+    /// rotated the registration access token) is recognised on the next start.
+    #[allow(clippy::too_many_arguments)]
+    async fn update_and_read_back(
+        &self,
+        id: &str,
+        record: &mut ClientRecord,
+        rat: &mut SecretString,
+        uri: &Url,
+        current: &ClientRecord,
+        changes: &Map<String, Value>,
+        desired: &Map<String, Value>,
+        compare: reconcile::Compare<'_>,
+    ) -> Result<ClientRecord> {
+        let cfg = self.cfg;
+        let mut method = cfg.policies.update_method;
+        loop {
+            let body = match method {
+                UpdateMethod::Patch => changes.clone(),
+                UpdateMethod::Put => {
+                    reconcile::put_body(current.fields(), changes, id, record.client_secret())
+                }
+            };
+            tracing::info!(
+                "client {id} differs at the IdP in {}; updating with {}",
+                changes
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                method.verb()
+            );
+            output::mark_pending_update(cfg, record)?;
+            let answer = match self
+                .update_with_renewal(id, record, rat, uri, method, &body)
+                .await?
+            {
+                Updated::Answer(a) => a,
+                Updated::Unsupported(why) if method == UpdateMethod::Patch => {
+                    tracing::warn!(
+                        "the IdP has no PATCH for clients ({why}); using an RFC 7592 PUT (set DCR_UPDATE_METHOD=put to skip the PATCH)"
+                    );
+                    method = UpdateMethod::Put;
+                    continue;
+                }
+                Updated::Unsupported(why) => {
+                    return Err(Error::Rejected(format!(
+                        "the IdP refused the {} of client {id} at {uri} ({why})",
+                        method.verb()
+                    )));
+                }
+            };
+            // A rotated token in the answer: saved before anything else.
+            if let Some(new) = ClientRecord::from_map(answer.clone())
+                .ok()
+                .and_then(|a| a.rat())
+                && !record.holds_rat(&new)
+            {
+                output::save_rotated_rat(cfg, record, &new)?;
+                *rat = new;
+            }
+            let after = self.read_after_update(id, record, rat, uri).await?;
+            let took_nothing = changes.iter().all(|(k, _)| after.get(k) == current.get(k))
+                && !reconcile::unsettled(desired, after.fields(), compare).is_empty();
+            if took_nothing && method == UpdateMethod::Patch {
+                tracing::warn!(
+                    "the IdP answered the PATCH of client {id} but holds the same as before; trying an RFC 7592 PUT"
+                );
+                method = UpdateMethod::Put;
+                continue;
+            }
+            record.overlay(after.fields());
+            output::save(cfg, record)?;
+            return Ok(after);
+        }
+    }
+
+    /// The RFC 7592 read after an update (a token rotated on read is saved at once).
+    async fn read_after_update(
+        &self,
+        id: &str,
+        record: &mut ClientRecord,
+        rat: &mut SecretString,
+        uri: &Url,
+    ) -> Result<ClientRecord> {
+        match self.idp.read(uri, rat).await? {
+            ReadResult::Current(doc) => {
+                same_client(id, &doc)?;
+                if let Some(new) = doc.rat()
+                    && !record.holds_rat(&new)
+                {
+                    output::save_rotated_rat(self.cfg, record, &new)?;
+                    *rat = new;
+                }
+                Ok(doc)
+            }
+            ReadResult::Gone(why) | ReadResult::Unauthorized(why) => Err(Error::Rejected(format!(
+                "client {id} was updated, but reading it back failed ({why}); run again to verify it"
+            ))),
+        }
+    }
+
+    /// PATCH or PUT; on a refused token a re-issued registration access token, once.
     async fn update_with_renewal(
         &self,
         id: &str,
@@ -307,9 +469,21 @@ impl Session<'_> {
         uri: &Url,
         method: UpdateMethod,
         body: &Map<String, Value>,
-    ) -> Result<Map<String, Value>> {
+    ) -> Result<Updated> {
         match self.idp.update(uri, rat, method, body).await? {
-            UpdateResult::Updated(doc) => Ok(doc),
+            UpdateResult::Updated(doc) => Ok(Updated::Answer(doc)),
+            UpdateResult::Unsupported(why) => Ok(Updated::Unsupported(why)),
+            UpdateResult::Gone(why) => {
+                // 404 to a PATCH is ambiguous: no such client, or no PATCH route. A read tells.
+                match self.idp.read(uri, rat).await? {
+                    ReadResult::Current(_) if method == UpdateMethod::Patch => {
+                        Ok(Updated::Unsupported(why))
+                    }
+                    _ => Err(Error::Rejected(format!(
+                        "the client {id} at {uri} disappeared during the update ({why}); run again to re-register (DCR_ON_STALE=reregister)"
+                    ))),
+                }
+            }
             UpdateResult::Unauthorized(why) => {
                 // The read just before accepted this record's token for this client.
                 let Some(renewed) = self.renew_rat(id, &why, true).await? else {
@@ -320,31 +494,41 @@ impl Session<'_> {
                 output::save_rotated_rat(self.cfg, record, &renewed)?;
                 *rat = renewed;
                 match self.idp.update(uri, rat, method, body).await? {
-                    UpdateResult::Updated(doc) => Ok(doc),
-                    UpdateResult::Unauthorized(why) => Err(Error::Rejected(format!(
-                        "updating client {id} was refused even with a freshly re-issued registration access token ({why})"
-                    ))),
+                    UpdateResult::Updated(doc) => Ok(Updated::Answer(doc)),
+                    UpdateResult::Unsupported(why) => Ok(Updated::Unsupported(why)),
+                    UpdateResult::Gone(why) | UpdateResult::Unauthorized(why) => {
+                        Err(Error::Rejected(format!(
+                            "updating client {id} was refused even with a freshly re-issued registration access token ({why})"
+                        )))
+                    }
                 }
             }
         }
     }
 
     /// RFC 7591 §3.2.1: the server may change what we asked for. Warn, or fail when strict.
+    /// Called once the client is recorded, so a strict failure never leaves it unrecorded.
     pub(super) fn check_readback(
         &self,
         asked: &Map<String, Value>,
         got: &Map<String, Value>,
     ) -> Result<()> {
-        let diffs = reconcile::readback_differences(asked, got);
+        let diffs = reconcile::readback_differences(asked, got, self.cfg.policies.strict_readback);
         if diffs.is_empty() {
             return Ok(());
         }
+        let id = got.get("client_id").and_then(Value::as_str).unwrap_or("");
         let msg = format!(
-            "the IdP registered something else than asked: {}",
+            "the IdP registered something else than asked for client {}: {}",
+            id.escape_debug(),
             diffs.join("; ")
         );
         if self.cfg.policies.strict_readback {
-            return Err(Error::Rejected(format!("{msg} (DCR_STRICT_READBACK=true)")));
+            return Err(Error::Rejected(format!(
+                "{msg} (DCR_STRICT_READBACK=true). The client is recorded in {}; fix the metadata or the IdP's \
+                 policy, then run again (it is updated), or deregister it",
+                self.cfg.output.path.display()
+            )));
         }
         tracing::warn!("{msg}");
         Ok(())

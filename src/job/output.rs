@@ -10,7 +10,7 @@ use crate::local::{dotenv, store};
 use crate::record::ClientRecord;
 use reqwest::Url;
 use secrecy::SecretString;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use std::time::SystemTime;
 
 /// Writes the record as it is.
@@ -27,6 +27,17 @@ pub fn save_rotated_rat(cfg: &Config, record: &mut ClientRecord, rat: &SecretStr
     save(cfg, record)
 }
 
+/// Marks the record as having an update in flight: if its answer is lost (and with it a
+/// registration access token the IdP rotated), the next start knows why its token is
+/// refused. `persist` writes the record without the mark.
+pub fn mark_pending_update(cfg: &Config, record: &mut ClientRecord) -> Result<()> {
+    let mut meta = record.meta().cloned().unwrap_or_else(|| json!({}));
+    meta["pending_update"] =
+        Value::String(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+    record.set_meta(meta);
+    save(cfg, record)
+}
+
 /// The key records a previous run stored in the output.
 pub fn stored_key_records(stored: Option<&ClientRecord>) -> Vec<KeyRecord> {
     stored
@@ -39,23 +50,33 @@ pub fn stored_key_records(stored: Option<&ClientRecord>) -> Vec<KeyRecord> {
 /// Writes everything, in crash-safe order: the registration (with the key records as they
 /// will be), then the key files (the pending key becomes current), then the public JWKS and
 /// the dotenv views. Files whose content would not change are left alone.
+/// `extra`: further members of our `dcr_bootstrap` record (the corrections the IdP settled).
 pub fn persist(
     cfg: &Config,
     mut record: ClientRecord,
     action: Action,
     keys: Option<(&KeyRing, &Plan)>,
     previous: Option<&ClientRecord>,
+    extra: Map<String, Value>,
     registration_endpoint: Option<Url>,
 ) -> Result<()> {
     let records: Vec<KeyRecord> = match keys {
         Some((_, p)) => p.publish.clone(),
         None => stored_key_records(previous),
     };
+    // Where the client was registered: known now, or as the previous run recorded it.
+    let registration_endpoint = registration_endpoint.map(|u| u.to_string()).or_else(|| {
+        previous
+            .and_then(|p| p.meta())
+            .and_then(|m| m.get("registration_endpoint"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
     let mut meta = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "profile": cfg.profile().name(),
         "idp_base_url": cfg.target.idp_base_url.as_str(),
-        "registration_endpoint": registration_endpoint.map(|u| u.to_string()),
+        "registration_endpoint": registration_endpoint,
         "written_at": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         "action": action.as_str(),
     });
@@ -70,6 +91,11 @@ pub fn persist(
         (Some(sealer), _) => meta["seal"] = Value::String(sealer.seal(&record)),
         (None, Some(seal)) => meta["seal"] = seal,
         (None, None) => {}
+    }
+    for (k, v) in extra {
+        if v.as_object().is_none_or(|o| !o.is_empty()) {
+            meta[k.as_str()] = v;
+        }
     }
     if let Some(current) = records.first() {
         meta["signing_key"] = json!({"path": current.pem, "kid": current.kid, "alg": current.alg});

@@ -75,17 +75,37 @@ impl Session<'_> {
                 )
                 .await;
         }
-        self.check_readback(&metadata, record.fields())?;
         let id = record.client_id().to_string();
+        if let Some(asked) = metadata.get("client_id").and_then(Value::as_str)
+            && asked != id
+        {
+            tracing::warn!(
+                "the IdP ignored the requested client_id {} and assigned {}: a run that loses {} registers another \
+                 client (RFC 7591 lets a server choose the id; keep the output on a persistent volume)",
+                asked.escape_debug(),
+                id.escape_debug(),
+                cfg.output.path.display()
+            );
+        }
+        // Recorded first: whatever fails next, the client is never left unrecorded.
+        output::save(cfg, &record)?;
         let keys = ring.as_deref().zip(plan.as_ref());
+        let extra: Map<String, Value> = [(
+            "asked".to_string(),
+            Value::Object(super::existing::asked(&metadata)),
+        )]
+        .into_iter()
+        .collect();
         output::persist(
             cfg,
-            record,
+            record.clone(),
             action,
             keys,
             None,
+            extra,
             self.known_registration_endpoint(),
         )?;
+        self.check_readback(&metadata, record.fields())?;
         Ok((action, id))
     }
 
