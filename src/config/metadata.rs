@@ -206,11 +206,99 @@ fn string_list<'a>(d: &'a DesiredMetadata, field: &str) -> Result<Option<Vec<&'a
     }
 }
 
+/// The JSON type of each metadata member RFC 7591 §2 and OIDC Registration §2 define. A
+/// mistyped member (`"logo_uri": 5`) makes some servers answer 500 on every attempt; refused
+/// here, it fails in milliseconds and names the field.
+fn check_types(d: &DesiredMetadata) -> Result<()> {
+    const STRINGS: &[&str] = &[
+        "client_id",
+        "client_name",
+        "client_uri",
+        "logo_uri",
+        "tos_uri",
+        "policy_uri",
+        "jwks_uri",
+        "software_id",
+        "software_version",
+        "software_statement",
+        "token_endpoint_auth_method",
+        "token_endpoint_auth_signing_alg",
+        "application_type",
+        "sector_identifier_uri",
+        "subject_type",
+        "id_token_signed_response_alg",
+        "id_token_encrypted_response_alg",
+        "id_token_encrypted_response_enc",
+        "userinfo_signed_response_alg",
+        "userinfo_encrypted_response_alg",
+        "userinfo_encrypted_response_enc",
+        "request_object_signing_alg",
+        "request_object_encryption_alg",
+        "request_object_encryption_enc",
+        "initiate_login_uri",
+        "scope",
+    ];
+    const LISTS: &[&str] = &[
+        "redirect_uris",
+        "grant_types",
+        "response_types",
+        "contacts",
+        "request_uris",
+        "default_acr_values",
+        "post_logout_redirect_uris",
+    ];
+    for (k, v) in &d.fields {
+        let ok = if STRINGS.contains(&k.as_str()) {
+            v.is_string()
+        } else if LISTS.contains(&k.as_str()) {
+            v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+        } else {
+            match k.as_str() {
+                "default_max_age" => v.as_u64().is_some(),
+                "require_auth_time" => v.is_boolean(),
+                "jwks" => v.is_object(),
+                _ => true,
+            }
+        };
+        if !ok {
+            let want = if STRINGS.contains(&k.as_str()) {
+                "a string"
+            } else if LISTS.contains(&k.as_str()) {
+                "an array of strings"
+            } else if k == "default_max_age" {
+                "a non-negative integer"
+            } else if k == "require_auth_time" {
+                "a boolean"
+            } else {
+                "an object"
+            };
+            return Err(field_err(
+                d,
+                k,
+                format!("must be {want} (RFC 7591 §2), got {v}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Local checks of what any strict server rejects (RFC 7591 §2, OIDC DCR §2, RFC 6749 §3.1.2).
 pub fn validate(d: &DesiredMetadata, has_signing_key: bool) -> Result<()> {
+    check_types(d)?;
+    let grants = string_list(d, "grant_types")?;
     if let Some(uris) = string_list(d, "redirect_uris")? {
-        if uris.is_empty() {
-            return Err(field_err(d, "redirect_uris", "must not be empty when set"));
+        // RFC 7591 §2: grant_types defaults to authorization_code, which needs a redirect URI;
+        // a client-credentials-only client may say `"redirect_uris": []`.
+        let redirecting = grants.as_ref().is_none_or(|g| {
+            g.iter()
+                .any(|g| *g == "authorization_code" || *g == "implicit")
+        });
+        if uris.is_empty() && redirecting {
+            return Err(field_err(
+                d,
+                "redirect_uris",
+                "must not be empty for the authorization_code or implicit grant",
+            ));
         }
         for u in uris {
             check_redirect_uri(u).map_err(|m| {
@@ -222,7 +310,6 @@ pub fn validate(d: &DesiredMetadata, has_signing_key: bool) -> Result<()> {
             })?;
         }
     }
-    string_list(d, "grant_types")?;
     string_list(d, "response_types")?;
     for f in ["client_id", "client_name", "scope", "jwks_uri"] {
         if let Some(v) = d.fields.get(f) {

@@ -13,7 +13,6 @@ use crate::error::{Error, Result};
 use crate::idp::UpdateMethod;
 use crate::idp::profile::{self, Endpoints, Explicit, MintStyle, Profile};
 use crate::local::keyring::KeyPolicy;
-use crate::local::keys::KeyAlg;
 use crate::reconcile::{ExistingPolicy, RedirectMode, StalePolicy};
 use crate::url::{check_transport, parse_absolute};
 use metadata::{DesiredMetadata, MetadataInputs};
@@ -186,7 +185,7 @@ impl TryFrom<&IdpArgs> for Target {
 
 /// The signing key settings, or `None` without `DCR_SIGNING_KEY` (then no other key option
 /// may be set).
-fn signing_key(a: &KeyArgs) -> Result<Option<SigningKeySettings>> {
+fn signing_key(a: &KeyArgs, allow_insecure_http: bool) -> Result<Option<SigningKeySettings>> {
     let kid = non_empty(&a.kid).map(|k| k.trim().to_string());
     if let Some(k) = &kid
         && !k
@@ -201,9 +200,8 @@ fn signing_key(a: &KeyArgs) -> Result<Option<SigningKeySettings>> {
     let jwks_uri = match non_empty(&a.jwks_uri) {
         Some(v) => {
             let u = parse_url("DCR_JWKS_URI", v)?;
-            if u.scheme() != "https" {
-                return Err(bad("DCR_JWKS_URI", "an https URL (the IdP fetches it)", v));
-            }
+            // The IdP fetches it: https, or http where plain http is allowed anyway.
+            crate::url::check_transport("DCR_JWKS_URI", &u, allow_insecure_http)?;
             Some(u)
         }
         None => None,
@@ -230,7 +228,7 @@ fn signing_key(a: &KeyArgs) -> Result<Option<SigningKeySettings>> {
     Ok(Some(SigningKeySettings {
         path,
         policy: KeyPolicy {
-            alg: a.key_alg.unwrap_or(KeyAlg::Rs256),
+            alg: a.key_alg,
             rsa_bits: a.rsa_bits,
             rotate_after_days: a.rotate_after_days,
             retire_after_days: a.retire_after_days,
@@ -368,7 +366,7 @@ impl Config {
     pub fn from_opts(o: &Opts, needs_output: bool) -> Result<Config> {
         let target = Target::try_from(&o.idp)?;
         let credentials = Credentials::from_args(&o.tokens, &target)?;
-        let signing_key = signing_key(&o.keys)?;
+        let signing_key = signing_key(&o.keys, target.allow_insecure_http)?;
         let metadata = desired_metadata(&o.metadata, signing_key.is_some())?;
         if target.profile == Profile::Keycloak && metadata.fields.contains_key("client_id") {
             return Err(Error::Config(format!(

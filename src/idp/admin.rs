@@ -208,11 +208,17 @@ impl Idp {
                     ))),
                 };
             }
-            Attempt::Fatal(Error::Rejected(format!(
-                "the token endpoint {endpoint} refused the admin client DCR_ADMIN_CLIENT_ID={client_id} ({}); \
-                 check DCR_ADMIN_CLIENT_SECRET, DCR_ADMIN_AUTH_METHOD, DCR_ADMIN_SCOPE and DCR_ADMIN_RESOURCE",
-                describe(&r)
-            )))
+            Attempt::Fatal(Error::Rejected(match r.status {
+                404 | 405 => format!(
+                    "no token endpoint at {endpoint} ({}): check DCR_TOKEN_ENDPOINT (or DCR_ISSUER for discovery)",
+                    describe(&r)
+                ),
+                _ => format!(
+                    "the token endpoint {endpoint} refused the admin client DCR_ADMIN_CLIENT_ID={client_id} ({}); \
+                     check DCR_ADMIN_CLIENT_SECRET, DCR_ADMIN_AUTH_METHOD, DCR_ADMIN_SCOPE and DCR_ADMIN_RESOURCE",
+                    describe(&r)
+                ),
+            }))
         };
         let call = Call {
             what: "admin token",

@@ -101,7 +101,7 @@ impl Idp {
                 Some(Error::Rejected(format!(
                     "the registration request was sent but no answer came back ({reason}); the IdP may have created the client. \
                      Not retrying, because a second registration could create a duplicate: look for an orphaned client {name:?} at the IdP, \
-                     delete it if present, and run again. (Retries are safe when this tool mints a single-use IAT or DCR_CLIENT_ID is set.)"
+                     delete it if present, and run again. (Retries are safe when this tool mints a single-use IAT, or with DCR_CLIENT_ID at an IdP that honours it, like EmpowerNow.)"
                 )))
             }
         };

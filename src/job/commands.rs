@@ -5,6 +5,7 @@ use crate::config::{AdminAuth, Config, RegistrationToken};
 use crate::error::{Error, Result};
 use crate::idp::admin::mint_body;
 use crate::local::keyring::pending_path;
+use crate::local::keys::KeyAlg;
 use crate::local::{keys, store};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -33,10 +34,10 @@ pub fn check(cfg: &Config) -> Result<Value> {
             let jwks = match &existing {
                 Some(m) => {
                     let kid = k.policy.kid.clone().unwrap_or_else(|| m.thumbprint.clone());
-                    json!({"keys": [m.labelled_jwk(&kid, k.policy.alg.name())]})
+                    json!({"keys": [m.labelled_jwk(&kid, k.policy.alg.unwrap_or(m.natural_alg()).name())]})
                 }
                 None => {
-                    json!({"keys": [format!("(a new {} key is generated and published)", k.policy.alg.name())]})
+                    json!({"keys": [format!("(a new {} key is generated and published)", k.policy.alg.unwrap_or(KeyAlg::Rs256).name())]})
                 }
             };
             match &k.jwks_uri {

@@ -59,7 +59,8 @@ pub fn reported_action(base: Action, updated: bool, keys_changed: bool) -> Actio
 
 /// Whether a registration that may have reached the IdP without an answer can be re-sent
 /// without risking a duplicate: the IdP refuses the second one when a single-use IAT was
-/// spent by the first, or when the requested client_id is taken by it.
+/// spent by the first, or when the requested client_id is taken by it (only where the IdP
+/// honours requested ids).
 pub fn blind_retry_safe(fixed_client_id: bool, minted_iat: bool, max_uses: u64) -> bool {
     fixed_client_id || (minted_iat && max_uses == 1)
 }

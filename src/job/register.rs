@@ -8,6 +8,7 @@ use crate::config::RegistrationToken;
 use crate::error::{Error, Result};
 use crate::idp::admin::Minted;
 use crate::idp::client::{ReadResult, Registration, display_name};
+use crate::idp::profile::Profile;
 use crate::local::keyring::KeyRing;
 use crate::record::ClientRecord;
 use reqwest::Url;
@@ -212,11 +213,11 @@ impl Session<'_> {
         let fixed_id = metadata.get("client_id").and_then(Value::as_str);
         let name = display_name(metadata);
         loop {
-            let safe = decide::blind_retry_safe(
-                fixed_id.is_some(),
-                t.minted,
-                cfg.credentials.mint.max_uses,
-            );
+            // A requested client_id only stops a duplicate where the IdP honours it
+            // (EmpowerNow); RFC 7591 lets any other server assign its own.
+            let honoured_id = fixed_id.is_some() && cfg.profile() == Profile::EmpowerNow;
+            let safe =
+                decide::blind_retry_safe(honoured_id, t.minted, cfg.credentials.mint.max_uses);
             let result = self
                 .idp
                 .register(endpoint, t.token.as_ref(), metadata, safe, &maybe_committed)

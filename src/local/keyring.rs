@@ -26,7 +26,8 @@ const DAY: u64 = 86_400;
 
 #[derive(Debug, Clone)]
 pub struct KeyPolicy {
-    pub alg: KeyAlg,
+    /// `DCR_KEY_ALG`; `None`: a new key is RS256, and an existing key keeps its type.
+    pub alg: Option<KeyAlg>,
     pub rsa_bits: u32,
     /// Rotate when the current key is this many days old; 0 rotates on every run; < 0 never.
     pub rotate_after_days: i64,
@@ -42,7 +43,7 @@ impl KeyPolicy {
     /// The policy as `check` prints it.
     pub fn describe(&self) -> Value {
         serde_json::json!({
-            "alg": self.alg.name(),
+            "alg": self.alg.map_or("RS256, or the existing key's own type", KeyAlg::name),
             "rsa_bits": self.rsa_bits,
             "rotate_after_days": self.rotate_after_days,
             "retire_after_days": self.retire_after_days,
@@ -292,12 +293,9 @@ impl KeyRing {
                 material: Some(m),
             },
             None => {
-                let alg = if m.fits(self.policy.alg) {
-                    self.policy.alg
-                } else if m.is_rsa() {
-                    KeyAlg::Rs256
-                } else {
-                    KeyAlg::Es256
+                let alg = match self.policy.alg {
+                    Some(a) if m.fits(a) => a,
+                    _ => m.natural_alg(),
                 };
                 Key {
                     record: KeyRecord {
@@ -375,12 +373,23 @@ impl KeyRing {
         }
 
         let p = &self.policy;
+        // The algorithm of a new key: DCR_KEY_ALG, else the current key's own (a user's EC
+        // key is rotated to another EC key, never silently to RSA), else RS256.
+        let new_alg = p.alg.unwrap_or_else(|| {
+            current
+                .as_ref()
+                .and_then(|c| c.material.as_ref())
+                .map_or(KeyAlg::Rs256, KeyMaterial::natural_alg)
+        });
         let needs_new = match &current {
             None => true,
             Some(c) => {
                 let too_old =
                     p.rotate_after_days >= 0 && c.age_days(now) >= p.rotate_after_days as u64;
-                let wrong_alg = c.material.as_ref().is_some_and(|m| !m.fits(p.alg));
+                let wrong_alg = c
+                    .material
+                    .as_ref()
+                    .is_some_and(|m| p.alg.is_some_and(|a| !m.fits(a)));
                 (too_old || wrong_alg) && !repaired
             }
         };
@@ -388,7 +397,7 @@ impl KeyRing {
         if needs_new {
             let reusable = pending
                 .take()
-                .filter(|k| k.material.as_ref().is_some_and(|m| m.fits(p.alg)));
+                .filter(|k| k.material.as_ref().is_some_and(|m| m.fits(new_alg)));
             let new = match reusable {
                 // A pending key that was never published: use it rather than make another.
                 Some(mut k) => {
@@ -397,7 +406,7 @@ impl KeyRing {
                     k
                 }
                 None => {
-                    let m = keys::generate(p.alg, p.rsa_bits)?;
+                    let m = keys::generate(new_alg, p.rsa_bits)?;
                     let kid = self.new_kid(&m, now);
                     store::write_atomic(
                         &self.pending_path,
@@ -407,9 +416,9 @@ impl KeyRing {
                     )?;
                     let k = Key {
                         record: KeyRecord {
-                            jwk: m.labelled_jwk(&kid, p.alg.name()),
+                            jwk: m.labelled_jwk(&kid, new_alg.name()),
                             kid,
-                            alg: p.alg.name().into(),
+                            alg: new_alg.name().into(),
                             thumbprint: m.thumbprint.clone(),
                             created_at: rfc3339(now),
                             pem: Some(self.pending_path.clone()),
@@ -558,7 +567,7 @@ mod tests {
 
     fn policy(rotate: i64, retire: i64, max: i64) -> KeyPolicy {
         KeyPolicy {
-            alg: KeyAlg::Es256,
+            alg: Some(KeyAlg::Es256),
             rsa_bits: 2048,
             rotate_after_days: rotate,
             retire_after_days: retire,

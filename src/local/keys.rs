@@ -54,6 +54,15 @@ impl KeyMaterial {
         self.public_jwk["kty"] == "RSA"
     }
 
+    /// The algorithm a key of this type signs with when none is configured.
+    pub fn natural_alg(&self) -> KeyAlg {
+        if self.is_rsa() {
+            KeyAlg::Rs256
+        } else {
+            KeyAlg::Es256
+        }
+    }
+
     /// Whether this key can sign with `alg` (RSA for RS256/PS256, P-256 for ES256).
     pub fn fits(&self, alg: KeyAlg) -> bool {
         self.is_rsa() == alg.is_rsa()
