@@ -416,6 +416,13 @@ pub struct OutputArgs {
           action = ArgAction::Set, value_parser = parse_bool, default_value = "false")]
     pub strict_readback: bool,
 
+    /// After registering, updating or rotating, prove the written credentials at the token
+    /// endpoint (client credentials with the secret, or a private_key_jwt assertion signed by
+    /// the new key) before exit 0; `invalid_client` is exit 3 and nothing is promoted.
+    #[arg(long, global = true, env = "DCR_VERIFY_CREDENTIALS", value_name = "BOOL",
+          action = ArgAction::Set, value_parser = parse_bool, default_value = "true")]
+    pub verify_credentials: bool,
+
     /// Where `mint-iat` writes the IAT (0600).
     #[arg(long, global = true, env = "DCR_IAT_OUTPUT", value_name = "PATH")]
     pub iat_output: Option<PathBuf>,

@@ -64,6 +64,8 @@ pub struct Policies {
     pub update_method: UpdateMethod,
     pub redirect_mode: RedirectMode,
     pub strict_readback: bool,
+    /// `DCR_VERIFY_CREDENTIALS`: prove written credentials at the token endpoint.
+    pub verify_credentials: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -332,6 +334,7 @@ impl Policies {
                 a.redirect_update_mode
             },
             strict_readback: a.strict_readback,
+            verify_credentials: a.verify_credentials,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod http;
 pub mod profile;
 pub mod retry;
 pub mod retry_after;
+pub mod token;
 
 use crate::error::{Error, Result};
 use crate::url::check_transport;

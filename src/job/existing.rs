@@ -330,6 +330,11 @@ impl Session<'_> {
         extra.insert("asked".into(), Value::Object(asked(&desired)));
         let keys_changed = plan.as_ref().is_some_and(|p| p.rotated || p.repaired);
         let action = decide::reported_action(base, updated, keys_changed);
+        if action != Action::Verified {
+            // What changed must work before the run says so (and before a key is promoted).
+            self.prove(&record, ring.as_deref().map(|r| (r, plan.as_ref())))
+                .await?;
+        }
         let keys = ring.as_deref().zip(plan.as_ref());
         output::persist(
             cfg,

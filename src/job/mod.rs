@@ -9,6 +9,7 @@ pub mod commands;
 pub mod decide;
 mod existing;
 mod output;
+mod prove;
 mod register;
 mod session;
 

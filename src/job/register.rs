@@ -90,6 +90,8 @@ impl Session<'_> {
         }
         // Recorded first: whatever fails next, the client is never left unrecorded.
         output::save(cfg, &record)?;
+        self.prove(&record, ring.as_deref().map(|r| (r, plan.as_ref())))
+            .await?;
         let keys = ring.as_deref().zip(plan.as_ref());
         let extra: Map<String, Value> = [(
             "asked".to_string(),

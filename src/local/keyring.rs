@@ -553,6 +553,22 @@ impl KeyRing {
         Ok(())
     }
 
+    /// The private key with this thumbprint, if the ring holds it (current, pending or earlier).
+    pub fn material(&self, thumbprint: &str) -> Option<&KeyMaterial> {
+        [&self.current, &self.pending]
+            .into_iter()
+            .flatten()
+            .chain(self.previous.iter())
+            .find(|k| k.record.thumbprint == thumbprint)
+            .and_then(|k| k.material.as_ref())
+    }
+
+    /// The current key's record and private key, if there is one.
+    pub fn current(&self) -> Option<(&KeyRecord, &KeyMaterial)> {
+        let c = self.current.as_ref()?;
+        Some((&c.record, c.material.as_ref()?))
+    }
+
     /// Every key file this ring manages (for `deregister`).
     pub fn files(&self) -> Vec<PathBuf> {
         let mut v = vec![self.current_path.clone(), self.pending_path.clone()];

@@ -121,6 +121,77 @@ pub fn parse_pem(pem: &[u8]) -> std::result::Result<KeyMaterial, &'static str> {
     Ok(material(secret(pem), jwk))
 }
 
+impl KeyMaterial {
+    /// Signs `msg` with this key as `alg` demands (RS256/PS256 PKCS#1/PSS, ES256 fixed r||s).
+    fn sign(&self, alg: KeyAlg, msg: &[u8]) -> std::result::Result<Vec<u8>, &'static str> {
+        use aws_lc_rs::rand::SystemRandom;
+        use aws_lc_rs::signature;
+        let der = PrivateKeyDer::from_pem_slice(self.pem.expose_secret().as_bytes())
+            .map_err(|_| "no PEM private key found")?;
+        let rng = SystemRandom::new();
+        if alg == KeyAlg::Es256 {
+            let k = match &der {
+                PrivateKeyDer::Pkcs8(k) => EcdsaKeyPair::from_pkcs8(
+                    &ECDSA_P256_SHA256_FIXED_SIGNING,
+                    k.secret_pkcs8_der(),
+                ),
+                PrivateKeyDer::Sec1(k) => EcdsaKeyPair::from_private_key_der(
+                    &ECDSA_P256_SHA256_FIXED_SIGNING,
+                    k.secret_sec1_der(),
+                ),
+                _ => return Err("not an EC key"),
+            }
+            .map_err(|_| "not an EC P-256 key")?;
+            return k
+                .sign(&rng, msg)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|_| "signing failed");
+        }
+        let k = match &der {
+            PrivateKeyDer::Pkcs8(k) => RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()),
+            PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der()),
+            _ => return Err("not an RSA key"),
+        }
+        .map_err(|_| "not an RSA key")?;
+        let params = if alg == KeyAlg::Ps256 {
+            &signature::RSA_PSS_SHA256
+        } else {
+            &signature::RSA_PKCS1_SHA256
+        };
+        let mut sig = vec![0; k.public_modulus_len()];
+        k.sign(params, &rng, msg, &mut sig)
+            .map_err(|_| "signing failed")?;
+        Ok(sig)
+    }
+
+    /// An RFC 7523 client assertion for `private_key_jwt`: iss = sub = the client, aud = the
+    /// token endpoint, a minute to live, a random jti. It is a secret as long as it lives.
+    pub fn client_assertion(
+        &self,
+        alg: KeyAlg,
+        kid: &str,
+        client_id: &str,
+        audience: &str,
+    ) -> Result<SecretString> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let header = json!({"alg": alg.name(), "kid": kid, "typ": "JWT"});
+        let claims = json!({"iss": client_id, "sub": client_id, "aud": audience, "iat": now,
+                            "exp": now + 60, "jti": format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))});
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let sig = self
+            .sign(alg, input.as_bytes())
+            .map_err(|why| Error::Io(format!("DCR_SIGNING_KEY: cannot sign a client assertion: {why}")))?;
+        Ok(secret(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))))
+    }
+}
+
 /// Generates a key for `alg` (RSA of `rsa_bits` bits for RS256/PS256).
 pub fn generate(alg: KeyAlg, rsa_bits: u32) -> Result<KeyMaterial> {
     let fail = |what: &str| Error::Io(format!("DCR_SIGNING_KEY: {what} failed"));
