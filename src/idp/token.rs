@@ -43,8 +43,14 @@ pub fn proof_of(r: &Reply) -> Proof {
         .unwrap_or_default();
     match (r.status, error.as_str()) {
         (_, "invalid_client") | (401, _) => Proof::Refused(describe(r)),
-        (400 | 403, "unauthorized_client" | "unsupported_grant_type" | "invalid_scope"
-            | "invalid_target" | "access_denied") => Proof::Authenticated(describe(r)),
+        (
+            400 | 403,
+            "unauthorized_client"
+            | "unsupported_grant_type"
+            | "invalid_scope"
+            | "invalid_target"
+            | "access_denied",
+        ) => Proof::Authenticated(describe(r)),
         _ => Proof::Unknown(describe(r)),
     }
 }
@@ -81,9 +87,11 @@ impl Idp {
         };
         let form = secret(form);
         let decide = |r: Reply| -> Attempt<Proof> {
-            if let Some(t) = json_object(&r)
-                .and_then(|o| o.get("access_token").and_then(Value::as_str).map(str::to_string))
-            {
+            if let Some(t) = json_object(&r).and_then(|o| {
+                o.get("access_token")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            }) {
                 crate::secret::remember(&t);
             }
             Attempt::Done(proof_of(&r))
@@ -116,13 +124,25 @@ mod tests {
 
     #[test]
     fn invalid_client_is_told_apart_from_every_other_answer() {
-        assert!(matches!(proof_of(&reply(200, r#"{"access_token":"t"}"#)), Proof::Authenticated(_)));
-        assert!(matches!(proof_of(&reply(401, r#"{"error":"invalid_client"}"#)), Proof::Refused(_)));
-        assert!(matches!(proof_of(&reply(400, r#"{"error":"invalid_client"}"#)), Proof::Refused(_)));
+        assert!(matches!(
+            proof_of(&reply(200, r#"{"access_token":"t"}"#)),
+            Proof::Authenticated(_)
+        ));
+        assert!(matches!(
+            proof_of(&reply(401, r#"{"error":"invalid_client"}"#)),
+            Proof::Refused(_)
+        ));
+        assert!(matches!(
+            proof_of(&reply(400, r#"{"error":"invalid_client"}"#)),
+            Proof::Refused(_)
+        ));
         assert!(matches!(
             proof_of(&reply(400, r#"{"error":"unauthorized_client"}"#)),
             Proof::Authenticated(_)
         ));
-        assert!(matches!(proof_of(&reply(404, r#"{"detail":"Not Found"}"#)), Proof::Unknown(_)));
+        assert!(matches!(
+            proof_of(&reply(404, r#"{"detail":"Not Found"}"#)),
+            Proof::Unknown(_)
+        ));
     }
 }

@@ -129,26 +129,39 @@ pub enum OnRatRefused {
     /// The admin token could renew it, but the record is not proven ours: do not spend admin
     /// power on a client named by a file anyone on the volume could have written.
     Unproven,
-    /// Treat the client as gone (`DCR_ON_STALE=reregister` will register a new one).
-    TreatAsGone,
-    /// Stop and name the admin action that would fix it.
-    Fail,
+    /// No admin token or re-issue endpoint: find out whether the client still exists (its
+    /// credentials at the token endpoint), then apply `DCR_ON_STALE`.
+    CannotRenew,
 }
 
 /// The IdP refused the stored registration access token (RFC 7592 answers so for a revoked
 /// token and for a deleted client alike). `proven`: the record is ours (DCR_CLIENT_ID names
 /// its client, its seal verifies, or the IdP just accepted its token for that client).
-pub fn on_rat_refused(
-    admin: bool,
-    rat_endpoint: bool,
-    proven: bool,
-    on_stale: StalePolicy,
-) -> OnRatRefused {
-    match (admin && rat_endpoint, proven, on_stale) {
-        (true, true, _) => OnRatRefused::Renew,
-        (_, _, StalePolicy::Reregister) => OnRatRefused::TreatAsGone,
-        (true, false, StalePolicy::Fail) => OnRatRefused::Unproven,
-        (false, _, StalePolicy::Fail) => OnRatRefused::Fail,
+pub fn on_rat_refused(admin: bool, rat_endpoint: bool, proven: bool) -> OnRatRefused {
+    match (admin && rat_endpoint, proven) {
+        (true, true) => OnRatRefused::Renew,
+        (true, false) => OnRatRefused::Unproven,
+        (false, _) => OnRatRefused::CannotRenew,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnTokenRefused {
+    /// The client still exists: registering another would duplicate it. Stop.
+    Stop,
+    /// The client is gone (or cannot be shown to exist): register anew.
+    Reregister,
+    /// Stop, naming the admin action (`DCR_ON_STALE=fail`).
+    Fail,
+}
+
+/// The token was refused and cannot be renewed. `exists`: what the token endpoint said of
+/// the stored credentials (`Some(true)`: they authenticate; `None`: it could not tell).
+pub fn on_token_refused(exists: Option<bool>, on_stale: StalePolicy) -> OnTokenRefused {
+    match (exists, on_stale) {
+        (Some(true), _) => OnTokenRefused::Stop,
+        (_, StalePolicy::Reregister) => OnTokenRefused::Reregister,
+        (_, StalePolicy::Fail) => OnTokenRefused::Fail,
     }
 }
 
@@ -237,12 +250,21 @@ mod tests {
     #[test]
     fn refused_rat_table() {
         use OnRatRefused::*;
+        assert_eq!(on_rat_refused(true, true, true), Renew);
+        assert_eq!(on_rat_refused(true, true, false), Unproven);
+        assert_eq!(on_rat_refused(true, false, true), CannotRenew);
+        assert_eq!(on_rat_refused(false, true, true), CannotRenew);
+    }
+
+    #[test]
+    fn a_client_that_still_authenticates_is_never_registered_twice() {
+        use OnTokenRefused::*;
         use StalePolicy::{Fail as F, Reregister as R};
-        assert_eq!(on_rat_refused(true, true, true, F), Renew);
-        assert_eq!(on_rat_refused(true, false, true, R), TreatAsGone);
-        assert_eq!(on_rat_refused(false, true, true, F), Fail);
-        assert_eq!(on_rat_refused(true, true, false, F), Unproven);
-        assert_eq!(on_rat_refused(true, true, false, R), TreatAsGone);
+        assert_eq!(on_token_refused(Some(true), R), Stop);
+        assert_eq!(on_token_refused(Some(true), F), Stop);
+        assert_eq!(on_token_refused(Some(false), R), Reregister);
+        assert_eq!(on_token_refused(None, R), Reregister);
+        assert_eq!(on_token_refused(Some(false), F), Fail);
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! A stored client: read it (RFC 7592), renew a refused registration access token with the
 //! admin API, correct drift (PATCH or PUT), rotate keys, delete it.
 
-use super::decide::{self, Action, OnRatRefused};
+use super::decide::{self, Action, OnRatRefused, OnTokenRefused};
 use super::output;
 use super::session::Session;
 use crate::error::{Error, Result};
 use crate::idp::UpdateMethod;
 use crate::idp::client::{ReadResult, UpdateResult};
+use crate::idp::token::Proof;
 use crate::local::keyring::{KeyRing, Plan};
 use crate::reconcile::{self, StalePolicy};
 use crate::record::ClientRecord;
@@ -21,6 +22,25 @@ pub(super) fn asked(desired: &Map<String, Value>) -> Map<String, Value> {
         .filter(|(k, _)| reconcile::LIST_FIELDS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+/// What reading the stored client came to.
+enum Read {
+    /// The IdP's view, and the token to use next.
+    Current(ClientRecord, SecretString),
+    /// 404, or the admin API does not know the client.
+    Gone,
+    /// The token was refused and could not be renewed.
+    Refused(String),
+}
+
+/// What renewing a refused registration access token came to.
+enum Renewal {
+    Token(SecretString),
+    /// The admin API does not know the client.
+    NoSuchClient,
+    /// No admin token or re-issue endpoint.
+    NotPossible,
 }
 
 /// What an update came to.
@@ -99,35 +119,113 @@ impl Session<'_> {
             return Ok((Action::Trusted, id));
         };
         let uri = self.client_uri(stored).await?;
-        match self.read_with_renewal(&id, &uri, rat, stored).await? {
-            Some((current, rat)) => {
+        let gone = match self.read_with_renewal(&id, &uri, rat, stored).await? {
+            Read::Current(current, rat) => {
                 let mut record = stored.clone();
                 record.overlay(current.fields());
-                self.reconcile(
-                    record,
-                    rat,
-                    uri,
-                    &current,
-                    ring,
-                    Action::Verified,
-                    Some(stored),
-                )
-                .await
+                return self
+                    .reconcile(
+                        record,
+                        rat,
+                        uri,
+                        &current,
+                        ring,
+                        Action::Verified,
+                        Some(stored),
+                    )
+                    .await;
             }
-            None => match cfg.policies.on_stale {
-                StalePolicy::Reregister => {
-                    tracing::warn!(
-                        "stored client {id} is gone at the IdP; DCR_ON_STALE=reregister: registering a new client"
-                    );
-                    self.register_flow(Action::Reregistered, ring).await
+            Read::Gone => None,
+            Read::Refused(why) => Some(why),
+        };
+        let refused = match gone {
+            None => None,
+            Some(why) => {
+                // Refused and not renewable: is the client still there? Its credentials tell.
+                let exists = match self
+                    .try_prove(stored, ring.as_deref().map(|r| (r, None)))
+                    .await?
+                {
+                    Some(Proof::Authenticated(_)) => Some(true),
+                    Some(Proof::Refused(_)) => Some(false),
+                    _ => None,
+                };
+                match decide::on_token_refused(exists, cfg.policies.on_stale) {
+                    OnTokenRefused::Stop => return Err(self.still_exists(stored, &why)),
+                    OnTokenRefused::Fail => return Err(self.refused_fail(&id, &why)),
+                    OnTokenRefused::Reregister => Some(why),
                 }
-                StalePolicy::Fail => Err(Error::Rejected(format!(
-                    "the stored client {id} is gone at the IdP. Set DCR_ON_STALE=reregister to register a new one \
-                     automatically, or DCR_FORCE_REPLACE=true for one run, or move {} away",
-                    cfg.output.path.display()
-                ))),
-            },
+            }
+        };
+        match cfg.policies.on_stale {
+            StalePolicy::Reregister => {
+                match &refused {
+                    Some(why) => tracing::warn!(
+                        "the registration access token for {id} was refused ({why}) and the client's credentials do not \
+                         show it exists; DCR_ON_STALE=reregister: registering a new client"
+                    ),
+                    None => tracing::warn!(
+                        "stored client {id} is gone at the IdP; DCR_ON_STALE=reregister: registering a new client"
+                    ),
+                }
+                self.register_flow(Action::Reregistered, ring).await
+            }
+            StalePolicy::Fail => Err(Error::Rejected(format!(
+                "the stored client {id} is gone at the IdP. Set DCR_ON_STALE=reregister to register a new one \
+                 automatically, or DCR_FORCE_REPLACE=true for one run, or move {} away",
+                cfg.output.path.display()
+            ))),
         }
+    }
+
+    /// The error for a client whose token was refused but whose credentials still work.
+    fn still_exists(&self, stored: &ClientRecord, why: &str) -> Error {
+        let cfg = self.cfg;
+        let pending = stored
+            .meta()
+            .and_then(|m| m.get("pending_update"))
+            .and_then(Value::as_str)
+            .map(|at| {
+                format!(
+                    "; an update sent at {at} got no answer, so the IdP most likely rotated the token in that lost answer"
+                )
+            })
+            .unwrap_or_default();
+        Error::Rejected(format!(
+            "the IdP refused the registration access token of client {} ({why}), but the client exists: its credentials \
+             still authenticate at the token endpoint{pending}. Registering another client would duplicate it, so \
+             nothing was registered. Admin action: {}; or delete the client at the IdP and move {} away",
+            stored.client_id().escape_debug(),
+            self.admin_action(stored.client_id()),
+            cfg.output.path.display()
+        ))
+    }
+
+    /// How an operator gets a refused registration access token replaced.
+    fn admin_action(&self, id: &str) -> String {
+        let cfg = self.cfg;
+        match &cfg.endpoints().rat {
+            Some(t) => format!(
+                "re-issue a registration access token (POST {}) and store it as registration_access_token in {}, \
+                 or set BOOTSTRAP_ADMIN_TOKEN so this tool does it",
+                t.replace("{client_id}", id),
+                cfg.output.path.display()
+            ),
+            None => format!(
+                "re-issue a registration access token in the IdP's admin console (Keycloak: the client's \
+                 Credentials tab) and store it as registration_access_token in {}, or set DCR_RAT_ENDPOINT",
+                cfg.output.path.display()
+            ),
+        }
+    }
+
+    /// The error for a refused token under `DCR_ON_STALE=fail`, naming the admin action.
+    fn refused_fail(&self, id: &str, why: &str) -> Error {
+        let how = self.admin_action(id);
+        Error::Rejected(format!(
+            "the IdP rejected the stored registration access token for client {id} ({why}): the client is gone or the token \
+             was revoked. Admin action: {how}; or set DCR_ON_STALE=reregister to register a new client"
+        ))
     }
 
     /// RFC 7592 read; on 401/403 a new registration access token from the admin API, once.
@@ -138,30 +236,32 @@ impl Session<'_> {
         uri: &Url,
         rat: SecretString,
         stored: &ClientRecord,
-    ) -> Result<Option<(ClientRecord, SecretString)>> {
+    ) -> Result<Read> {
         match self.idp.read(uri, &rat).await? {
             ReadResult::Current(doc) => {
                 same_client(id, &doc)?;
                 let rat = doc.rat().unwrap_or(rat);
-                Ok(Some((doc, rat)))
+                Ok(Read::Current(doc, rat))
             }
             ReadResult::Gone(why) => {
                 tracing::warn!("reading client {id} at {uri}: {why}");
-                Ok(None)
+                Ok(Read::Gone)
             }
             ReadResult::Unauthorized(why) => {
                 let proven = self.owns(stored);
-                let Some(renewed) = self.renew_rat(id, &why, proven).await? else {
-                    return Ok(None);
+                let renewed = match self.renew_rat(id, &why, proven).await? {
+                    Renewal::Token(t) => t,
+                    Renewal::NoSuchClient => return Ok(Read::Gone),
+                    Renewal::NotPossible => return Ok(Read::Refused(why)),
                 };
                 output::save_rotated_rat(self.cfg, &mut stored.clone(), &renewed)?;
                 match self.idp.read(uri, &renewed).await? {
                     ReadResult::Current(doc) => {
                         same_client(id, &doc)?;
                         let rat = doc.rat().unwrap_or(renewed);
-                        Ok(Some((doc, rat)))
+                        Ok(Read::Current(doc, rat))
                     }
-                    ReadResult::Gone(_) => Ok(None),
+                    ReadResult::Gone(_) => Ok(Read::Gone),
                     ReadResult::Unauthorized(why) => Err(Error::Rejected(format!(
                         "reading client {id} failed even with a freshly re-issued registration access token ({why})"
                     ))),
@@ -170,17 +270,15 @@ impl Session<'_> {
         }
     }
 
-    /// A new registration access token for `id` from the admin API (`DCR_RAT_ENDPOINT`).
-    /// `None` when the admin API says the client does not exist, or when the client is to be
-    /// treated as gone; an error naming the admin action when nothing else can be done.
-    async fn renew_rat(&self, id: &str, why: &str, proven: bool) -> Result<Option<SecretString>> {
+    /// A new registration access token for `id` from the admin API (`DCR_RAT_ENDPOINT`), where
+    /// the record is proven ours; an error when it is not.
+    async fn renew_rat(&self, id: &str, why: &str, proven: bool) -> Result<Renewal> {
         let cfg = self.cfg;
         let rat_endpoint = &cfg.endpoints().rat;
         match decide::on_rat_refused(
             cfg.credentials.admin.is_some(),
             rat_endpoint.is_some(),
             proven,
-            cfg.policies.on_stale,
         ) {
             OnRatRefused::Renew => {}
             OnRatRefused::Unproven => {
@@ -194,30 +292,11 @@ impl Session<'_> {
                     cfg.output.path.display()
                 )));
             }
-            OnRatRefused::TreatAsGone => {
+            OnRatRefused::CannotRenew => {
                 tracing::warn!(
                     "the stored registration access token for {id} was rejected ({why})"
                 );
-                return Ok(None);
-            }
-            OnRatRefused::Fail => {
-                let how = match rat_endpoint {
-                    Some(t) => format!(
-                        "re-issue a registration access token (POST {}) and store it as registration_access_token in {}, \
-                         or set BOOTSTRAP_ADMIN_TOKEN so this tool does it",
-                        t.replace("{client_id}", id),
-                        cfg.output.path.display()
-                    ),
-                    None => format!(
-                        "re-issue a registration access token in the IdP's admin console (Keycloak: the client's \
-                         Credentials tab) and store it as registration_access_token in {}, or set DCR_RAT_ENDPOINT",
-                        cfg.output.path.display()
-                    ),
-                };
-                return Err(Error::Rejected(format!(
-                    "the IdP rejected the stored registration access token for client {id} ({why}): the client is gone or the token \
-                     was revoked. Admin action: {how}; or set DCR_ON_STALE=reregister to register a new client"
-                )));
+                return Ok(Renewal::NotPossible);
             }
         }
         tracing::warn!(
@@ -225,7 +304,10 @@ impl Session<'_> {
         );
         let template = rat_endpoint.as_deref().unwrap_or_default();
         let url = cfg.endpoint_for(template, "DCR_RAT_ENDPOINT", id)?;
-        self.reissue(&url).await
+        Ok(match self.reissue(&url).await? {
+            Some(t) => Renewal::Token(t),
+            None => Renewal::NoSuchClient,
+        })
     }
 
     /// One RAT re-issue; `None` when the admin API does not know the client.
@@ -491,10 +573,19 @@ impl Session<'_> {
             }
             UpdateResult::Unauthorized(why) => {
                 // The read just before accepted this record's token for this client.
-                let Some(renewed) = self.renew_rat(id, &why, true).await? else {
-                    return Err(Error::Rejected(format!(
-                        "updating client {id} was refused ({why}) and the admin API does not know the client"
-                    )));
+                let renewed = match self.renew_rat(id, &why, true).await? {
+                    Renewal::Token(t) => t,
+                    Renewal::NoSuchClient => {
+                        return Err(Error::Rejected(format!(
+                            "updating client {id} was refused ({why}) and the admin API does not know the client"
+                        )));
+                    }
+                    Renewal::NotPossible => {
+                        return Err(Error::Rejected(format!(
+                            "updating client {id} was refused ({why}) although reading it just worked; set an admin \
+                             token and DCR_RAT_ENDPOINT so the registration access token can be renewed"
+                        )));
+                    }
                 };
                 output::save_rotated_rat(self.cfg, record, &renewed)?;
                 *rat = renewed;
@@ -556,11 +647,17 @@ impl Session<'_> {
             .renew_rat(&id, "delete refused", self.owns(stored))
             .await
         {
-            Ok(Some(renewed)) => {
+            Ok(Renewal::Token(renewed)) => {
                 self.idp.delete(&uri, &renewed).await?;
                 Ok(())
             }
-            Ok(None) => Ok(()),
+            Ok(Renewal::NoSuchClient) => Ok(()),
+            Ok(Renewal::NotPossible) => {
+                tracing::warn!(
+                    "client {id} may still exist at the IdP: its registration access token was refused and cannot be renewed"
+                );
+                Ok(())
+            }
             Err(e) => {
                 tracing::warn!("client {id} may still exist at the IdP: {e}");
                 Ok(())

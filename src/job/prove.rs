@@ -42,12 +42,20 @@ impl Session<'_> {
         keys: Option<(&KeyRing, Option<&Plan>)>,
         audience: &str,
     ) -> Result<Option<Prepared>> {
-        let secret = || record.client_secret().map(|s| crate::secret::secret(s.to_string()));
+        let secret = || {
+            record
+                .client_secret()
+                .map(|s| crate::secret::secret(s.to_string()))
+        };
         Ok(match self.auth_method(record).as_str() {
             "client_secret_basic" => secret().map(Prepared::Basic),
             "client_secret_post" => secret().map(Prepared::Post),
             "private_key_jwt" => {
-                let jwks_uri = self.cfg.signing_key.as_ref().is_some_and(|k| k.jwks_uri.is_some());
+                let jwks_uri = self
+                    .cfg
+                    .signing_key
+                    .as_ref()
+                    .is_some_and(|k| k.jwks_uri.is_some());
                 let Some((ring, plan)) = keys.filter(|_| !jwks_uri) else {
                     return Ok(None);
                 };
@@ -116,7 +124,9 @@ impl Session<'_> {
         match self.try_prove(record, keys).await? {
             None => Ok(()),
             Some(Proof::Authenticated(how)) => {
-                tracing::info!("client {id} authenticates at the token endpoint with the written credentials ({how})");
+                tracing::info!(
+                    "client {id} authenticates at the token endpoint with the written credentials ({how})"
+                );
                 Ok(())
             }
             Some(Proof::Unknown(why)) => {

@@ -131,10 +131,9 @@ impl KeyMaterial {
         let rng = SystemRandom::new();
         if alg == KeyAlg::Es256 {
             let k = match &der {
-                PrivateKeyDer::Pkcs8(k) => EcdsaKeyPair::from_pkcs8(
-                    &ECDSA_P256_SHA256_FIXED_SIGNING,
-                    k.secret_pkcs8_der(),
-                ),
+                PrivateKeyDer::Pkcs8(k) => {
+                    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, k.secret_pkcs8_der())
+                }
                 PrivateKeyDer::Sec1(k) => EcdsaKeyPair::from_private_key_der(
                     &ECDSA_P256_SHA256_FIXED_SIGNING,
                     k.secret_sec1_der(),
@@ -185,9 +184,11 @@ impl KeyMaterial {
             URL_SAFE_NO_PAD.encode(header.to_string()),
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
-        let sig = self
-            .sign(alg, input.as_bytes())
-            .map_err(|why| Error::Io(format!("DCR_SIGNING_KEY: cannot sign a client assertion: {why}")))?;
+        let sig = self.sign(alg, input.as_bytes()).map_err(|why| {
+            Error::Io(format!(
+                "DCR_SIGNING_KEY: cannot sign a client assertion: {why}"
+            ))
+        })?;
         Ok(secret(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))))
     }
 }
