@@ -207,6 +207,17 @@ pub struct TokenArgs {
     #[arg(long, global = true, env = "DCR_STATE_KEY_FILE", value_name = "PATH")]
     pub state_key_file: Option<PathBuf>,
 
+    /// Register with an ordinary access token instead of an IAT: fetched by client
+    /// credentials (DCR_ADMIN_CLIENT_ID/SECRET) with this scope, e.g. glewlwyd's
+    /// register-client-auth-scope.
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_REGISTRATION_SCOPE",
+        value_name = "SCOPE"
+    )]
+    pub registration_scope: Option<String>,
+
     /// Label of the minted IAT.
     #[arg(
         long,

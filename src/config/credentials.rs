@@ -44,6 +44,9 @@ pub struct Credentials {
     /// Seals stored records: keyed by `DCR_STATE_KEY`, else by the admin credential. `None`
     /// without either (then no admin power exists to protect).
     pub sealer: Option<Sealer>,
+    /// `DCR_REGISTRATION_SCOPE`: register with a client-credentials access token of this
+    /// scope (the admin client's) instead of an IAT.
+    pub registration_scope: Option<String>,
 }
 
 /// Reads a secret from `NAME` or `NAME_FILE`, never both.
@@ -117,10 +120,25 @@ impl Credentials {
                 .map(RegistrationToken::Given)
         };
         let admin = admin_auth(a, target.profile)?;
-        if admin.is_some() && target.endpoints.iat.is_none() && iat.is_none() {
+        let registration_scope = non_empty(&a.registration_scope).map(|s| s.trim().to_string());
+        if registration_scope.is_some()
+            && !matches!(admin, Some(AdminAuth::ClientCredentials { .. }))
+        {
+            return Err(Error::Config(format!(
+                "{} needs a client to fetch the registration token with: set DCR_ADMIN_CLIENT_ID and \
+                 DCR_ADMIN_CLIENT_SECRET (or _FILE)",
+                name("DCR_REGISTRATION_SCOPE")
+            )));
+        }
+        if admin.is_some()
+            && target.endpoints.iat.is_none()
+            && iat.is_none()
+            && registration_scope.is_none()
+        {
             return Err(Error::Config(format!(
                 "DCR_PROFILE={} has no standard way to mint an IAT: set DCR_IAT (an IAT or registration \
-                 bearer token), DCR_IAT=none for open registration, or DCR_IAT_ENDPOINT",
+                 bearer token), DCR_IAT=none for open registration, DCR_IAT_ENDPOINT, or DCR_REGISTRATION_SCOPE \
+                 (a client-credentials token)",
                 target.profile.name()
             )));
         }
@@ -149,6 +167,7 @@ impl Credentials {
             (None, None) => None,
         };
         Ok(Credentials {
+            registration_scope,
             sealer,
             iat,
             admin,

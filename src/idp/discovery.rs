@@ -14,6 +14,8 @@ pub struct Discovered {
     pub issuer: Option<String>,
     pub registration: Option<Url>,
     pub token: Option<Url>,
+    /// `token_endpoint_auth_signing_alg_values_supported`, when listed.
+    pub signing_algs: Option<Vec<String>>,
     /// Which document answered.
     pub source: Url,
 }
@@ -58,6 +60,15 @@ impl Idp {
                             .and_then(Value::as_str)
                             .map(str::to_string),
                         registration: get("registration_endpoint"),
+                        signing_algs: doc
+                            .get("token_endpoint_auth_signing_alg_values_supported")
+                            .and_then(Value::as_array)
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(Value::as_str)
+                                    .map(str::to_string)
+                                    .collect()
+                            }),
                         token: get("token_endpoint"),
                         source: url.clone(),
                     }));

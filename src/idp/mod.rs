@@ -85,6 +85,9 @@ pub(crate) struct Call<'a> {
 /// operation: `Some(error)` stops it, `None` retries it.
 pub(crate) type NoAnswer<'a> = &'a dyn Fn(&str) -> Option<Error>;
 
+/// How many identical 500 answers to a write mean "this request fails", not "not ready".
+const SAME_500_LIMIT: u32 = 5;
+
 /// Statuses that mean "not now" rather than "no": RFC 9110 and curl's transient set, plus 425.
 /// 501 Not Implemented is permanent by definition.
 pub fn transient(status: u16) -> bool {
@@ -142,6 +145,11 @@ impl Idp {
         // Checked once here for every request: a bearer token never crosses cleartext, and
         // never leaves the IdP's origins.
         check_transport(what, url, self.allow_insecure_http)?;
+        // A write that meets the very same 500 again and again is failing on what it sends
+        // (a server that crashes on a metadata value), not waiting for readiness.
+        let writes = method != Method::GET;
+        let same_500 = &std::cell::Cell::new(0u32);
+        let last_500 = &RefCell::new(String::new());
         if !self.is_allowed(url) {
             return Err(Error::Rejected(format!(
                 "{what}: refusing to send a request to {}, which is not one of the IdP's origins ({}). Requests go only \
@@ -167,11 +175,26 @@ impl Idp {
                             }
                             decide(r)
                         }
-                        Ok(r) if transient(r.status) => Attempt::Retry {
-                            reason: describe(&r),
-                            unreachable: false,
-                            retry_after: r.retry_after,
-                        },
+                        Ok(r) if transient(r.status) => {
+                            let reason = describe(&r);
+                            if writes && r.status == 500 {
+                                let again = *last_500.borrow() == reason;
+                                same_500.set(if again { same_500.get() + 1 } else { 1 });
+                                *last_500.borrow_mut() = reason.clone();
+                                if same_500.get() >= SAME_500_LIMIT {
+                                    return Attempt::Fatal(Error::Rejected(format!(
+                                        "{what}: the IdP answered the same 500 {SAME_500_LIMIT} times in a row ({reason}): it \
+                                         fails on this request rather than not being ready. Check what is sent (a mistyped \
+                                         metadata value?) and the IdP's logs"
+                                    )));
+                                }
+                            }
+                            Attempt::Retry {
+                                reason,
+                                unreachable: false,
+                                retry_after: r.retry_after,
+                            }
+                        }
                         Ok(r) if (300..400).contains(&r.status) => {
                             Attempt::Fatal(redirect_error(what, var, &r))
                         }

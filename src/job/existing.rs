@@ -354,6 +354,11 @@ impl Session<'_> {
             Some(r) => Some(r.plan(self.now, idp_keys.as_deref())?),
             None => None,
         };
+        if let Some(p) = plan.as_ref().filter(|p| p.rotated)
+            && let Some(key) = p.publish.first()
+        {
+            self.check_signing_alg(&key.alg)?;
+        }
         let desired = self.desired(plan.as_ref());
         let meta = |k: &str| {
             record

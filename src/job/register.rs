@@ -4,7 +4,7 @@
 use super::decide::{self, Action, IatRejected, OnIatRejected};
 use super::output;
 use super::session::Session;
-use crate::config::RegistrationToken;
+use crate::config::{AdminAuth, RegistrationToken};
 use crate::error::{Error, Result};
 use crate::idp::admin::Minted;
 use crate::idp::client::{ReadResult, Registration, display_name};
@@ -53,7 +53,11 @@ impl Session<'_> {
             None => None,
         };
         let metadata = self.desired(plan.as_ref());
-        let Registered { record, adopted } = self.register(&metadata).await?;
+        let endpoint = self.registration_endpoint().await?;
+        if let Some(key) = plan.as_ref().and_then(|p| p.publish.first()) {
+            self.check_signing_alg(&key.alg)?;
+        }
+        let Registered { record, adopted } = self.register(&metadata, &endpoint).await?;
         if adopted {
             let rat = record.rat().ok_or_else(|| {
                 Error::Rejected(
@@ -140,6 +144,40 @@ impl Session<'_> {
         Ok(minted)
     }
 
+    /// An ordinary access token for registering (`DCR_REGISTRATION_SCOPE`): the admin client's
+    /// client-credentials token with that scope.
+    async fn registration_access(&self, scope: &str) -> Result<SecretString> {
+        let Some(AdminAuth::ClientCredentials {
+            client_id,
+            secret,
+            method,
+            resource,
+            ..
+        }) = &self.cfg.credentials.admin
+        else {
+            return Err(Error::Config(
+                "DCR_REGISTRATION_SCOPE needs DCR_ADMIN_CLIENT_ID and DCR_ADMIN_CLIENT_SECRET"
+                    .into(),
+            ));
+        };
+        let endpoint = self.token_endpoint().await?;
+        let (token, _) = self
+            .idp
+            .client_credentials(
+                &endpoint,
+                client_id,
+                secret,
+                *method,
+                Some(scope),
+                resource.as_deref(),
+            )
+            .await?;
+        tracing::info!(
+            "obtained a registration token for {client_id} (scope {scope}) from {endpoint}"
+        );
+        Ok(token)
+    }
+
     /// `mint-iat`: one IAT, nothing else.
     pub async fn mint_only(&self) -> Result<SecretString> {
         Ok(self.mint().await?.token)
@@ -171,8 +209,7 @@ impl Session<'_> {
 
     /// Registers, minting an IAT first when none was given, and once more if the IdP rejects
     /// an IAT we minted.
-    async fn register(&self, metadata: &Map<String, Value>) -> Result<Registered> {
-        let endpoint = self.registration_endpoint().await?;
+    async fn register(&self, metadata: &Map<String, Value>, endpoint: &Url) -> Result<Registered> {
         let mut token = match &self.cfg.credentials.iat {
             Some(RegistrationToken::Given(t)) => IatState {
                 token: Some(t.clone()),
@@ -186,17 +223,25 @@ impl Session<'_> {
                 reminted: false,
                 id: None,
             },
-            None => {
-                let Minted { token, id } = self.mint().await?;
-                IatState {
-                    token: Some(token),
-                    minted: true,
+            None => match &self.cfg.credentials.registration_scope {
+                Some(scope) => IatState {
+                    token: Some(self.registration_access(scope).await?),
+                    minted: false,
                     reminted: false,
-                    id,
+                    id: None,
+                },
+                None => {
+                    let Minted { token, id } = self.mint().await?;
+                    IatState {
+                        token: Some(token),
+                        minted: true,
+                        reminted: false,
+                        id,
+                    }
                 }
-            }
+            },
         };
-        let outcome = self.register_with(metadata, &endpoint, &mut token).await;
+        let outcome = self.register_with(metadata, endpoint, &mut token).await;
         // A minted IAT has done its job (or failed at it): revoke it where the IdP allows.
         if let Some(id) = &token.id {
             self.revoke_iat(id).await;
@@ -245,7 +290,9 @@ impl Session<'_> {
                 fixed_client_id: fixed_id.is_some(),
                 admin: cfg.credentials.admin.is_some(),
                 on_existing: Some(cfg.policies.on_existing),
-                can_mint: cfg.credentials.admin.is_some() && cfg.endpoints().iat.is_some(),
+                can_mint: cfg.credentials.admin.is_some()
+                    && cfg.endpoints().iat.is_some()
+                    && cfg.credentials.registration_scope.is_none(),
                 minted: t.minted,
                 reminted: t.reminted,
             };
@@ -289,6 +336,12 @@ impl Session<'_> {
                             .as_ref()
                             .map(Url::as_str)
                             .unwrap_or("the IAT endpoint")
+                    )));
+                }
+                OnIatRejected::GivenRejected if cfg.credentials.registration_scope.is_some() => {
+                    return Err(Error::Rejected(format!(
+                        "the IdP refused the registration token fetched with DCR_REGISTRATION_SCOPE ({why}): give the \
+                         admin client that scope at the IdP, or check which scope its registration endpoint requires"
                     )));
                 }
                 OnIatRejected::GivenRejected => {

@@ -16,11 +16,12 @@ use secrecy::SecretString;
 use std::cell::RefCell;
 use std::time::{Duration, Instant, SystemTime};
 
-/// Endpoints found by discovery.
+/// What discovery found.
 #[derive(Clone, Default)]
 struct Discovered {
     registration: Option<Url>,
     token: Option<Url>,
+    signing_algs: Option<Vec<String>>,
 }
 
 pub struct Session<'a> {
@@ -172,6 +173,7 @@ impl<'a> Session<'a> {
         let found = Discovered {
             registration: fix(d.registration, "registration_endpoint")?,
             token: fix(d.token, "token_endpoint")?,
+            signing_algs: d.signing_algs,
         };
         let show = |u: &Option<Url>| u.as_ref().map(Url::to_string).unwrap_or("(none)".into());
         tracing::info!(
@@ -206,6 +208,26 @@ impl<'a> Session<'a> {
                 .as_ref()
                 .and_then(|d| d.registration.clone())
         })
+    }
+
+    /// Refuses a signing key the IdP says it cannot verify (discovery's
+    /// `token_endpoint_auth_signing_alg_values_supported`), before anything is registered
+    /// with it: such a client could never authenticate. Known only where discovery ran.
+    pub fn check_signing_alg(&self, alg: &str) -> Result<()> {
+        let known = self.discovered.borrow();
+        let Some(algs) = known.as_ref().and_then(|d| d.signing_algs.as_ref()) else {
+            return Ok(());
+        };
+        if algs.iter().any(|a| a == alg) {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "{}: the IdP verifies client assertions signed with {} only (discovery's \
+             token_endpoint_auth_signing_alg_values_supported), so a {alg} key could never authenticate; set \
+             DCR_KEY_ALG to one of them",
+            crate::cli::name("DCR_KEY_ALG"),
+            algs.join(", ")
+        )))
     }
 
     pub async fn token_endpoint(&self) -> Result<Url> {
