@@ -19,6 +19,8 @@ mod docker;
 mod environment;
 #[path = "it/faults.rs"]
 mod faults;
+#[path = "it/interop.rs"]
+mod interop;
 #[path = "it/profiles.rs"]
 mod profiles;
 #[path = "it/properties.rs"]

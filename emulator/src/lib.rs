@@ -18,7 +18,7 @@ pub mod validate;
 
 pub use faults::{Effect, Fault, FaultAction};
 pub use layout::Profile;
-pub use state::{Config, Stats};
+pub use state::{Config, Quirks, Stats};
 pub use tls::TestPki;
 
 use http::{ReadError, Response};

@@ -129,6 +129,42 @@ struct Args {
     /// Names the --tls server certificate is valid for, comma separated.
     #[arg(long, default_value = "localhost,127.0.0.1")]
     tls_hosts: String,
+    /// Quirk: answer token_endpoint_auth_method as a one-element array.
+    #[arg(long)]
+    auth_method_as_array: bool,
+    /// Quirk: neither store nor echo scope.
+    #[arg(long)]
+    forget_scope: bool,
+    /// Quirk: add these grant types to what a client asks for (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    add_grant_types: Vec<String>,
+    /// Quirk: issue a new client_secret on every update.
+    #[arg(long)]
+    new_secret_on_update: bool,
+    /// Quirk: ignore a requested client_id and assign one.
+    #[arg(long)]
+    ignore_client_id: bool,
+    /// Quirk: answer PATCH with this status (404 or 405).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(404..=405))]
+    patch_status: Option<u16>,
+    /// Quirk: answer PATCH with an empty 200 and change nothing.
+    #[arg(long)]
+    patch_noop: bool,
+    /// Quirk: answer refused tokens with 400 access_denied instead of 401.
+    #[arg(long)]
+    token_error_400: bool,
+    /// Quirk: answer 500 to a *_uri member that is not a string.
+    #[arg(long)]
+    crash_on_bad_types: bool,
+    /// Quirk: accept only these client-assertion algorithms (and list them in discovery).
+    #[arg(long, value_delimiter = ',')]
+    signing_algs: Vec<String>,
+    /// Quirk: accept admin-client access tokens of this scope as registration tokens.
+    #[arg(long)]
+    registration_scope: Option<String>,
+    /// Quirk: refuse every registered client's authentication at the token endpoint.
+    #[arg(long)]
+    refuse_client_auth: bool,
     /// A fault rule as JSON (repeatable), e.g.
     /// '{"path":"/api/oidc","times":2,"action":{"kind":"respond","status":502}}'.
     #[arg(long = "fault")]
@@ -343,6 +379,20 @@ fn config(args: &Args) -> Result<Config, String> {
         rotate_rat_on_update: args.rotate_rat_on_update,
         missing_client_status: args.missing_client_status,
         faults,
+        quirks: dcr_idp_emulator::Quirks {
+            auth_method_as_array: args.auth_method_as_array,
+            forget_scope: args.forget_scope,
+            add_grant_types: args.add_grant_types.clone(),
+            new_secret_on_update: args.new_secret_on_update,
+            ignore_client_id: args.ignore_client_id,
+            patch_status: args.patch_status,
+            patch_noop: args.patch_noop,
+            token_error_400: args.token_error_400,
+            crash_on_bad_types: args.crash_on_bad_types,
+            signing_algs: (!args.signing_algs.is_empty()).then(|| args.signing_algs.clone()),
+            registration_scope: args.registration_scope.clone(),
+            refuse_client_auth: args.refuse_client_auth,
+        },
     })
 }
 

@@ -6,6 +6,38 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// Behaviours of real, independently written servers that the emulator otherwise does not
+/// have (docs/interop.md says which server showed each). All off by default.
+#[derive(Debug, Clone, Default)]
+pub struct Quirks {
+    /// Answer `token_endpoint_auth_method` as a one-element array.
+    pub auth_method_as_array: bool,
+    /// Neither store nor echo `scope`.
+    pub forget_scope: bool,
+    /// Add these grant types to what a client asked for.
+    pub add_grant_types: Vec<String>,
+    /// Issue a new `client_secret` on every update.
+    pub new_secret_on_update: bool,
+    /// Ignore a requested `client_id` and assign one (RFC 7591 allows it).
+    pub ignore_client_id: bool,
+    /// Answer PATCH with this status (404 or 405): no PATCH for clients.
+    pub patch_status: Option<u16>,
+    /// Answer PATCH with an empty 200 and change nothing.
+    pub patch_noop: bool,
+    /// Answer refused tokens (IAT, registration access token) with `400 access_denied`.
+    pub token_error_400: bool,
+    /// Answer 500 (instead of 400) to a `*_uri` member that is not a string.
+    pub crash_on_bad_types: bool,
+    /// List these in discovery's `token_endpoint_auth_signing_alg_values_supported`, and
+    /// refuse client assertions signed otherwise.
+    pub signing_algs: Option<Vec<String>>,
+    /// Accept as a registration token an access token the token endpoint issued to an admin
+    /// client for this scope (glewlwyd's register-client-auth-scope).
+    pub registration_scope: Option<String>,
+    /// Refuse every registered client's authentication at the token endpoint.
+    pub refuse_client_auth: bool,
+}
+
 /// How the emulator behaves; every field has a command-line flag in `main.rs`.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -42,6 +74,8 @@ pub struct Config {
     pub realm: String,
     /// Accept registrations without any token (Hydra, Auth0 style).
     pub open_registration: bool,
+    /// Behaviours of real servers (off by default).
+    pub quirks: Quirks,
 }
 
 impl Default for Config {
@@ -74,6 +108,7 @@ impl Default for Config {
             profile: crate::layout::Profile::Empowernow,
             realm: "demo".into(),
             open_registration: false,
+            quirks: Quirks::default(),
         }
     }
 }
@@ -148,6 +183,8 @@ pub struct State {
     pub issued_secrets: Vec<String>,
     /// Admin access tokens issued by the token endpoint, with their expiry.
     pub admin_access_tokens: Vec<(String, Instant)>,
+    /// Access tokens issued for `quirks.registration_scope`, with their expiry.
+    pub registration_tokens: Vec<(String, Instant)>,
     /// How each token request authenticated: (auth method, client_id, scope, resource).
     pub token_requests: Vec<TokenRequest>,
     /// Bodies pushed to the Pushgateway stand-in: (path, body).
@@ -176,6 +213,7 @@ impl State {
             stats: Stats::default(),
             issued_secrets: Vec::new(),
             admin_access_tokens: Vec::new(),
+            registration_tokens: Vec::new(),
             token_requests: Vec::new(),
             pushes: Vec::new(),
             last_update: None,

@@ -9,6 +9,13 @@ use serde_json::{Map, Value};
 
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
+/// The `alg` of a compact JWS's header, if it has one.
+pub fn header_alg(jwt: &str) -> Option<String> {
+    let h = URL_SAFE_NO_PAD.decode(jwt.split('.').next()?).ok()?;
+    let v: Value = serde_json::from_slice(&h).ok()?;
+    v.get("alg").and_then(Value::as_str).map(str::to_string)
+}
+
 /// A verified assertion's client_id, or why it was refused.
 pub fn verify_assertion(
     jwt: &str,

@@ -53,7 +53,7 @@ pub(crate) fn discovery(state: &State, cx: &Cx) -> Value {
     let base = &cx.base;
     let l = &cx.layout;
     let issuer = format!("{base}{}", l.issuer);
-    json!({
+    let mut doc = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
         "token_endpoint": format!("{base}{}", l.token),
@@ -63,5 +63,9 @@ pub(crate) fn discovery(state: &State, cx: &Cx) -> Value {
         "response_types_supported": validate::RESPONSE_TYPES,
         "grant_types_supported": validate::GRANT_TYPES,
         "token_endpoint_auth_methods_supported": validate::AUTH_METHODS,
-    })
+    });
+    if let Some(algs) = &state.config.quirks.signing_algs {
+        doc["token_endpoint_auth_signing_alg_values_supported"] = json!(algs);
+    }
+    doc
 }

@@ -10,6 +10,16 @@ use std::time::Instant;
 
 /// Finds the IAT a request presents and checks it is usable, without consuming it. `None`:
 /// no token at all, accepted because registration is open.
+/// A refused token: 401 `invalid_token`, or with the `token_error_400` quirk the
+/// `400 access_denied` some servers answer instead.
+fn token_error(state: &State, description: &str) -> Response {
+    if state.config.quirks.token_error_400 {
+        oauth_error(400, "access_denied", description)
+    } else {
+        oauth_error(401, "invalid_token", description)
+    }
+}
+
 fn usable_iat(state: &State, req: &Request, cx: &Cx) -> Result<Option<usize>, Response> {
     let kc = cx.layout.keycloak();
     let msg = |ours: &'static str, keycloak: &'static str| if kc { keycloak } else { ours };
@@ -17,20 +27,29 @@ fn usable_iat(state: &State, req: &Request, cx: &Cx) -> Result<Option<usize>, Re
         if state.config.open_registration {
             return Ok(None);
         }
-        return Err(oauth_error(
-            401,
-            "invalid_token",
+        return Err(token_error(
+            state,
             msg("initial access token required", "No access token"),
         ));
     };
+    // An ordinary access token of the registration scope (a glewlwyd-style server).
+    if state.config.quirks.registration_scope.is_some() {
+        let now = Instant::now();
+        if state
+            .registration_tokens
+            .iter()
+            .any(|(t, exp)| t == token && *exp > now)
+        {
+            return Ok(None);
+        }
+    }
     let idx = state
         .iats
         .iter()
         .position(|i| i.token == token)
         .ok_or_else(|| {
-            oauth_error(
-                401,
-                "invalid_token",
+            token_error(
+                state,
                 msg(
                     "initial access token not found",
                     "Initial Access Token not found",
@@ -39,9 +58,8 @@ fn usable_iat(state: &State, req: &Request, cx: &Cx) -> Result<Option<usize>, Re
         })?;
     let iat = &state.iats[idx];
     if Instant::now() >= iat.expires_at {
-        return Err(oauth_error(
-            401,
-            "invalid_token",
+        return Err(token_error(
+            state,
             msg(
                 "initial access token expired",
                 "Expired initial access token",
@@ -49,9 +67,8 @@ fn usable_iat(state: &State, req: &Request, cx: &Cx) -> Result<Option<usize>, Re
         ));
     }
     if iat.remaining == 0 {
-        return Err(oauth_error(
-            401,
-            "invalid_token",
+        return Err(token_error(
+            state,
             msg(
                 "initial access token has no remaining uses",
                 "No remaining count on initial access token",
@@ -70,6 +87,18 @@ fn policy(state: &State) -> (Vec<String>, String, Vec<String>) {
 }
 
 fn validate_body(state: &State, body: &Value) -> Result<Map<String, Value>, Response> {
+    if state.config.quirks.crash_on_bad_types
+        && body
+            .as_object()
+            .is_some_and(|o| o.iter().any(|(k, v)| k.ends_with("_uri") && !v.is_string()))
+    {
+        // A server that does not check a member's type before using it.
+        return Err(Response {
+            status: 500,
+            headers: vec![("Content-Type".into(), "text/html".into())],
+            body: b"<html><body><h1>500 Internal Server Error</h1></body></html>".to_vec(),
+        });
+    }
     let (scopes, field, drop) = policy(state);
     validate::validate(
         body,
@@ -96,7 +125,30 @@ pub(crate) fn register(state: &mut State, req: &Request, cx: &Cx) -> Response {
             ));
         }
         let mut metadata = validate_body(state, &body)?;
-        let client_id = match metadata.remove("client_id") {
+        let q = &state.config.quirks;
+        if q.forget_scope {
+            metadata.remove("scope");
+        }
+        if !q.add_grant_types.is_empty() {
+            let mut grants: Vec<Value> = metadata
+                .get("grant_types")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_else(|| vec![json!("authorization_code")]);
+            for g in &q.add_grant_types {
+                if !grants.iter().any(|x| x == g) {
+                    grants.push(json!(g));
+                }
+            }
+            metadata.insert("grant_types".into(), Value::Array(grants));
+        }
+        let requested = metadata.remove("client_id");
+        let requested = if state.config.quirks.ignore_client_id {
+            None
+        } else {
+            requested
+        };
+        let client_id = match requested {
             Some(Value::String(id)) => {
                 if state.clients.contains_key(&id) {
                     return Err(oauth_error(
@@ -123,7 +175,7 @@ pub(crate) fn register(state: &mut State, req: &Request, cx: &Cx) -> Response {
             issued_at: now_epoch(),
             metadata,
         };
-        let out = representation(&client, cx);
+        let out = representation(state, &client, cx);
         state.clients.insert(client_id, client);
         state.stats.clients_registered += 1;
         state.refresh_live();
@@ -143,8 +195,13 @@ pub(crate) fn register(state: &mut State, req: &Request, cx: &Cx) -> Response {
 }
 
 /// The RFC 7591 §3.2.1 / RFC 7592 §3 client information response.
-fn representation(client: &Client, cx: &Cx) -> Value {
+fn representation(state: &State, client: &Client, cx: &Cx) -> Value {
     let mut out = client.metadata.clone();
+    if state.config.quirks.auth_method_as_array
+        && let Some(m) = out.get("token_endpoint_auth_method").cloned()
+    {
+        out.insert("token_endpoint_auth_method".into(), json!([m]));
+    }
     out.insert("client_id".into(), json!(client.client_id));
     out.insert("client_id_issued_at".into(), json!(client.issued_at));
     if let Some(s) = &client.client_secret {
@@ -164,7 +221,7 @@ fn representation(client: &Client, cx: &Cx) -> Value {
 
 pub(crate) fn manage(state: &mut State, req: &Request, id: &str, cx: &Cx) -> Response {
     let Some(token) = req.bearer().map(str::to_string) else {
-        return oauth_error(401, "invalid_token", "registration access token required");
+        return token_error(state, "registration access token required");
     };
     let Some(client) = state.clients.get(id) else {
         // RFC 7592 §2.1: an unknown client is answered like a bad token.
@@ -174,11 +231,11 @@ pub(crate) fn manage(state: &mut State, req: &Request, id: &str, cx: &Cx) -> Res
                 &json!({"error": "invalid_request", "error_description": "client not found"}),
             )
         } else {
-            oauth_error(401, "invalid_token", "client not found or token revoked")
+            token_error(state, "client not found or token revoked")
         };
     };
     if client.rat != token {
-        return oauth_error(401, "invalid_token", "registration access token is invalid");
+        return token_error(state, "registration access token is invalid");
     }
     match req.method.as_str() {
         "GET" => {
@@ -188,8 +245,13 @@ pub(crate) fn manage(state: &mut State, req: &Request, id: &str, cx: &Cx) -> Res
                 state.rotate_rat(id);
             }
             let client = &state.clients[id];
-            Response::json(200, &representation(client, cx))
+            Response::json(200, &representation(state, client, cx))
         }
+        "PATCH" if state.config.quirks.patch_status.is_some() => {
+            let status = state.config.quirks.patch_status.unwrap_or(405);
+            Response::json(status, &json!({"detail": "Method Not Allowed"}))
+        }
+        "PATCH" if state.config.quirks.patch_noop => Response::empty(200),
         "PATCH" if cx.layout.patch_allowed => update(state, req, id, cx, false),
         "PUT" => update(state, req, id, cx, true),
         "DELETE" => {
@@ -274,8 +336,9 @@ fn update(state: &mut State, req: &Request, id: &str, cx: &Cx, put: bool) -> Res
         .get("token_endpoint_auth_method")
         .and_then(Value::as_str)
         .is_some_and(|m| m.starts_with("client_secret"));
-    let new_secret =
-        (needs_secret && client.client_secret.is_none()).then(|| state.token("secret"));
+    let new_secret = (needs_secret
+        && (client.client_secret.is_none() || state.config.quirks.new_secret_on_update))
+        .then(|| state.token("secret"));
     if let Some(c) = state.clients.get_mut(id) {
         c.metadata = metadata;
         if new_secret.is_some() {
@@ -286,5 +349,5 @@ fn update(state: &mut State, req: &Request, id: &str, cx: &Cx, put: bool) -> Res
     if state.config.rotate_rat_on_update || cx.layout.keycloak() {
         state.rotate_rat(id);
     }
-    Response::json(200, &representation(&state.clients[id], cx))
+    Response::json(200, &representation(state, &state.clients[id], cx))
 }

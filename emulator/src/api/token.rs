@@ -60,6 +60,14 @@ pub(crate) fn token(state: &mut State, req: &Request, cx: &Cx) -> Response {
                 now_epoch(),
             )
             .map_err(|e| invalid(&e))?;
+            if let Some(algs) = &state.config.quirks.signing_algs {
+                let alg = crate::token::header_alg(&jwt).unwrap_or_default();
+                if !algs.contains(&alg) {
+                    return Err(invalid(&format!(
+                        "client assertions signed with {alg} are not accepted"
+                    )));
+                }
+            }
             ("private_key_jwt", id)
         } else {
             let (method, id, secret) = match req
@@ -103,6 +111,14 @@ pub(crate) fn token(state: &mut State, req: &Request, cx: &Cx) -> Response {
             }
             (method, id)
         };
+        let admin_client = state
+            .config
+            .admin_clients
+            .iter()
+            .any(|(i, _)| *i == client_id);
+        if state.config.quirks.refuse_client_auth && !admin_client {
+            return Err(invalid("client authentication refused"));
+        }
         state.token_requests.push(crate::state::TokenRequest {
             auth_method: method.to_string(),
             client_id: client_id.clone(),
@@ -111,15 +127,23 @@ pub(crate) fn token(state: &mut State, req: &Request, cx: &Cx) -> Response {
         });
         let ttl = state.config.access_token_ttl;
         let token = state.token("at");
-        if state
-            .config
-            .admin_clients
-            .iter()
-            .any(|(i, _)| *i == client_id)
-        {
-            state
-                .admin_access_tokens
-                .push((token.clone(), Instant::now() + ttl));
+        if admin_client {
+            let scope = get("scope").unwrap_or_default();
+            let registration = state
+                .config
+                .quirks
+                .registration_scope
+                .as_ref()
+                .is_some_and(|r| scope.split_whitespace().any(|s| s == r));
+            if registration {
+                state
+                    .registration_tokens
+                    .push((token.clone(), Instant::now() + ttl));
+            } else {
+                state
+                    .admin_access_tokens
+                    .push((token.clone(), Instant::now() + ttl));
+            }
         }
         state.stats.tokens_issued += 1;
         Ok(Response::json(
