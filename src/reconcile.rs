@@ -33,6 +33,23 @@ pub enum RedirectMode {
 /// Fields a client cannot change after registration.
 const FIXED: &[&str] = &["client_id"];
 
+/// Members RFC 7591 §2 defines as single strings.
+const SCALARS: &[&str] = &[
+    "token_endpoint_auth_method",
+    "client_name",
+    "client_uri",
+    "logo_uri",
+    "tos_uri",
+    "policy_uri",
+    "jwks_uri",
+    "software_id",
+    "software_version",
+    "scope",
+    "application_type",
+    "subject_type",
+    "sector_identifier_uri",
+];
+
 /// Server-owned fields an RFC 7592 §2.2 PUT must not contain.
 const NOT_IN_PUT: &[&str] = &[
     "registration_access_token",
@@ -241,6 +258,17 @@ pub fn put_body(
     let mut body = current.clone();
     for f in NOT_IN_PUT.iter().chain(&["client_secret", "dcr_bootstrap"]) {
         body.remove(*f);
+    }
+    // What the IdP answered as a one-element array goes back as the string RFC 7591 defines
+    // (glewlwyd answers `["client_secret_basic"]` and refuses it in a PUT).
+    for f in SCALARS {
+        if let Some(Value::Array(a)) = body.get(*f)
+            && a.len() == 1
+            && a[0].is_string()
+        {
+            let v = a[0].clone();
+            body.insert(f.to_string(), v);
+        }
     }
     for (k, v) in changes {
         if v.is_null() {

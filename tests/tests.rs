@@ -25,6 +25,8 @@ mod interop;
 mod profiles;
 #[path = "it/properties.rs"]
 mod properties;
+#[path = "it/real_servers.rs"]
+mod real_servers;
 #[path = "it/reconcile.rs"]
 mod reconcile;
 #[path = "it/retry.rs"]

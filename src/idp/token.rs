@@ -43,11 +43,15 @@ pub fn proof_of(r: &Reply) -> Proof {
         .unwrap_or_default();
     match (r.status, error.as_str()) {
         (_, "invalid_client") | (401, _) => Proof::Refused(describe(r)),
+        // No OAuth error at all: glewlwyd answers a failed client authentication so.
+        (403, "") => Proof::Refused(describe(r)),
+        // Errors that come after authentication (`scope_invalid` is glewlwyd's spelling).
         (
             400 | 403,
             "unauthorized_client"
             | "unsupported_grant_type"
             | "invalid_scope"
+            | "scope_invalid"
             | "invalid_target"
             | "access_denied",
         ) => Proof::Authenticated(describe(r)),
@@ -58,13 +62,19 @@ pub fn proof_of(r: &Reply) -> Proof {
 impl Idp {
     /// One client-credentials request authenticated as `client_id`; the token, if any, is
     /// discarded (it is remembered as a secret so no log can show it).
+    /// `scope`: one the client may ask for; some servers (glewlwyd) refuse a request without
+    /// one before telling whether the client authenticated.
     pub async fn authenticate(
         &self,
         endpoint: &Url,
         client_id: &str,
         credential: ClientCredential<'_>,
+        scope: Option<&str>,
     ) -> Result<Proof> {
         let mut form = String::from("grant_type=client_credentials");
+        if let Some(s) = scope {
+            form.push_str(&format!("&scope={}", form_encode(s)));
+        }
         let auth = match credential {
             ClientCredential::Basic(s) => Auth::Basic(client_id, s),
             ClientCredential::Post(s) => {
@@ -143,6 +153,13 @@ mod tests {
         assert!(matches!(
             proof_of(&reply(404, r#"{"detail":"Not Found"}"#)),
             Proof::Unknown(_)
+        ));
+        // glewlwyd: a bad secret is an empty 403; a good one with a scope it does not grant is
+        // 400 scope_invalid.
+        assert!(matches!(proof_of(&reply(403, "")), Proof::Refused(_)));
+        assert!(matches!(
+            proof_of(&reply(400, r#"{"error":"scope_invalid"}"#)),
+            Proof::Authenticated(_)
         ));
     }
 }

@@ -103,9 +103,18 @@ impl Session<'_> {
             Prepared::Post(s) => ClientCredential::Post(s),
             Prepared::Assertion(a) => ClientCredential::Assertion(a),
         };
+        // A scope the client asked for (or openid): some servers answer a request without one
+        // before telling whether the client authenticated.
+        let scope = record
+            .get("scope")
+            .or_else(|| self.cfg.metadata.fields.get("scope"))
+            .and_then(Value::as_str)
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap_or("openid")
+            .to_string();
         let proof = self
             .idp
-            .authenticate(&endpoint, record.client_id(), credential)
+            .authenticate(&endpoint, record.client_id(), credential, Some(&scope))
             .await?;
         Ok(Some(proof))
     }

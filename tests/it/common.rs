@@ -112,16 +112,7 @@ impl Harness {
     }
 
     pub fn command(&self, env: &BTreeMap<String, String>, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&*BIN);
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        cmd
+        command(env, args)
     }
 
     pub async fn run(&self, env: &BTreeMap<String, String>) -> Run {
@@ -129,19 +120,7 @@ impl Harness {
     }
 
     pub async fn run_args(&self, env: &BTreeMap<String, String>, args: &[&str]) -> Run {
-        let start = Instant::now();
-        let out = tokio::time::timeout(Duration::from_secs(120), self.command(env, args).output())
-            .await
-            .expect("dcr-bootstrap hung for 120s")
-            .expect("spawn dcr-bootstrap");
-        use std::os::unix::process::ExitStatusExt;
-        Run {
-            code: out.status.code(),
-            signal: out.status.signal(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            elapsed: start.elapsed(),
-        }
+        run_bin(env, args).await
     }
 
     pub fn spawn(&self, env: &BTreeMap<String, String>) -> Running {
@@ -193,6 +172,37 @@ impl Harness {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.ends_with(".tmp"))
             .collect()
+    }
+}
+
+/// The binary with exactly `env` (and PATH) and `args`.
+pub fn command(env: &BTreeMap<String, String>, args: &[&str]) -> Command {
+    let mut cmd = Command::new(&*BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs the binary to the end (at most 120 s).
+pub async fn run_bin(env: &BTreeMap<String, String>, args: &[&str]) -> Run {
+    let start = Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(120), command(env, args).output())
+        .await
+        .expect("dcr-bootstrap hung for 120s")
+        .expect("spawn dcr-bootstrap");
+    use std::os::unix::process::ExitStatusExt;
+    Run {
+        code: out.status.code(),
+        signal: out.status.signal(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: start.elapsed(),
     }
 }
 

@@ -49,6 +49,20 @@ async fn normalised_metadata_is_not_drift_and_the_secret_survives_restarts() {
         secret,
         "the app's secret changed"
     );
+    // Real drift goes out as a PUT the server accepts (its one-element array sent back as a
+    // string), and the new secret it issues is what the output holds and proves.
+    let mut env = env;
+    env.insert("DCR_UPDATE_METHOD".into(), "put".into());
+    env.insert("DCR_CLIENT_NAME".into(), "renamed".into());
+    let run = h.run(&env).await;
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("authenticates at the token endpoint"),
+        "{}",
+        run.stderr
+    );
+    assert_ne!(h.output_json()["client_secret"], secret);
+    assert_eq!(h.emu.clients()[0].1["client_name"], "renamed");
 }
 
 // A value we asked for before and no longer want is still removed; a correction the server
