@@ -20,6 +20,13 @@ pub struct Request {
 }
 
 impl Request {
+    /// One query parameter, decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        url::form_urlencoded::parse(self.query.as_deref()?.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

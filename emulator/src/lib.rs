@@ -16,6 +16,7 @@ pub mod tls;
 pub mod token;
 pub mod validate;
 
+pub use api::keycloak::Version as KeycloakVersion;
 pub use faults::{Effect, Fault, FaultAction};
 pub use layout::Profile;
 pub use state::{Config, Quirks, Stats};
@@ -127,6 +128,14 @@ impl Emulator {
             .values()
             .map(|c| (c.client_id.clone(), c.metadata.clone()))
             .collect()
+    }
+
+    /// A Keycloak client's default and optional client scopes.
+    pub fn client_scopes(&self, client_id: &str) -> Option<(Vec<String>, Vec<String>)> {
+        self.lock()
+            .clients
+            .get(client_id)
+            .map(|c| (c.default_scopes.clone(), c.optional_scopes.clone()))
     }
 
     /// The current registration access token of a client, as the IdP holds it.

@@ -84,6 +84,9 @@ struct Args {
     /// Rotate the registration access token on every update.
     #[arg(long)]
     rotate_rat_on_update: bool,
+    /// Which Keycloak release the keycloak profile behaves like (e.g. 23, 24.0, 25.0, 26.8).
+    #[arg(long, default_value = "26.8", value_parser = parse_keycloak_version)]
+    keycloak_version: dcr_idp_emulator::KeycloakVersion,
     /// Status for management calls on an unknown client (RFC 7592: 401).
     #[arg(long, default_value_t = 401, value_parser = clap::value_parser!(u16).range(401..=404))]
     missing_client_status: u16,
@@ -377,6 +380,7 @@ fn config(args: &Args) -> Result<Config, String> {
         public_base: args.public_base.clone(),
         rotate_rat_on_get: args.rotate_rat_on_get,
         rotate_rat_on_update: args.rotate_rat_on_update,
+        keycloak_version: args.keycloak_version,
         missing_client_status: args.missing_client_status,
         faults,
         quirks: dcr_idp_emulator::Quirks {
@@ -394,6 +398,11 @@ fn config(args: &Args) -> Result<Config, String> {
             refuse_client_auth: args.refuse_client_auth,
         },
     })
+}
+
+fn parse_keycloak_version(s: &str) -> Result<dcr_idp_emulator::KeycloakVersion, String> {
+    dcr_idp_emulator::KeycloakVersion::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a MAJOR.MINOR version"))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

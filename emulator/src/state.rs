@@ -76,6 +76,8 @@ pub struct Config {
     pub open_registration: bool,
     /// Behaviours of real servers (off by default).
     pub quirks: Quirks,
+    /// The Keycloak version played (`--profile keycloak`).
+    pub keycloak_version: crate::api::keycloak::Version,
 }
 
 impl Default for Config {
@@ -109,6 +111,7 @@ impl Default for Config {
             realm: "demo".into(),
             open_registration: false,
             quirks: Quirks::default(),
+            keycloak_version: crate::api::keycloak::Version(26, 8),
         }
     }
 }
@@ -170,6 +173,13 @@ pub struct Client {
     pub issued_at: u64,
     pub rat: String,
     pub metadata: Map<String, Value>,
+    /// Keycloak's internal id (the admin API addresses clients by it).
+    pub internal_id: String,
+    /// Created through Keycloak's admin API rather than by registration.
+    pub admin_created: bool,
+    /// Keycloak: the client's default and optional client scopes.
+    pub default_scopes: Vec<String>,
+    pub optional_scopes: Vec<String>,
 }
 
 pub struct State {

@@ -5,6 +5,7 @@
 
 mod admin;
 mod control;
+pub mod keycloak;
 mod registration;
 mod token;
 
@@ -88,6 +89,11 @@ pub fn handle(state: &mut State, req: &Request, scheme: &str) -> Response {
     let m = req.method.as_str();
     if let Some(rest) = path.strip_prefix("/_emulator/") {
         return control::control(state, req, rest);
+    }
+    if l.keycloak()
+        && let Some(r) = keycloak::admin(state, req, path, &cx)
+    {
+        return r;
     }
     if let Some(mint) = &l.mint {
         if path == mint {

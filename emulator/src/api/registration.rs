@@ -1,7 +1,7 @@
 //! RFC 7591 registration with an IAT, and RFC 7592 read, update (PUT, EmpowerNow's PATCH) and
 //! delete with the registration access token.
 
-use super::{Cx, json_body, method_not_allowed, oauth_error};
+use super::{Cx, json_body, keycloak, method_not_allowed, oauth_error};
 use crate::http::{Request, Response};
 use crate::state::{Client, State, now_epoch};
 use crate::validate::{self, Policy};
@@ -24,14 +24,20 @@ fn usable_iat(state: &State, req: &Request, cx: &Cx) -> Result<Option<usize>, Re
     let kc = cx.layout.keycloak();
     let msg = |ours: &'static str, keycloak: &'static str| if kc { keycloak } else { ours };
     let Some(token) = req.bearer() else {
+        if kc {
+            // Anonymous registration: TrustedHostClientRegistrationPolicy decides.
+            return keycloak::trusted_hosts(state).map(|()| None);
+        }
         if state.config.open_registration {
             return Ok(None);
         }
-        return Err(token_error(
-            state,
-            msg("initial access token required", "No access token"),
-        ));
+        return Err(token_error(state, "initial access token required"));
     };
+    // ClientRegistrationAuth#requireCreate: an admin bearer token with manage-clients may
+    // register too.
+    if kc && super::admin::admin_authorized(state, req).is_ok() {
+        return Ok(None);
+    }
     // An ordinary access token of the registration scope (a glewlwyd-style server).
     if state.config.quirks.registration_scope.is_some() {
         let now = Instant::now();
@@ -58,12 +64,10 @@ fn usable_iat(state: &State, req: &Request, cx: &Cx) -> Result<Option<usize>, Re
         })?;
     let iat = &state.iats[idx];
     if Instant::now() >= iat.expires_at {
+        // An expired IAT is a JWT that no longer verifies (ClientRegistrationTokenUtils).
         return Err(token_error(
             state,
-            msg(
-                "initial access token expired",
-                "Expired initial access token",
-            ),
+            msg("initial access token expired", "Failed decode token"),
         ));
     }
     if iat.remaining == 0 {
@@ -116,7 +120,8 @@ pub(crate) fn register(state: &mut State, req: &Request, cx: &Cx) -> Response {
     let outcome = (|| {
         let idx = usable_iat(state, req, cx)?;
         let body = json_body(req, "invalid_client_metadata")?;
-        if cx.layout.keycloak() && body.get("client_id").is_some() {
+        let kc = cx.layout.keycloak();
+        if kc && body.get("client_id").is_some() {
             // Keycloak's OIDC provider refuses a caller-chosen id.
             return Err(oauth_error(
                 400,
@@ -124,7 +129,19 @@ pub(crate) fn register(state: &mut State, req: &Request, cx: &Cx) -> Response {
                 "Client Identifier included",
             ));
         }
-        let mut metadata = validate_body(state, &body)?;
+        if kc {
+            keycloak::check_jwks_use(&body)?;
+            keycloak::check_scopes(state, body.get("scope"))?;
+        }
+        let kc_scope = if kc { body.get("scope").cloned() } else { None };
+        let mut metadata = if kc {
+            validate_body(state, &keycloak::as_validated(&body))?
+        } else {
+            validate_body(state, &body)?
+        };
+        if kc {
+            keycloak::keep_one_key(&mut metadata);
+        }
         let q = &state.config.quirks;
         if q.forget_scope {
             metadata.remove("scope");
@@ -168,13 +185,20 @@ pub(crate) fn register(state: &mut State, req: &Request, cx: &Cx) -> Response {
             .get("token_endpoint_auth_method")
             .and_then(Value::as_str)
             .is_some_and(|m| m.starts_with("client_secret"));
-        let client = Client {
+        let mut client = Client {
             client_secret: needs_secret.then(|| state.token("secret")),
             rat: state.token("rat"),
             client_id: client_id.clone(),
             issued_at: now_epoch(),
             metadata,
+            internal_id: state.next_id("uuid"),
+            admin_created: false,
+            default_scopes: Vec::new(),
+            optional_scopes: Vec::new(),
         };
+        if kc {
+            keycloak::assign_scopes(state, &mut client, kc_scope.as_ref());
+        }
         let out = representation(state, &client, cx);
         state.clients.insert(client_id, client);
         state.stats.clients_registered += 1;
@@ -202,6 +226,9 @@ fn representation(state: &State, client: &Client, cx: &Cx) -> Value {
     {
         out.insert("token_endpoint_auth_method".into(), json!([m]));
     }
+    if cx.layout.keycloak() {
+        keycloak::normalise(client, &mut out);
+    }
     out.insert("client_id".into(), json!(client.client_id));
     out.insert("client_id_issued_at".into(), json!(client.issued_at));
     if let Some(s) = &client.client_secret {
@@ -220,9 +247,19 @@ fn representation(state: &State, client: &Client, cx: &Cx) -> Value {
 }
 
 pub(crate) fn manage(state: &mut State, req: &Request, id: &str, cx: &Cx) -> Response {
-    let Some(token) = req.bearer().map(str::to_string) else {
-        return token_error(state, "registration access token required");
+    let kc = cx.layout.keycloak();
+    let refused = if !kc {
+        "registration access token is invalid"
+    } else if req.method == "GET" {
+        keycloak::VIEW_REFUSED
+    } else {
+        keycloak::UPDATE_REFUSED
     };
+    let Some(token) = req.bearer().map(str::to_string) else {
+        return token_error(state, refused);
+    };
+    // Keycloak accepts an admin bearer token with manage-clients here too.
+    let as_admin = kc && super::admin::admin_authorized(state, req).is_ok();
     let Some(client) = state.clients.get(id) else {
         // RFC 7592 §2.1: an unknown client is answered like a bad token.
         return if state.config.missing_client_status == 404 {
@@ -234,14 +271,14 @@ pub(crate) fn manage(state: &mut State, req: &Request, id: &str, cx: &Cx) -> Res
             token_error(state, "client not found or token revoked")
         };
     };
-    if client.rat != token {
-        return token_error(state, "registration access token is invalid");
+    if client.rat != token && !as_admin {
+        return token_error(state, refused);
     }
     match req.method.as_str() {
         "GET" => {
             state.stats.clients_read += 1;
-            // Keycloak rotates the registration access token on every use.
-            if state.config.rotate_rat_on_get || cx.layout.keycloak() {
+            // Keycloak stopped rotating the token on reads in 2017 (3.x); it rotates on updates.
+            if state.config.rotate_rat_on_get {
                 state.rotate_rat(id);
             }
             let client = &state.clients[id];
@@ -274,6 +311,17 @@ fn update(state: &mut State, req: &Request, id: &str, cx: &Cx, put: bool) -> Res
         Ok(b) => b,
         Err(r) => return r,
     };
+    let kc = cx.layout.keycloak();
+    if kc {
+        if keycloak::update_breaks(state, &state.clients[id]) {
+            return Response::json(500, &json!({"error": "unknown_error"}));
+        }
+        if let Err(r) = keycloak::check_jwks_use(&body)
+            .and_then(|()| keycloak::check_scopes(state, body.get("scope")))
+        {
+            return r;
+        }
+    }
     let mut obj = body.as_object().cloned().unwrap_or_default();
     let client = state.clients[id].clone();
     let candidate = if put {
@@ -328,10 +376,23 @@ fn update(state: &mut State, req: &Request, id: &str, cx: &Cx, put: bool) -> Res
         }
         Value::Object(merged)
     };
-    let metadata = match validate_body(state, &candidate) {
+    let kc_scope = if kc {
+        candidate.get("scope").cloned()
+    } else {
+        None
+    };
+    let checked = if kc {
+        validate_body(state, &keycloak::as_validated(&candidate))
+    } else {
+        validate_body(state, &candidate)
+    };
+    let mut metadata = match checked {
         Ok(m) => m,
         Err(r) => return r,
     };
+    if kc {
+        keycloak::keep_one_key(&mut metadata);
+    }
     let needs_secret = metadata
         .get("token_endpoint_auth_method")
         .and_then(Value::as_str)
@@ -339,15 +400,27 @@ fn update(state: &mut State, req: &Request, id: &str, cx: &Cx, put: bool) -> Res
     let new_secret = (needs_secret
         && (client.client_secret.is_none() || state.config.quirks.new_secret_on_update))
         .then(|| state.token("secret"));
-    if let Some(c) = state.clients.get_mut(id) {
-        c.metadata = metadata;
-        if new_secret.is_some() {
-            c.client_secret = new_secret;
-        }
+    let mut updated = state.clients[id].clone();
+    updated.metadata = metadata;
+    if new_secret.is_some() {
+        updated.client_secret = new_secret;
     }
+    if kc {
+        keycloak::assign_scopes(state, &mut updated, kc_scope.as_ref());
+    }
+    state.clients.insert(id.to_string(), updated);
     state.stats.clients_updated += 1;
-    if state.config.rotate_rat_on_update || cx.layout.keycloak() {
+    if state.config.rotate_rat_on_update || kc {
         state.rotate_rat(id);
     }
-    Response::json(200, &representation(state, &state.clients[id], cx))
+    let mut out = representation(state, &state.clients[id], cx);
+    if kc && keycloak::doubled_uri(state) {
+        // Keycloak ≤ 23 appends the id once more to the URI it answers an update with.
+        let uri = out["registration_client_uri"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        out["registration_client_uri"] = json!(format!("{uri}/{id}"));
+    }
+    Response::json(200, &out)
 }
