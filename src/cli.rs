@@ -102,6 +102,17 @@ pub struct IdpArgs {
     #[arg(long, global = true, env = "DCR_KEYCLOAK_REALM", value_name = "REALM")]
     pub keycloak_realm: Option<String>,
 
+    /// Keycloak release, e.g. 26.8 [default: from /admin/serverinfo with the admin token; when
+    /// unknown, what is safe on every release]. Decides how DCR_SCOPE is sent and whether
+    /// an update can work (see docs/profiles.md).
+    #[arg(
+        long,
+        global = true,
+        env = "DCR_KEYCLOAK_VERSION",
+        value_name = "MAJOR.MINOR"
+    )]
+    pub keycloak_version: Option<String>,
+
     /// Token endpoint for the admin client-credentials grant [default: by profile, or discovery].
     #[arg(long, global = true, env = "DCR_TOKEN_ENDPOINT", value_name = "URL")]
     pub token_endpoint: Option<String>,

@@ -108,13 +108,21 @@ fn jwks_set(v: Option<&Value>) -> Vec<(String, String)> {
     out
 }
 
-fn redirect_change(want: &Value, have: Option<&Value>, mode: RedirectMode) -> Option<Value> {
+fn redirect_change(
+    want: &Value,
+    have: Option<&Value>,
+    mode: RedirectMode,
+    ordered: bool,
+) -> Option<Value> {
     let want_list = strings(Some(want));
     let have_list = strings(have);
     let to_value = |v: Vec<String>| Value::Array(v.into_iter().map(Value::String).collect());
     match mode {
         RedirectMode::None => None,
         RedirectMode::Auto => {
+            (as_set(want_list.clone()) != as_set(have_list)).then(|| want.clone())
+        }
+        RedirectMode::Replace if !ordered => {
             (as_set(want_list.clone()) != as_set(have_list)).then(|| want.clone())
         }
         RedirectMode::Replace => (want_list != have_list).then(|| want.clone()),
@@ -130,19 +138,76 @@ fn redirect_change(want: &Value, have: Option<&Value>, mode: RedirectMode) -> Op
     }
 }
 
+/// What an IdP is known to normalise in every answer, so that it is never read as drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    #[default]
+    Standard,
+    /// Keycloak (`oidc/DescriptionConverter#toExternalResponse`): `client_secret_post` is its
+    /// "client-secret" authenticator, reported as `client_secret_basic` (and both work);
+    /// `response_types` gain `none`; the code flow gains `refresh_token`; redirect URIs are
+    /// a set, answered in any order.
+    Keycloak,
+}
+
+impl Dialect {
+    /// Values this IdP adds to a list on its own.
+    fn additions(self, field: &str) -> &'static [&'static str] {
+        match (self, field) {
+            (Dialect::Keycloak, "response_types") => &["none"],
+            (Dialect::Keycloak, "grant_types") => &["refresh_token"],
+            _ => &[],
+        }
+    }
+
+    /// Whether two values of a single-valued member mean the same client here.
+    fn same(self, field: &str, a: Option<&Value>, b: Option<&Value>) -> bool {
+        let a = scalar(a);
+        let b = scalar(b);
+        if a == b {
+            return true;
+        }
+        let secret_auth = |v: Option<&Value>| {
+            matches!(
+                v.and_then(Value::as_str),
+                Some("client_secret_post" | "client_secret_basic")
+            )
+        };
+        self == Dialect::Keycloak
+            && field == "token_endpoint_auth_method"
+            && secret_auth(a)
+            && secret_auth(b)
+    }
+
+    /// Whether this IdP answers with the inline `jwks` it holds. Keycloak does not (it keeps
+    /// one key as a certificate attribute and reports only a `jwks_uri`).
+    pub fn reports_jwks(self) -> bool {
+        self != Dialect::Keycloak
+    }
+
+    /// Whether this IdP keeps the order of redirect URIs.
+    fn ordered_redirects(self) -> bool {
+        self != Dialect::Keycloak
+    }
+}
+
 /// How strictly what the IdP holds is compared with what we asked.
 #[derive(Debug, Clone, Copy)]
 pub struct Compare<'a> {
+    /// What the IdP is known to normalise.
+    pub dialect: Dialect,
     pub redirects: RedirectMode,
     /// `DCR_STRICT_READBACK`: values the IdP adds (a grant, a scope) count as drift too.
     pub strict: bool,
     /// What the previous run asked for (`dcr_bootstrap.asked`): a value the IdP holds that we
-    /// asked for then but no longer do is ours to remove, not one the IdP added.
+    /// asked for then but no longer do is ours to remove, not one the IdP added; and the keys
+    /// an IdP that does not report them last accepted.
     pub asked_before: &'a Map<String, Value>,
 }
 
-/// The list members whose history matters ([`Compare::asked_before`]).
-pub const LIST_FIELDS: &[&str] = &["scope", "grant_types", "response_types"];
+/// The members whose history matters ([`Compare::asked_before`]): the lists, and the keys
+/// (for an IdP that never answers with them).
+pub const ASKED_FIELDS: &[&str] = &["scope", "grant_types", "response_types", "jwks"];
 
 /// One-element arrays read as their element: some servers answer
 /// `"token_endpoint_auth_method": ["client_secret_basic"]`.
@@ -164,6 +229,15 @@ fn list_differs(want: Vec<String>, have: Vec<String>, before: Vec<String>, stric
         || have.iter().any(|h| !want.contains(h) && before.contains(h))
 }
 
+/// What the IdP holds in a list, without what it adds on its own (unless we asked for it).
+fn held(k: &str, have: Option<&Value>, wanted: &[String], dialect: Dialect) -> Vec<String> {
+    let added = dialect.additions(k);
+    listed(k, have)
+        .into_iter()
+        .filter(|h| wanted.contains(h) || !added.contains(&h.as_str()))
+        .collect()
+}
+
 fn listed(k: &str, v: Option<&Value>) -> Vec<String> {
     if k == "scope" {
         scope_set(v)
@@ -177,20 +251,27 @@ fn listed(k: &str, v: Option<&Value>) -> Vec<String> {
 /// every start), except the keys (`jwks`, `jwks_uri`), which the IdP must hold for the client
 /// to authenticate.
 fn field_differs(k: &str, want: &Value, have: Option<&Value>, c: Compare<'_>) -> Option<Value> {
+    if have.is_none() && k == "jwks" && !c.dialect.reports_jwks() {
+        // Never answered: what we last had accepted is all there is to compare.
+        return (jwks_set(Some(want)) != jwks_set(c.asked_before.get(k))).then(|| want.clone());
+    }
     if have.is_none() && k != "jwks" && k != "jwks_uri" {
         return None;
     }
     match k {
-        "redirect_uris" => redirect_change(want, have, c.redirects),
-        "scope" | "grant_types" | "response_types" => list_differs(
-            listed(k, Some(want)),
-            listed(k, have),
-            listed(k, c.asked_before.get(k)),
-            c.strict,
-        )
-        .then(|| want.clone()),
+        "redirect_uris" => redirect_change(want, have, c.redirects, c.dialect.ordered_redirects()),
+        "scope" | "grant_types" | "response_types" => {
+            let wanted = listed(k, Some(want));
+            list_differs(
+                wanted.clone(),
+                held(k, have, &wanted, c.dialect),
+                listed(k, c.asked_before.get(k)),
+                c.strict,
+            )
+            .then(|| want.clone())
+        }
         "jwks" => (jwks_set(Some(want)) != jwks_set(have)).then(|| want.clone()),
-        _ => (scalar(have) != scalar(Some(want))).then(|| want.clone()),
+        _ => (!c.dialect.same(k, have, Some(want))).then(|| want.clone()),
     }
 }
 
@@ -290,11 +371,16 @@ pub fn readback_differences(
     asked: &Map<String, Value>,
     got: &Map<String, Value>,
     strict: bool,
+    dialect: Dialect,
 ) -> Vec<String> {
     let mut out = Vec::new();
     let show = |v: Option<&Value>| v.map(Value::to_string).unwrap_or_else(|| "(absent)".into());
     if let Some(a) = asked.get("token_endpoint_auth_method")
-        && scalar(got.get("token_endpoint_auth_method")) != Some(a)
+        && !dialect.same(
+            "token_endpoint_auth_method",
+            got.get("token_endpoint_auth_method"),
+            Some(a),
+        )
     {
         out.push(format!(
             "token_endpoint_auth_method: asked {a}, registered {}",
@@ -304,7 +390,12 @@ pub fn readback_differences(
     if let Some(a) = asked.get("grant_types")
         && list_differs(
             strings(Some(a)),
-            strings(got.get("grant_types")),
+            held(
+                "grant_types",
+                got.get("grant_types"),
+                &strings(Some(a)),
+                dialect,
+            ),
             Vec::new(),
             strict,
         )
@@ -346,6 +437,7 @@ mod tests {
     ) -> Map<String, Value> {
         let none = Map::new();
         let c = Compare {
+            dialect: Dialect::Standard,
             redirects: mode,
             strict: false,
             asked_before: &none,
@@ -365,6 +457,7 @@ mod tests {
         assert!(d(&want, &have, RedirectMode::Auto).is_empty());
         let none = Map::new();
         let strict = Compare {
+            dialect: Dialect::Standard,
             redirects: RedirectMode::Auto,
             strict: true,
             asked_before: &none,
@@ -387,6 +480,7 @@ mod tests {
         let have = m(json!({"scope": "openid profile offline_access"}));
         let before = m(json!({"scope": "openid profile"}));
         let c = Compare {
+            dialect: Dialect::Standard,
             redirects: RedirectMode::Auto,
             strict: false,
             asked_before: &before,
@@ -406,6 +500,7 @@ mod tests {
         let after = m(json!({"scope": "openid"}));
         let none = Map::new();
         let c = Compare {
+            dialect: Dialect::Standard,
             redirects: RedirectMode::Auto,
             strict: false,
             asked_before: &none,
@@ -533,8 +628,44 @@ mod tests {
         let got = m(
             json!({"token_endpoint_auth_method": "client_secret_basic", "grant_types": ["authorization_code"], "scope": "openid"}),
         );
-        let d = readback_differences(&asked, &got, false);
+        let d = readback_differences(&asked, &got, false, Dialect::Standard);
         assert_eq!(d.len(), 2, "{d:?}");
-        assert!(readback_differences(&asked, &asked, false).is_empty());
+        assert!(readback_differences(&asked, &asked, false, Dialect::Standard).is_empty());
+    }
+
+    #[test]
+    fn keycloak_normalisation_is_not_drift_even_when_strict() {
+        let want = m(json!({"token_endpoint_auth_method": "client_secret_post",
+            "response_types": ["code"], "grant_types": ["authorization_code"],
+            "redirect_uris": ["https://a/cb", "https://b/cb"]}));
+        let have = m(json!({"token_endpoint_auth_method": "client_secret_basic",
+            "response_types": ["code", "none"], "grant_types": ["authorization_code", "refresh_token"],
+            "redirect_uris": ["https://b/cb", "https://a/cb"]}));
+        let none = Map::new();
+        let c = Compare {
+            dialect: Dialect::Keycloak,
+            redirects: RedirectMode::Replace,
+            strict: true,
+            asked_before: &none,
+        };
+        assert!(diff(&want, &have, c, &Map::new()).is_empty());
+        assert!(readback_differences(&want, &have, true, Dialect::Keycloak).is_empty());
+        // The same answers from any other server are drift.
+        let c = Compare {
+            dialect: Dialect::Standard,
+            ..c
+        };
+        assert_eq!(diff(&want, &have, c, &Map::new()).len(), 4);
+        assert_eq!(
+            readback_differences(&want, &have, true, Dialect::Standard).len(),
+            2
+        );
+        // A different method is drift at Keycloak too.
+        let jwt = m(json!({"token_endpoint_auth_method": "private_key_jwt"}));
+        let c = Compare {
+            dialect: Dialect::Keycloak,
+            ..c
+        };
+        assert!(!diff(&jwt, &have, c, &Map::new()).is_empty());
     }
 }

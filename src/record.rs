@@ -137,11 +137,25 @@ impl ClientRecord {
 
     /// Lays what the IdP answered over what we hold: its members win, ours stay where it is
     /// silent (a partial answer, an IdP that does not echo the secret).
+    /// A `registration_client_uri` that is ours with the client id appended once more is
+    /// not taken: Keycloak ≤ 23 answers an update so, and that URI answers 404.
     pub fn overlay(&mut self, answer: &Map<String, Value>) {
+        let ours = self.client_uri().map(str::to_string);
         for (k, v) in answer {
             if k != META {
                 self.doc.insert(k.clone(), v.clone());
             }
+        }
+        if let (Some(ours), Some(new)) = (ours, self.client_uri())
+            && new.trim_end_matches('/')
+                == format!(
+                    "{}/{}",
+                    ours.trim_end_matches('/'),
+                    crate::url::segment(self.client_id())
+                )
+        {
+            self.doc
+                .insert("registration_client_uri".into(), Value::String(ours));
         }
     }
 
@@ -221,5 +235,21 @@ mod tests {
         assert_eq!(r.client_secret(), Some("s"));
         assert_eq!(r.get("scope"), Some(&Value::String("y".into())));
         assert!(r.meta().is_none());
+    }
+
+    #[test]
+    fn overlay_refuses_a_doubled_client_uri() {
+        let mut r = ClientRecord::parse(
+            br#"{"client_id":"a1","registration_client_uri":"https://kc/r/a1"}"#,
+        )
+        .unwrap();
+        let answer =
+            serde_json::json!({"client_id":"a1","registration_client_uri":"https://kc/r/a1/a1"});
+        r.overlay(answer.as_object().unwrap());
+        assert_eq!(r.client_uri(), Some("https://kc/r/a1"));
+        let moved =
+            serde_json::json!({"client_id":"a1","registration_client_uri":"https://kc/s/a1"});
+        r.overlay(moved.as_object().unwrap());
+        assert_eq!(r.client_uri(), Some("https://kc/s/a1"));
     }
 }

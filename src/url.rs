@@ -83,7 +83,7 @@ pub fn join(base: &Url, path: &str) -> Url {
 
 /// One URL path segment: RFC 3986 unreserved characters pass, everything else is
 /// percent-encoded.
-fn segment(id: &str) -> String {
+pub fn segment(id: &str) -> String {
     id.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

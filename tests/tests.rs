@@ -21,6 +21,8 @@ mod environment;
 mod faults;
 #[path = "it/interop.rs"]
 mod interop;
+#[path = "it/keycloak.rs"]
+mod keycloak;
 #[path = "it/profiles.rs"]
 mod profiles;
 #[path = "it/properties.rs"]

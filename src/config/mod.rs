@@ -11,6 +11,7 @@ pub use credentials::{AdminAuth, Credentials, RegistrationToken};
 use crate::cli::{IdpArgs, KeyArgs, MetadataArgs, Opts, OutputArgs, TimingArgs, name};
 use crate::error::{Error, Result};
 use crate::idp::UpdateMethod;
+use crate::idp::keycloak::Version as KeycloakVersion;
 use crate::idp::profile::{self, Endpoints, Explicit, MintStyle, Profile};
 use crate::local::keyring::KeyPolicy;
 use crate::reconcile::{ExistingPolicy, RedirectMode, StalePolicy};
@@ -32,6 +33,8 @@ pub struct Target {
     pub ca_file: Option<PathBuf>,
     pub allow_insecure_http: bool,
     pub allow_cleartext_proxy: bool,
+    /// `DCR_KEYCLOAK_VERSION`.
+    pub keycloak_version: Option<KeycloakVersion>,
 }
 
 #[derive(Debug, Clone)]
@@ -154,6 +157,20 @@ impl TryFrom<&IdpArgs> for Target {
             }
             _ => {}
         }
+        let keycloak_version = match non_empty(&a.keycloak_version) {
+            None => None,
+            Some(v) if a.profile != Profile::Keycloak => {
+                return Err(Error::Config(format!(
+                    "{} ({v:?}) is set, but DCR_PROFILE is {}: it only applies to DCR_PROFILE=keycloak",
+                    name("DCR_KEYCLOAK_VERSION"),
+                    a.profile.name()
+                )));
+            }
+            Some(v) => Some(
+                KeycloakVersion::parse(v)
+                    .ok_or_else(|| bad("DCR_KEYCLOAK_VERSION", "a version like 26.8", v))?,
+            ),
+        };
         let endpoints = profile::endpoints(
             a.profile,
             &idp_base_url,
@@ -181,6 +198,7 @@ impl TryFrom<&IdpArgs> for Target {
             idp_base_url,
             profile: a.profile,
             endpoints,
+            keycloak_version,
         })
     }
 }
@@ -363,6 +381,32 @@ impl TryFrom<&TimingArgs> for Timing {
     }
 }
 
+/// What Keycloak refuses or changes, said before anything is sent.
+fn keycloak_checks(metadata: &DesiredMetadata, credentials: &Credentials) -> Result<()> {
+    // Keycloak refuses an inline JWK that does not say `"use": "sig"` (400).
+    let keys = metadata
+        .fields
+        .get("jwks")
+        .and_then(|j| j.get("keys"))
+        .and_then(serde_json::Value::as_array);
+    let for_signing =
+        |k: &serde_json::Value| k.get("use").and_then(serde_json::Value::as_str) == Some("sig");
+    if keys.is_some_and(|ks| !ks.iter().any(for_signing)) {
+        return Err(Error::Config(format!(
+            "{}: no key of jwks has \"use\": \"sig\", and Keycloak takes the client's key only from such a key \
+             (400 \"Didn't find key of supported keyType for use sig\"); add it",
+            metadata.origin("jwks")
+        )));
+    }
+    if matches!(credentials.iat, Some(RegistrationToken::Open)) {
+        tracing::warn!(
+            "DCR_IAT=none at Keycloak: its Trusted Hosts policy refuses anonymous registration unless this host is \
+             trusted, and where it is, Keycloak makes the client consent-required with full scope disabled"
+        );
+    }
+    Ok(())
+}
+
 impl Config {
     /// Validates everything. `needs_output`: the command writes the registration (all but
     /// `mint-iat`), so `DCR_OUTPUT` is required.
@@ -378,6 +422,9 @@ impl Config {
                  \"default\" registration provider and give this tool its registration access token",
                 metadata.origin("client_id")
             )));
+        }
+        if target.profile == Profile::Keycloak {
+            keycloak_checks(&metadata, &credentials)?;
         }
         let output = OutputSettings::from_args(&o.output, &o.keys, needs_output)?;
         let policies = Policies::from_args(&o.output, target.profile);

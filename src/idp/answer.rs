@@ -127,11 +127,15 @@ pub fn parse_rat(reply: &Reply) -> Result<String, String> {
         .ok_or_else(|| format!("its body is not a JSON object ({})", body_kind(reply)))?;
     match o
         .get("registration_access_token")
+        .or_else(|| o.get("registrationAccessToken"))
         .or_else(|| o.get("token"))
     {
         Some(Value::String(t)) if usable_token(t) => Ok(t.clone()),
         Some(_) => Err("its registration access token is not a usable token string".into()),
-        None => Err("its body has no registration_access_token or token field".into()),
+        None => Err(
+            "its body has no registration_access_token, registrationAccessToken or token field"
+                .into(),
+        ),
     }
 }
 

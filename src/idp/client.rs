@@ -3,6 +3,7 @@
 
 use super::answer::{body_kind, describe, is_already_registered, json_object, parse_client};
 use super::http::{Auth, Body, Reply};
+use super::keycloak::{is_policy_refusal, policy_hint};
 use super::retry::Attempt;
 use super::{Call, Idp, UpdateMethod};
 use crate::error::{Error, Result};
@@ -43,10 +44,12 @@ pub enum UpdateResult {
 
 /// Whether an RFC 7592 answer says the registration access token was refused: 401 or 403
 /// (RFC 6750 §3.1), or a 400 whose OAuth error says so (some servers answer every bad, used
-/// or revoked token with `400 access_denied` or `invalid_token`).
+/// or revoked token with `400 access_denied` or `invalid_token`). A 403 `insufficient_scope`
+/// is not: the token was accepted and a policy said no ([`policy_refusal`]).
 pub fn token_refused(r: &Reply) -> bool {
     match r.status {
-        401 | 403 => true,
+        401 => true,
+        403 => !is_policy_refusal(r),
         400 => json_object(r)
             .and_then(|o| o.get("error").and_then(Value::as_str).map(str::to_string))
             .is_some_and(|e| {
@@ -57,6 +60,18 @@ pub fn token_refused(r: &Reply) -> bool {
             }),
         _ => false,
     }
+}
+
+/// A policy refusal (RFC 6750 §3.1 `insufficient_scope`; Keycloak's registration policies)
+/// is final, and says nothing about the token or the client: nothing is renewed or
+/// registered because of it.
+fn policy_refusal(what: &str, uri: &Url, r: &Reply) -> Error {
+    let detail = describe(r);
+    Error::Rejected(format!(
+        "{what} at {uri} was refused by the IdP's policy ({detail}){}; the registration access token was accepted, \
+         so nothing was renewed or registered",
+        policy_hint(&detail)
+    ))
 }
 
 /// The name a registration is known by in messages: its client_id or client_name.
@@ -141,6 +156,10 @@ impl Idp {
                 String::new()
             };
             Attempt::Fatal(match r.status {
+                403 if is_policy_refusal(&r) => Error::Rejected(format!(
+                    "registration at {endpoint} refused by the IdP's policy ({detail}){}{orphan}",
+                    policy_hint(&detail)
+                )),
                 403 => Error::Rejected(format!(
                     "registration at {endpoint} forbidden ({detail}): the IdP's policy or the IAT does not allow this client{orphan}"
                 )),
@@ -174,6 +193,9 @@ impl Idp {
                         r.status
                     ))),
                 };
+            }
+            if is_policy_refusal(&r) {
+                return Attempt::Fatal(policy_refusal("reading the client", uri, &r));
             }
             if token_refused(&r) {
                 return Attempt::Done(ReadResult::Unauthorized(describe(&r)));
@@ -225,6 +247,13 @@ impl Idp {
                     ))),
                 };
             }
+            if is_policy_refusal(&r) {
+                return Attempt::Fatal(policy_refusal(
+                    &format!("the {verb} of the client"),
+                    uri,
+                    &r,
+                ));
+            }
             let detail = describe(&r);
             if token_refused(&r) {
                 return Attempt::Done(UpdateResult::Unauthorized(detail));
@@ -255,6 +284,9 @@ impl Idp {
     /// `false` when the registration access token was refused (401/403).
     pub async fn delete(&self, uri: &Url, rat: &SecretString) -> Result<bool> {
         let decide = |r: Reply| -> Attempt<bool> {
+            if is_policy_refusal(&r) {
+                return Attempt::Fatal(policy_refusal("deleting the client", uri, &r));
+            }
             if token_refused(&r) {
                 tracing::warn!("deleting {uri} answered {}", describe(&r));
                 return Attempt::Done(false);

@@ -11,6 +11,7 @@ pub mod answer;
 pub mod client;
 pub mod discovery;
 pub mod http;
+pub mod keycloak;
 pub mod profile;
 pub mod retry;
 pub mod retry_after;
@@ -67,6 +68,9 @@ pub struct Idp {
     allow_insecure_http: bool,
     /// The IdP's origins: every request goes to one of them, or is not sent.
     origins: RefCell<Vec<Origin>>,
+    /// What this IdP is known to answer an update with a 500 for, added to the "same 500"
+    /// error of an update.
+    pub update_500_hint: Option<&'static str>,
 }
 
 /// One request of an operation, re-sent as is on every retry.
@@ -102,6 +106,7 @@ impl Idp {
             attempts: Attempts::default(),
             allow_insecure_http,
             origins: RefCell::new(Vec::new()),
+            update_500_hint: None,
         }
     }
 
@@ -182,10 +187,14 @@ impl Idp {
                                 same_500.set(if again { same_500.get() + 1 } else { 1 });
                                 *last_500.borrow_mut() = reason.clone();
                                 if same_500.get() >= SAME_500_LIMIT {
+                                    let hint = self
+                                        .update_500_hint
+                                        .filter(|_| what == "update client")
+                                        .unwrap_or("");
                                     return Attempt::Fatal(Error::Rejected(format!(
                                         "{what}: the IdP answered the same 500 {SAME_500_LIMIT} times in a row ({reason}): it \
                                          fails on this request rather than not being ready. Check what is sent (a mistyped \
-                                         metadata value?) and the IdP's logs"
+                                         metadata value?) and the IdP's logs{hint}"
                                     )));
                                 }
                             }

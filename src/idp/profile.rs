@@ -2,6 +2,7 @@
 //! over a profile's defaults; what a profile cannot know (an RFC 7591 server's endpoints) is
 //! found by discovery at run time.
 
+use super::keycloak::AdminApi;
 use reqwest::Url;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -9,7 +10,7 @@ pub enum Profile {
     /// EmpowerNow (`empowernow-contract.md`): admin IAT API, `/api/oidc/...`, PATCH updates.
     #[value(name = "empowernow")]
     EmpowerNow,
-    /// Keycloak: realm-scoped paths, `clients-initial-access`, RAT rotation on every use.
+    /// Keycloak: realm-scoped paths, `clients-initial-access`, PUT updates, its admin API.
     Keycloak,
     /// Any RFC 7591/7592 server, endpoints by discovery, PUT updates.
     #[value(name = "rfc7591")]
@@ -53,6 +54,9 @@ pub struct Endpoints {
     /// Management URL when the IdP handed none back; `{client_id}` is replaced. `None`:
     /// `{registration endpoint}/{client_id}`.
     pub client_uri: Option<String>,
+    /// Keycloak's realm admin API (a registration access token is re-issued there by the
+    /// client's internal id, not by a `{client_id}` template).
+    pub keycloak: Option<AdminApi>,
 }
 
 /// Endpoint variables the operator set.
@@ -93,6 +97,7 @@ pub fn endpoints(profile: Profile, base: &Url, realm: Option<&str>, x: Explicit)
                 .or_else(|| Some(under(base, "/api/admin/dcr/clients/{client_id}/tokens"))),
             // The BFF pages' management path (GET/PATCH /api/oidc/register/{client_id}).
             client_uri: Some(under(base, "/api/oidc/register/{client_id}")),
+            keycloak: None,
         },
         Profile::Keycloak => {
             let realm = realm.unwrap_or_default();
@@ -119,8 +124,9 @@ pub fn endpoints(profile: Profile, base: &Url, realm: Option<&str>, x: Explicit)
                 token: x
                     .token
                     .or_else(|| url(format!("{issuer}/protocol/openid-connect/token"))),
-                // Keycloak re-issues a RAT only by internal client UUID; not by default.
+                // Keycloak re-issues a RAT by the client's internal id: `keycloak` looks it up.
                 rat: x.rat,
+                keycloak: AdminApi::new(base, realm),
                 issuer: x
                     .issuer
                     .or_else(|| url(issuer))
@@ -136,6 +142,7 @@ pub fn endpoints(profile: Profile, base: &Url, realm: Option<&str>, x: Explicit)
             token: x.token,
             rat: x.rat,
             client_uri: None,
+            keycloak: None,
         },
     }
 }

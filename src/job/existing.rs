@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 pub(super) fn asked(desired: &Map<String, Value>) -> Map<String, Value> {
     desired
         .iter()
-        .filter(|(k, _)| reconcile::LIST_FIELDS.contains(&k.as_str()))
+        .filter(|(k, _)| reconcile::ASKED_FIELDS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
@@ -51,6 +51,16 @@ enum Updated {
     Unsupported(String),
 }
 
+/// Whether this tool registered the client (`dcr_bootstrap.origin`), rather than finding it
+/// made by hand or through an admin API.
+fn registered_here(record: &ClientRecord) -> bool {
+    record
+        .meta()
+        .and_then(|m| m.get("origin"))
+        .and_then(Value::as_str)
+        == Some(super::output::ORIGIN_REGISTERED)
+}
+
 /// The IdP's answer to reading `id` must be about `id`: a record that names another client's
 /// URI must not make us adopt that client's document.
 fn same_client(id: &str, doc: &ClientRecord) -> Result<()> {
@@ -79,8 +89,8 @@ impl Session<'_> {
     }
 
     /// What we want registered: the configured metadata plus the keys of the plan.
-    pub(super) fn desired(&self, plan: Option<&Plan>) -> Map<String, Value> {
-        let mut m = self.cfg.metadata.fields.clone();
+    pub(super) async fn desired(&self, plan: Option<&Plan>) -> Map<String, Value> {
+        let mut m = self.configured_metadata().await;
         if let (Some(k), Some(plan)) = (&self.cfg.signing_key, plan) {
             match &k.jwks_uri {
                 Some(u) => m.insert("jwks_uri".into(), Value::String(u.to_string())),
@@ -204,6 +214,15 @@ impl Session<'_> {
     /// How an operator gets a refused registration access token replaced.
     fn admin_action(&self, id: &str) -> String {
         let cfg = self.cfg;
+        if let (None, Some(api)) = (&cfg.endpoints().rat, &cfg.endpoints().keycloak) {
+            return format!(
+                "re-issue the registration access token (Keycloak admin console: the client's Credentials tab, or \
+                 POST {}/clients/{{id}}/registration-access-token) and store it as registration_access_token in {}, \
+                 or give this tool an admin token with manage-clients so it does that itself",
+                api.realm,
+                cfg.output.path.display()
+            );
+        }
         match &cfg.endpoints().rat {
             Some(t) => format!(
                 "re-issue a registration access token (POST {}) and store it as registration_access_token in {}, \
@@ -275,9 +294,14 @@ impl Session<'_> {
     async fn renew_rat(&self, id: &str, why: &str, proven: bool) -> Result<Renewal> {
         let cfg = self.cfg;
         let rat_endpoint = &cfg.endpoints().rat;
+        let keycloak = cfg
+            .endpoints()
+            .keycloak
+            .as_ref()
+            .filter(|_| rat_endpoint.is_none());
         match decide::on_rat_refused(
             cfg.credentials.admin.is_some(),
-            rat_endpoint.is_some(),
+            rat_endpoint.is_some() || keycloak.is_some(),
             proven,
         ) {
             OnRatRefused::Renew => {}
@@ -302,9 +326,20 @@ impl Session<'_> {
         tracing::warn!(
             "the registration access token for {id} was rejected ({why}); re-issuing it with the admin token"
         );
-        let template = rat_endpoint.as_deref().unwrap_or_default();
-        let url = cfg.endpoint_for(template, "DCR_RAT_ENDPOINT", id)?;
-        Ok(match self.reissue(&url).await? {
+        let reissued = match keycloak {
+            Some(api) => {
+                self.as_admin(&api.lookup(id), |admin| async move {
+                    self.idp.keycloak_reissue_rat(api, id, &admin).await
+                })
+                .await?
+            }
+            None => {
+                let template = rat_endpoint.as_deref().unwrap_or_default();
+                let url = cfg.endpoint_for(template, "DCR_RAT_ENDPOINT", id)?;
+                self.reissue(&url).await?
+            }
+        };
+        Ok(match reissued {
             Some(t) => Renewal::Token(t),
             None => Renewal::NoSuchClient,
         })
@@ -342,7 +377,9 @@ impl Session<'_> {
             .signing_key
             .as_ref()
             .is_some_and(|k| k.jwks_uri.is_none());
-        let idp_keys: Option<Vec<Value>> = inline_keys.then(|| {
+        // An IdP that never reports its keys (Keycloak) holds unknown keys.
+        let reported = current.get("jwks").is_some() || self.dialect().reports_jwks();
+        let idp_keys: Option<Vec<Value>> = (inline_keys && reported).then(|| {
             current
                 .get("jwks")
                 .and_then(|j| j.get("keys"))
@@ -359,7 +396,7 @@ impl Session<'_> {
         {
             self.check_signing_alg(&key.alg)?;
         }
-        let desired = self.desired(plan.as_ref());
+        let desired = self.desired(plan.as_ref()).await;
         let meta = |k: &str| {
             record
                 .meta()
@@ -370,7 +407,10 @@ impl Session<'_> {
         };
         let (settled, asked_before) = (meta("settled"), meta("asked"));
         let compare = self.compare(&asked_before);
-        let changes = reconcile::diff(&desired, current.fields(), compare, &settled);
+        let mut changes = reconcile::diff(&desired, current.fields(), compare, &settled);
+        if !changes.is_empty() && !self.update_can_work(&record, &changes).await? {
+            changes.clear();
+        }
         let mut extra = Map::new();
         let mut updated = false;
         if !changes.is_empty() {
@@ -386,8 +426,22 @@ impl Session<'_> {
                     compare,
                 )
                 .await?;
-            // What the IdP did not take: remembered, so it is not sent on every start.
-            let left = reconcile::unsettled(&desired, after.fields(), compare);
+            // What the IdP did not take: remembered, so it is not sent on every start. Keys an
+            // IdP does not report count as taken once it accepted the update.
+            let mut accepted = asked_before.clone();
+            if !self.dialect().reports_jwks()
+                && let Some(j) = desired.get("jwks")
+            {
+                accepted.insert("jwks".into(), j.clone());
+            }
+            let left = reconcile::unsettled(
+                &desired,
+                after.fields(),
+                reconcile::Compare {
+                    asked_before: &accepted,
+                    ..compare
+                },
+            );
             if left.contains_key("jwks") {
                 output::save(cfg, &record)?;
                 return Err(Error::Rejected(format!(
@@ -405,7 +459,8 @@ impl Session<'_> {
                         .join(", ")
                 );
             }
-            updated = changes.keys().any(|k| after.get(k) != current.get(k));
+            updated = changes.keys().any(|k| after.get(k) != current.get(k))
+                || (changes.contains_key("jwks") && !self.dialect().reports_jwks());
             if !updated {
                 tracing::warn!("the IdP accepted the update of client {id} but changed nothing");
             }
@@ -435,6 +490,50 @@ impl Session<'_> {
         Ok((action, id))
     }
 
+    /// Whether an update of this client can work. Keycloak 25.0–26.7 answers 500 to any
+    /// RFC 7592 update of a client created through its admin API (keycloak#31586); a client
+    /// this tool registered is not affected. There, new keys cannot be published (an error
+    /// naming the way out), and other drift is left as is with a warning (an error when
+    /// strict).
+    async fn update_can_work(
+        &self,
+        record: &ClientRecord,
+        changes: &Map<String, Value>,
+    ) -> Result<bool> {
+        if self.cfg.profile() != crate::idp::profile::Profile::Keycloak || registered_here(record) {
+            return Ok(true);
+        }
+        let Some(v) = self
+            .keycloak_version()
+            .await
+            .filter(|v| v.breaks_updates_of_admin_created_clients())
+        else {
+            return Ok(true);
+        };
+        let id = record.client_id();
+        let fields = changes
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let why = format!(
+            "client {id} differs at Keycloak in {fields}, but Keycloak {v} answers 500 to every RFC 7592 update of a client \
+             created through its admin API (keycloak#31586), so no update is sent. Upgrade Keycloak to 26.8 or later, \
+             change the client in the admin console, or let this tool register a new client (move {} away)",
+            self.cfg.output.path.display()
+        );
+        if changes.contains_key("jwks") || changes.contains_key("jwks_uri") {
+            return Err(Error::Rejected(format!(
+                "{why}. The signing keys cannot be published this way: the current key stays in use"
+            )));
+        }
+        if self.cfg.policies.strict_readback {
+            return Err(Error::Rejected(format!("{why} (DCR_STRICT_READBACK=true)")));
+        }
+        tracing::warn!("{why}");
+        Ok(false)
+    }
+
     /// How drift is judged: the redirect mode, `DCR_STRICT_READBACK`, and what the previous
     /// run asked for.
     pub(super) fn compare<'b>(
@@ -442,6 +541,7 @@ impl Session<'_> {
         asked_before: &'b Map<String, Value>,
     ) -> reconcile::Compare<'b> {
         reconcile::Compare {
+            dialect: self.dialect(),
             redirects: self.cfg.policies.redirect_mode,
             strict: self.cfg.policies.strict_readback,
             asked_before,
@@ -614,7 +714,12 @@ impl Session<'_> {
         asked: &Map<String, Value>,
         got: &Map<String, Value>,
     ) -> Result<()> {
-        let diffs = reconcile::readback_differences(asked, got, self.cfg.policies.strict_readback);
+        let diffs = reconcile::readback_differences(
+            asked,
+            got,
+            self.cfg.policies.strict_readback,
+            self.dialect(),
+        );
         if diffs.is_empty() {
             return Ok(());
         }

@@ -13,6 +13,9 @@ use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 use std::time::SystemTime;
 
+/// `dcr_bootstrap.origin` of a client this tool registered itself.
+pub const ORIGIN_REGISTERED: &str = "registered";
+
 /// Writes the record as it is.
 pub fn save(cfg: &Config, record: &ClientRecord) -> Result<()> {
     let out = &cfg.output;
@@ -80,6 +83,14 @@ pub fn persist(
         "written_at": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         "action": action.as_str(),
     });
+    // Who made the client is known only when it was made: carried over from then.
+    if let Some(origin) = previous
+        .filter(|p| p.client_id() == record.client_id())
+        .and_then(|p| p.meta())
+        .and_then(|m| m.get("origin"))
+    {
+        meta["origin"] = origin.clone();
+    }
     // A run without the sealing key (no admin credential) keeps the seal it found, which
     // still covers the same client and URI.
     let kept = previous

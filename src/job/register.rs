@@ -52,7 +52,7 @@ impl Session<'_> {
             Some(r) => Some(r.plan(self.now, None)?),
             None => None,
         };
-        let metadata = self.desired(plan.as_ref());
+        let metadata = self.desired(plan.as_ref()).await;
         let endpoint = self.registration_endpoint().await?;
         if let Some(key) = plan.as_ref().and_then(|p| p.publish.first()) {
             self.check_signing_alg(&key.alg)?;
@@ -97,10 +97,16 @@ impl Session<'_> {
         self.prove(&record, ring.as_deref().map(|r| (r, plan.as_ref())))
             .await?;
         let keys = ring.as_deref().zip(plan.as_ref());
-        let extra: Map<String, Value> = [(
-            "asked".to_string(),
-            Value::Object(super::existing::asked(&metadata)),
-        )]
+        let extra: Map<String, Value> = [
+            (
+                "asked".to_string(),
+                Value::Object(super::existing::asked(&metadata)),
+            ),
+            (
+                "origin".to_string(),
+                Value::String(output::ORIGIN_REGISTERED.into()),
+            ),
+        ]
         .into_iter()
         .collect();
         output::persist(

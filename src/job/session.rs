@@ -8,12 +8,16 @@ use crate::idp::Idp;
 use crate::idp::admin::Admin;
 use crate::idp::discovery::discovery_urls;
 use crate::idp::http::Http;
+use crate::idp::keycloak::{self, Version as KeycloakVersion};
+use crate::idp::profile::Profile;
 use crate::idp::retry::Policy;
+use crate::reconcile::Dialect;
 use crate::record::ClientRecord;
 use crate::url::check_transport;
 use reqwest::Url;
 use secrecy::SecretString;
-use std::cell::RefCell;
+use serde_json::{Map, Value};
+use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant, SystemTime};
 
 /// What discovery found.
@@ -32,6 +36,10 @@ pub struct Session<'a> {
     /// A client-credentials admin token and when to fetch a new one.
     admin_cache: RefCell<Option<(SecretString, Option<Instant>)>>,
     discovered: RefCell<Option<Discovered>>,
+    /// Keycloak's version, once asked (`None` inside: not known).
+    keycloak_version: RefCell<Option<Option<KeycloakVersion>>>,
+    /// The Keycloak scope plan was logged.
+    scope_plan_said: Cell<bool>,
 }
 
 pub fn retry_policy(cfg: &Config, start: Instant) -> Policy {
@@ -57,7 +65,10 @@ impl<'a> Session<'a> {
             t.allow_cleartext_proxy,
         )?;
         let policy = retry_policy(cfg, Instant::now());
-        let idp = Idp::new(http, policy, t.allow_insecure_http);
+        let mut idp = Idp::new(http, policy, t.allow_insecure_http);
+        if t.profile == Profile::Keycloak {
+            idp.update_500_hint = Some(keycloak::UPDATE_500_HINT);
+        }
         // The IdP's origins: its base URL and every endpoint configured explicitly.
         let e = &t.endpoints;
         for u in [Some(&t.idp_base_url), Some(&e.issuer)]
@@ -80,7 +91,113 @@ impl<'a> Session<'a> {
             now: SystemTime::now(),
             admin_cache: RefCell::new(None),
             discovered: RefCell::new(None),
+            keycloak_version: RefCell::new(None),
+            scope_plan_said: Cell::new(false),
         })
+    }
+
+    /// What the IdP is known to normalise in its answers.
+    pub fn dialect(&self) -> Dialect {
+        match self.cfg.profile() {
+            Profile::Keycloak => Dialect::Keycloak,
+            _ => Dialect::Standard,
+        }
+    }
+
+    /// Keycloak's version: `DCR_KEYCLOAK_VERSION`, else what `/admin/serverinfo` says to the
+    /// admin token, asked once and only when something depends on it. `None`: not known.
+    pub async fn keycloak_version(&self) -> Option<KeycloakVersion> {
+        if let Some(v) = self.cfg.target.keycloak_version {
+            return Some(v);
+        }
+        if let Some(known) = *self.keycloak_version.borrow() {
+            return known;
+        }
+        let api = self.cfg.endpoints().keycloak.as_ref();
+        let found = match (api, &self.cfg.credentials.admin) {
+            (Some(api), Some(_)) => match self.admin_token().await {
+                Ok(admin) => self.idp.keycloak_version(api, &admin).await,
+                Err(e) => {
+                    tracing::info!(
+                        "Keycloak's version is not known ({e}); set DCR_KEYCLOAK_VERSION"
+                    );
+                    None
+                }
+            },
+            _ => None,
+        };
+        if let Some(v) = found {
+            tracing::info!(
+                "Keycloak {v} (from {})",
+                api.map(|a| a.serverinfo.as_str()).unwrap_or("")
+            );
+        }
+        *self.keycloak_version.borrow_mut() = Some(found);
+        found
+    }
+
+    /// The configured metadata as this IdP reads it. At Keycloak `scope` names optional
+    /// client scopes: `openid` and the default scopes are never sent, and before 26.8 (or
+    /// when the version is unknown) nothing is, since sending any scope there strips the
+    /// client's default scopes ([`keycloak::scope_plan`]).
+    pub async fn configured_metadata(&self) -> Map<String, Value> {
+        let mut m = self.cfg.metadata.fields.clone();
+        if self.cfg.profile() != Profile::Keycloak {
+            return m;
+        }
+        let Some(asked) = m.get("scope").and_then(Value::as_str).map(str::to_string) else {
+            return m;
+        };
+        let needs_version = !keycloak::scope_plan(&asked, None).withheld.is_empty();
+        let version = if needs_version {
+            self.keycloak_version().await
+        } else {
+            None
+        };
+        let plan = keycloak::scope_plan(&asked, version);
+        match &plan.send {
+            Some(s) => m.insert("scope".into(), Value::String(s.clone())),
+            None => m.remove("scope"),
+        };
+        if !self.scope_plan_said.replace(true) {
+            self.say_scope_plan(&plan, version);
+        }
+        m
+    }
+
+    fn say_scope_plan(&self, plan: &keycloak::ScopePlan, version: Option<KeycloakVersion>) {
+        let var = self.cfg.metadata.origin("scope");
+        if !plan.implicit.is_empty() {
+            tracing::info!(
+                "{var}: {} not sent to Keycloak: openid is not a client scope, and the realm's default client scopes \
+                 come with every client",
+                plan.implicit.join(" ")
+            );
+        }
+        if plan.withheld.is_empty() {
+            return;
+        }
+        let at = version.map_or_else(|| "of unknown version".to_string(), |v| v.to_string());
+        let custom: Vec<&str> = plan
+            .withheld
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !keycloak::STOCK_OPTIONAL_SCOPES.contains(s))
+            .collect();
+        let why = format!(
+            "{var}: {} not sent to Keycloak {at}: before 26.8, registering a scope replaces the client's default \
+             scopes with 'basic' (its tokens would lose roles, web-origins, acr). Set DCR_KEYCLOAK_VERSION if the \
+             server is 26.8 or later",
+            plan.withheld.join(" ")
+        );
+        if custom.is_empty() {
+            tracing::info!("{why}; the stock optional scopes come with every new client anyway");
+        } else {
+            tracing::warn!(
+                "{why}; assign {} to the realm's default or optional client scopes so new clients get it",
+                custom.join(" ")
+            );
+        }
     }
 
     /// What is left of the deadline.

@@ -1,26 +1,11 @@
-//! The IdPs people run: Keycloak, any RFC 7591/7592 server by discovery, open registration,
+//! The IdPs people run (Keycloak has its own module): any RFC 7591/7592 server by discovery, open registration,
 //! an admin token by client credentials, and public-URL rewriting.
 
 use crate::common::*;
-use dcr_idp_emulator::{Config, Effect, Fault, FaultAction, Profile};
+use dcr_idp_emulator::{Config, Fault, FaultAction, Profile};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-fn keycloak() -> Harness {
-    Harness::with(Config {
-        profile: Profile::Keycloak,
-        realm: "demo".into(),
-        ..emulator_config()
-    })
-}
-
-fn keycloak_env(h: &Harness) -> BTreeMap<String, String> {
-    let mut env = h.env();
-    env.insert("DCR_PROFILE".into(), "keycloak".into());
-    env.insert("DCR_KEYCLOAK_REALM".into(), "demo".into());
-    env
-}
 
 fn rfc7591(open: bool) -> Harness {
     Harness::with(Config {
@@ -36,125 +21,6 @@ fn rfc7591_env(h: &Harness) -> BTreeMap<String, String> {
     env.remove("BOOTSTRAP_ADMIN_TOKEN");
     env.insert("DCR_IAT".into(), "none".into());
     env
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keycloak_registers_verifies_updates_and_revokes_the_iat() {
-    let h = keycloak();
-    let mut env = keycloak_env(&h);
-    let run = h.run(&env).await;
-    run.assert_code(0);
-    let s = h.stats();
-    assert_eq!(
-        (s.iats_minted, s.clients_registered, s.iats_revoked),
-        (1, 1, 1),
-        "{}",
-        run.stderr
-    );
-    let doc = h.output_json();
-    assert!(
-        doc["registration_client_uri"]
-            .as_str()
-            .unwrap()
-            .contains("/realms/demo/clients-registrations/openid-connect/")
-    );
-
-    // Second start: verified, nothing registered; Keycloak rotated the RAT on that read.
-    h.run(&env).await.assert_code(0);
-    let s = h.stats();
-    assert_eq!(
-        (s.clients_registered, s.clients_read, s.iats_minted),
-        (1, 1, 1)
-    );
-    let id = doc["client_id"].as_str().unwrap();
-    assert_eq!(
-        h.output_json()["registration_access_token"].as_str(),
-        h.emu.current_rat(id).as_deref()
-    );
-
-    // Drift: corrected with PUT (Keycloak has no PATCH).
-    env.insert("DCR_SCOPE".into(), "openid profile".into());
-    h.run(&env).await.assert_code(0);
-    let (method, body) = h.emu.last_update().unwrap();
-    assert_eq!(method, "PUT");
-    assert_eq!(body["scope"], "openid profile");
-    assert_eq!(h.stats().clients_updated, 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keycloak_rat_rotation_across_three_restarts() {
-    let h = keycloak();
-    let env = keycloak_env(&h);
-    h.run(&env).await.assert_code(0);
-    let id = h.output_json()["client_id"].as_str().unwrap().to_string();
-    let mut seen = vec![
-        h.output_json()["registration_access_token"]
-            .as_str()
-            .unwrap()
-            .to_string(),
-    ];
-    for restart in 1..=3 {
-        h.run(&env).await.assert_code(0);
-        let rat = h.output_json()["registration_access_token"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        assert_eq!(
-            Some(rat.clone()),
-            h.emu.current_rat(&id),
-            "restart {restart}"
-        );
-        assert!(
-            !seen.contains(&rat),
-            "restart {restart}: a new token every time"
-        );
-        seen.push(rat);
-    }
-    assert_eq!(h.stats().clients_registered, 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keycloak_iat_expired_or_exhausted_is_exit_3_with_keycloaks_message() {
-    for (effect, message) in [
-        (Effect::ExpireIats, "Expired initial access token"),
-        (
-            Effect::ExhaustIats,
-            "No remaining count on initial access token",
-        ),
-    ] {
-        let h = keycloak();
-        let iat = h.emu.mint_iat(Duration::from_secs(600), 1);
-        h.emu.push_fault(
-            Fault::action_on(
-                "/realms/demo/clients-registrations/openid-connect",
-                1,
-                FaultAction::Pass,
-            )
-            .with_effects(&[effect]),
-        );
-        let mut env = keycloak_env(&h);
-        env.remove("BOOTSTRAP_ADMIN_TOKEN");
-        env.insert("DCR_IAT".into(), iat);
-        let run = h.run(&env).await;
-        run.assert_code(3);
-        assert!(run.stderr.contains(message), "{message}: {}", run.stderr);
-        assert_eq!(h.stats().clients_registered, 0);
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keycloak_refuses_a_client_id_so_it_is_a_configuration_error() {
-    let h = keycloak();
-    let mut env = keycloak_env(&h);
-    env.insert("DCR_CLIENT_ID".into(), "bff-server".into());
-    let run = h.run(&env).await;
-    run.assert_code(2);
-    assert!(
-        run.stderr.contains("Client Identifier included"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(h.stats().requests, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

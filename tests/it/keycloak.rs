@@ -1,0 +1,527 @@
+//! Keycloak as its source behaves (the emulator's `keycloak` mode, `--keycloak-version`), one
+//! test per finding of issue 14, across the version buckets where behaviour differs:
+//! ≤ 23, 24, 25.0–26.7, ≥ 26.8. docs/interop.md maps each to Keycloak's source.
+
+use crate::common::*;
+use dcr_idp_emulator::{Config, Effect, Fault, FaultAction, KeycloakVersion, Profile};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const REGISTER: &str = "/realms/demo/clients-registrations/openid-connect";
+const DEFAULTS: &[&str] = &["acr", "basic", "email", "profile", "roles", "web-origins"];
+/// One release of each bucket.
+const VERSIONS: &[&str] = &["23.0", "24.0", "26.0", "26.8"];
+
+fn keycloak(version: &str) -> Harness {
+    Harness::with(Config {
+        profile: Profile::Keycloak,
+        realm: "demo".into(),
+        keycloak_version: KeycloakVersion::parse(version).unwrap(),
+        ..emulator_config()
+    })
+}
+
+fn keycloak_env(h: &Harness) -> BTreeMap<String, String> {
+    let mut env = h.env();
+    env.insert("DCR_PROFILE".into(), "keycloak".into());
+    env.insert("DCR_KEYCLOAK_REALM".into(), "demo".into());
+    env
+}
+
+fn with_key(h: &Harness, mut env: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    env.insert(
+        "DCR_SIGNING_KEY".into(),
+        h.dir.path().join("keys/bff.pem").display().to_string(),
+    );
+    env.insert("DCR_CLIENT_PROFILE".into(), "code-flow-pkjwt".into());
+    env
+}
+
+fn sorted(v: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
+
+fn client_id(h: &Harness) -> String {
+    h.output_json()["client_id"].as_str().unwrap().to_string()
+}
+
+fn puts(h: &Harness) -> usize {
+    h.emu
+        .request_log()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .count()
+}
+
+/// Item 1, 2 and the README: `DCR_SCOPE="openid profile email"` with a signing key registers
+/// on every version, keeps the realm's default scopes, and a restart changes nothing (no
+/// PUT: Keycloak never reports the inline jwks, and normalises what we sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_example_works_on_every_version_and_restarts_change_nothing() {
+    for v in VERSIONS {
+        let h = keycloak(v);
+        let env = with_key(&h, keycloak_env(&h));
+        assert_eq!(env["DCR_SCOPE"], "openid profile email");
+        let run = h.run(&env).await;
+        run.assert_code(0);
+        let id = client_id(&h);
+        let (defaults, _) = h.emu.client_scopes(&id).unwrap();
+        let mut defaults = defaults.clone();
+        defaults.sort();
+        assert_eq!(defaults, sorted(DEFAULTS), "{v}: default scopes kept");
+        assert!(
+            run.logs()
+                .contains("openid profile email not sent to Keycloak"),
+            "{v}: {}",
+            run.logs()
+        );
+        let rat = h.output_json()["registration_access_token"].clone();
+        for restart in 1..=2 {
+            let run = h.run(&env).await;
+            run.assert_code(0);
+            assert_eq!(
+                puts(&h),
+                0,
+                "{v} restart {restart}: no update\n{}",
+                run.logs()
+            );
+        }
+        let s = h.stats();
+        assert_eq!((s.clients_registered, s.clients_updated), (1, 0), "{v}");
+        // Keycloak does not rotate the token on reads (it stopped in 3.x).
+        assert_eq!(h.output_json()["registration_access_token"], rat, "{v}");
+        assert_eq!(h.emu.current_rat(&id).as_deref(), rat.as_str(), "{v}");
+        assert_eq!(s.iats_minted, 1);
+        assert_eq!(s.iats_revoked, 1);
+    }
+}
+
+/// Item 2: an optional scope is sent where Keycloak keeps the default scopes (26.8+), and
+/// withheld before (where sending it would replace them with `basic`): the client still has
+/// every default scope and the stock optional ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_optional_scope_is_sent_only_where_defaults_survive() {
+    for (v, sent) in [
+        ("24.0", false),
+        ("26.7", false),
+        ("26.8", true),
+        ("27.0", true),
+    ] {
+        let h = keycloak(v);
+        let mut env = keycloak_env(&h);
+        env.insert("DCR_SCOPE".into(), "openid profile offline_access".into());
+        let run = h.run(&env).await;
+        run.assert_code(0);
+        let id = client_id(&h);
+        let (defaults, optional) = h.emu.client_scopes(&id).unwrap();
+        let mut defaults = defaults.clone();
+        defaults.sort();
+        assert_eq!(defaults, sorted(DEFAULTS), "{v}");
+        assert!(optional.contains(&"offline_access".to_string()), "{v}");
+        // Sent: exactly the scope asked; withheld: the realm's stock optional scopes.
+        assert_eq!(optional == ["offline_access"], sent, "{v}: {optional:?}");
+        assert_eq!(
+            run.logs().contains("offline_access not sent to Keycloak"),
+            !sent,
+            "{v}: {}",
+            run.logs()
+        );
+        // The version came from /admin/serverinfo.
+        assert!(
+            run.logs().contains(&format!("Keycloak {v}")),
+            "{}",
+            run.logs()
+        );
+        h.run(&env).await.assert_code(0);
+        assert_eq!(
+            h.stats().clients_updated,
+            0,
+            "{v}: scope reads back as asked"
+        );
+    }
+}
+
+/// Item 2 with the version unknown (no admin token to ask with): the scope is withheld, and a
+/// custom scope gets a warning naming what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_version_never_costs_the_default_scopes() {
+    let h = keycloak("24.0");
+    let mut env = keycloak_env(&h);
+    env.remove("BOOTSTRAP_ADMIN_TOKEN");
+    env.insert(
+        "DCR_IAT".into(),
+        h.emu.mint_iat(Duration::from_secs(600), 1),
+    );
+    env.insert("DCR_SCOPE".into(), "openid app.read".into());
+    env.insert("RUST_LOG".into(), "info".into());
+    let run = h.run(&env).await;
+    run.assert_code(0);
+    let (defaults, _) = h.emu.client_scopes(&client_id(&h)).unwrap();
+    assert_eq!(defaults.len(), DEFAULTS.len());
+    assert!(
+        run.stderr
+            .contains("app.read not sent to Keycloak of unknown version")
+            && run.stderr.contains("assign app.read"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Item 1/5: a scope the realm's Allowed Client Scopes policy refuses is a 403 policy
+/// refusal with the policy named, exit 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_refusal_names_the_policy() {
+    let h = keycloak("26.8");
+    let mut env = keycloak_env(&h);
+    env.insert("DCR_SCOPE".into(), "openid app.read".into());
+    let run = h.run(&env).await;
+    run.assert_code(3);
+    assert!(
+        run.stderr.contains("Allowed Client Scopes") && run.stderr.contains("DCR_SCOPE"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(h.stats().clients_registered, 0);
+}
+
+/// Item 5: a 403 `insufficient_scope` on the RFC 7592 read is a policy refusal, not a dead
+/// token: with `DCR_ON_STALE=reregister` nothing is registered and no token re-issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_403_policy_answer_is_not_a_dead_token() {
+    let h = keycloak("26.8");
+    let mut env = keycloak_env(&h);
+    h.run(&env).await.assert_code(0);
+    let id = client_id(&h);
+    h.emu.push_fault(
+        Fault::action_on(
+            &format!("{REGISTER}/{id}"),
+            1,
+            FaultAction::Respond {
+                status: 403,
+                headers: vec![("Content-Type".into(), "application/json".into())],
+                body: json!({"error": "insufficient_scope",
+                    "error_description": "Policy 'Consent Required' rejected request to client-registration service. Details: x"})
+                .to_string(),
+            },
+        )
+        .with_method("GET"),
+    );
+    env.insert("DCR_ON_STALE".into(), "reregister".into());
+    let run = h.run(&env).await;
+    run.assert_code(3);
+    assert!(
+        run.stderr.contains("refused by the IdP's policy")
+            && run.stderr.contains("nothing was renewed or registered"),
+        "{}",
+        run.stderr
+    );
+    let s = h.stats();
+    assert_eq!((s.clients_registered, s.rats_reissued), (1, 0));
+}
+
+/// Item 6: Keycloak's normalisation (`client_secret_post` answered as basic, `none` and
+/// `refresh_token` added, redirect URIs reordered) is not drift, even strict and in replace
+/// mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn normalisation_is_not_drift_even_strict() {
+    let h = keycloak("26.8");
+    let mut env = keycloak_env(&h);
+    env.insert(
+        "DCR_TOKEN_ENDPOINT_AUTH_METHOD".into(),
+        "client_secret_post".into(),
+    );
+    env.insert("DCR_STRICT_READBACK".into(), "true".into());
+    env.insert("DCR_REDIRECT_UPDATE_MODE".into(), "replace".into());
+    let run = h.run(&env).await;
+    run.assert_code(0);
+    let doc = h.output_json();
+    assert_eq!(doc["token_endpoint_auth_method"], "client_secret_basic");
+    assert!(
+        doc["response_types"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("none"))
+    );
+    let uris: Vec<&str> = doc["redirect_uris"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        uris,
+        [
+            "https://authn.example/auth/callback",
+            "https://automate.example/auth/callback"
+        ],
+        "the emulator answers in another order than sent"
+    );
+    let run = h.run(&env).await;
+    run.assert_code(0);
+    assert_eq!(h.stats().clients_updated, 0, "{}", run.logs());
+}
+
+/// Item 7: Keycloak ≤ 23 answers a PUT with the client id appended once more to
+/// `registration_client_uri`; the stored URI stays the working one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_doubled_registration_client_uri_is_not_stored() {
+    let h = keycloak("23.0");
+    let mut env = keycloak_env(&h);
+    h.run(&env).await.assert_code(0);
+    let uri = h.output_json()["registration_client_uri"].clone();
+    env.insert(
+        "DCR_REDIRECT_URIS".into(),
+        "https://automate.example/auth/callback".into(),
+    );
+    env.insert("DCR_REDIRECT_UPDATE_MODE".into(), "replace".into());
+    h.run(&env).await.assert_code(0);
+    assert_eq!(h.stats().clients_updated, 1);
+    assert_eq!(h.output_json()["registration_client_uri"], uri);
+    let run = h.run(&env).await;
+    run.assert_code(0);
+    // Reads: the update's read-back, then this start's, both at the stored URI.
+    assert_eq!(h.stats().clients_read, 3, "{}", run.logs());
+}
+
+/// Item 4: Keycloak rotates the token on every PUT; when that answer is lost, the token is
+/// recovered through Keycloak's admin API (client lookup, then
+/// `registration-access-token`, answering `registrationAccessToken`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_put_answer_is_recovered_through_the_admin_api() {
+    for v in ["24.0", "26.8"] {
+        let h = keycloak(v);
+        let mut env = keycloak_env(&h);
+        h.run(&env).await.assert_code(0);
+        let id = client_id(&h);
+        h.emu.push_fault(
+            Fault::action_on(&format!("{REGISTER}/{id}"), 1, FaultAction::DropAfterCommit)
+                .with_method("PUT"),
+        );
+        env.insert(
+            "DCR_REDIRECT_URIS".into(),
+            "https://automate.example/auth/callback".into(),
+        );
+        env.insert("DCR_REDIRECT_UPDATE_MODE".into(), "replace".into());
+        let run = h.run(&env).await;
+        run.assert_code(0);
+        let s = h.stats();
+        assert_eq!(
+            (s.clients_registered, s.rats_reissued),
+            (1, 1),
+            "{v}: {}",
+            run.logs()
+        );
+        assert_eq!(
+            h.output_json()["registration_access_token"].as_str(),
+            h.emu.current_rat(&id).as_deref(),
+            "{v}"
+        );
+        h.run(&env).await.assert_code(0);
+        assert_eq!(h.stats().rats_reissued, 1, "{v}: nothing more to recover");
+    }
+}
+
+/// A client made through Keycloak's admin API, recorded by hand as the docs describe: its
+/// registration access token from `POST …/clients/{id}/registration-access-token`.
+async fn admin_created_client(h: &Harness) -> String {
+    let base = h.emu.base_url();
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!("{base}/admin/realms/demo/clients"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("Content-Type", "application/json")
+        .body(json!({"clientId": "bff-server", "redirectUris": ["https://automate.example/auth/callback"]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let internal = created.headers()["location"]
+        .to_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let rat = http
+        .post(format!(
+            "{base}/admin/realms/demo/clients/{internal}/registration-access-token"
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rat: Value = serde_json::from_str(&rat).unwrap();
+    let doc = json!({
+        "client_id": "bff-server",
+        "registration_access_token": rat["registrationAccessToken"],
+        "registration_client_uri": format!("{base}{REGISTER}/bff-server"),
+    });
+    std::fs::create_dir_all(h.out().parent().unwrap()).unwrap();
+    std::fs::write(h.out(), doc.to_string()).unwrap();
+    "bff-server".into()
+}
+
+/// Item 3: Keycloak 25.0–26.7 answers 500 to any update of an admin-created client. Where
+/// the version is known, no such PUT is sent: publishing keys fails at once (exit 3, naming
+/// keycloak#31586), other drift is left with a warning. Elsewhere the update works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_created_client_is_not_updated_where_keycloak_cannot() {
+    for (v, breaks) in [
+        ("24.0", false),
+        ("25.0", true),
+        ("26.7", true),
+        ("26.8", false),
+    ] {
+        // Keys to publish.
+        let h = keycloak(v);
+        admin_created_client(&h).await;
+        let env = with_key(&h, keycloak_env(&h));
+        let run = h.run(&env).await;
+        if breaks {
+            run.assert_code(3);
+            assert!(run.stderr.contains("keycloak#31586"), "{v}: {}", run.stderr);
+            assert!(run.elapsed < Duration::from_secs(5), "{v}: fails fast");
+            assert_eq!(puts(&h), 0, "{v}");
+        } else {
+            run.assert_code(0);
+            assert_eq!(h.stats().clients_updated, 1, "{v}: {}", run.logs());
+        }
+        // Other drift only (a second redirect URI).
+        let h = keycloak(v);
+        admin_created_client(&h).await;
+        let run = h.run(&keycloak_env(&h)).await;
+        run.assert_code(0);
+        assert_eq!(puts(&h) == 0, breaks, "{v}: {}", run.logs());
+        assert_eq!(run.stderr.contains("keycloak#31586"), breaks, "{v}");
+        assert_eq!(h.stats().clients_registered, 0);
+    }
+}
+
+/// Item 3 with the version unknown (no admin token): the PUT is tried, and five identical
+/// 500s end the run with Keycloak's explanation, long before the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_version_reports_the_repeated_500_with_keycloaks_reason() {
+    let h = keycloak("26.0");
+    admin_created_client(&h).await;
+    let mut env = keycloak_env(&h);
+    env.remove("BOOTSTRAP_ADMIN_TOKEN");
+    env.insert("DCR_TIMEOUT".into(), "120s".into());
+    let run = h.run(&env).await;
+    run.assert_code(3);
+    assert!(
+        run.stderr.contains("same 500") && run.stderr.contains("keycloak#31586"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.elapsed < Duration::from_secs(30), "{:?}", run.elapsed);
+}
+
+/// Item 8: anonymous registration (`DCR_IAT=none`) meets the Trusted Hosts policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_registration_meets_trusted_hosts() {
+    let h = keycloak("26.8");
+    let mut env = keycloak_env(&h);
+    env.remove("BOOTSTRAP_ADMIN_TOKEN");
+    env.insert("DCR_IAT".into(), "none".into());
+    let run = h.run(&env).await;
+    run.assert_code(3);
+    assert!(
+        run.stderr.contains("Trusted Hosts") && run.stderr.contains("mint an IAT"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("consent-required"), "{}", run.stderr);
+}
+
+/// Item 9: an expired IAT reads "Failed decode token", a used-up one "No remaining count";
+/// both exit 3 with Keycloak's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_iat_is_exit_3_with_keycloaks_words() {
+    for (effect, message) in [
+        (Effect::ExpireIats, "Failed decode token"),
+        (
+            Effect::ExhaustIats,
+            "No remaining count on initial access token",
+        ),
+    ] {
+        let h = keycloak("26.8");
+        let iat = h.emu.mint_iat(Duration::from_secs(600), 1);
+        h.emu
+            .push_fault(Fault::action_on(REGISTER, 1, FaultAction::Pass).with_effects(&[effect]));
+        let mut env = keycloak_env(&h);
+        env.remove("BOOTSTRAP_ADMIN_TOKEN");
+        env.insert("DCR_IAT".into(), iat);
+        let run = h.run(&env).await;
+        run.assert_code(3);
+        assert!(run.stderr.contains(message), "{message}: {}", run.stderr);
+        assert_eq!(h.stats().clients_registered, 0);
+    }
+}
+
+/// Item 9: an inline JWK without `"use": "sig"` is refused before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inline_key_without_use_sig_is_a_configuration_error() {
+    let h = keycloak("26.8");
+    let mut env = keycloak_env(&h);
+    env.insert(
+        "DCR_CLIENT_METADATA".into(),
+        json!({"token_endpoint_auth_method": "private_key_jwt",
+            "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0", "kid": "k1"}]}})
+        .to_string(),
+    );
+    let run = h.run(&env).await;
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("DCR_CLIENT_METADATA") && run.stderr.contains("\"use\": \"sig\""),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(h.stats().requests, 0);
+}
+
+/// Keycloak's OIDC registration refuses a caller-chosen client_id: a configuration error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_id_is_a_configuration_error() {
+    let h = keycloak("26.8");
+    let mut env = keycloak_env(&h);
+    env.insert("DCR_CLIENT_ID".into(), "bff-server".into());
+    let run = h.run(&env).await;
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("Client Identifier included"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(h.stats().requests, 0);
+}
+
+/// A version that does not parse, or set for another profile, names the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_keycloak_version_names_the_variable() {
+    let h = keycloak("26.8");
+    let mut env = keycloak_env(&h);
+    env.insert("DCR_KEYCLOAK_VERSION".into(), "latest".into());
+    let run = h.run(&env).await;
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("DCR_KEYCLOAK_VERSION"),
+        "{}",
+        run.stderr
+    );
+    let mut env = h.env();
+    env.insert("DCR_KEYCLOAK_VERSION".into(), "26.8".into());
+    let run = h.run(&env).await;
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("only applies to DCR_PROFILE=keycloak"),
+        "{}",
+        run.stderr
+    );
+}
