@@ -63,6 +63,19 @@ pub fn main() -> u8 {
         );
     }
     let command = cli.command.unwrap_or(Command::Run);
+    if command == Command::Keygen {
+        // Needs no IdP: the key goes into a Secret before anything runs.
+        return match commands::keygen(&cli.opts.keys) {
+            Ok(report) => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+                0
+            }
+            Err(e) => fail(&e),
+        };
+    }
     let cfg = match Config::from_opts(&cli.opts, command != Command::MintIat) {
         Ok(c) => c,
         Err(e) => return fail(&e),
@@ -89,6 +102,7 @@ pub fn main() -> u8 {
                 Err(e) => fail(&e),
             }
         }
+        Command::Keygen => 0,
         Command::MintIat => match rt.block_on(until_signal(commands::mint_iat(&cfg), term, int)) {
             Ok(()) => 0,
             Err(e) => fail(&e),

@@ -49,6 +49,10 @@ pub enum Command {
     /// Only mint an IAT and write it to DCR_IAT_OUTPUT (0600), for a BFF that still registers
     /// itself.
     MintIat,
+    /// Generate a private key at DCR_SIGNING_KEY (PEM, 0600; DCR_KEY_ALG, default RS256) for a
+    /// Kubernetes Secret that every replica mounts; prints its kid (BFF_KID) and public JWK.
+    /// Needs no IdP settings and refuses to overwrite a file.
+    Keygen,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -369,6 +373,28 @@ pub struct KeyArgs {
     /// Also write the public JWKS of the published keys here (for /.well-known/jwks.json).
     #[arg(long, global = true, env = "DCR_JWKS_OUTPUT", value_name = "PATH")]
     pub jwks_output: Option<PathBuf>,
+
+    /// Several replicas (pods) share this client: publish this replica's key beside the
+    /// others' instead of replacing them, retire theirs by the age in their kid
+    /// (BFF_JWK_RETIRE_AFTER_DAYS), and confirm after DCR_SHARED_SETTLE (docs/kubernetes.md).
+    #[arg(long, global = true, env = "DCR_SHARED_CLIENT", value_name = "BOOL",
+          action = ArgAction::Set, value_parser = parse_bool, default_value = "false")]
+    pub shared_client: bool,
+
+    /// With DCR_SHARED_CLIENT: how long after writing the keys to check they are still held
+    /// (longer than any replica's read-to-write window at the IdP).
+    #[arg(long, global = true, env = "DCR_SHARED_SETTLE", value_name = "DURATION",
+          default_value = "2s", value_parser = at_least_10ms)]
+    pub shared_settle: Duration,
+
+    /// With DCR_SHARED_CLIENT: keep at most this many keys of other replicas (oldest go first).
+    #[arg(long, global = true, env = "DCR_SHARED_MAX_KEYS", value_name = "N", default_value_t = 20,
+          value_parser = clap::value_parser!(u16).range(1..=200))]
+    pub shared_max_keys: u16,
+
+    /// Kids to stop publishing now, comma-separated (a rotated-out shared key, a dead pod's key).
+    #[arg(long, global = true, env = "DCR_RETIRE_KIDS", value_name = "KIDS")]
+    pub retire_kids: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -28,6 +28,7 @@ mod error;
 mod files;
 mod idp;
 mod job;
+mod keyset;
 mod local;
 mod logging;
 mod metrics;

@@ -130,6 +130,15 @@ impl ClientRecord {
         );
     }
 
+    /// The keys of its inline `jwks` (none when absent).
+    pub fn jwks_keys(&self) -> Vec<Value> {
+        self.get("jwks")
+            .and_then(|j| j.get("keys"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Whether this record holds `rat` as its registration access token.
     pub fn holds_rat(&self, rat: &SecretString) -> bool {
         self.str("registration_access_token") == Some(rat.expose_secret())

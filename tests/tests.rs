@@ -31,6 +31,8 @@ mod properties;
 mod real_servers;
 #[path = "it/reconcile.rs"]
 mod reconcile;
+#[path = "it/replicas.rs"]
+mod replicas;
 #[path = "it/retry.rs"]
 mod retry;
 #[path = "it/secrets.rs"]

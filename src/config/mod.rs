@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::idp::UpdateMethod;
 use crate::idp::keycloak::Version as KeycloakVersion;
 use crate::idp::profile::{self, Endpoints, Explicit, MintStyle, Profile};
+use crate::keyset::SharedPolicy;
 use crate::local::keyring::KeyPolicy;
 use crate::reconcile::{ExistingPolicy, RedirectMode, StalePolicy};
 use crate::url::{check_transport, parse_absolute};
@@ -69,6 +70,15 @@ pub struct Policies {
     pub strict_readback: bool,
     /// `DCR_VERIFY_CREDENTIALS`: prove written credentials at the token endpoint.
     pub verify_credentials: bool,
+    /// `DCR_SHARED_CLIENT`: replicas share the client.
+    pub shared: Option<SharedClient>,
+}
+
+/// How replicas that share a client treat each other (`DCR_SHARED_*`).
+#[derive(Debug, Clone)]
+pub struct SharedClient {
+    pub settle: Duration,
+    pub keys: SharedPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -254,6 +264,7 @@ fn signing_key(a: &KeyArgs, allow_insecure_http: bool) -> Result<Option<SigningK
             retire_after_days: a.retire_after_days,
             max_keys: a.max_keys,
             kid,
+            dated_kids: a.shared_client,
         },
         jwks_uri,
     }))
@@ -335,8 +346,18 @@ impl OutputSettings {
 }
 
 impl Policies {
-    fn from_args(a: &OutputArgs, profile: Profile) -> Policies {
+    fn from_args(a: &OutputArgs, k: &KeyArgs, profile: Profile) -> Policies {
+        let shared = k.shared_client.then(|| SharedClient {
+            settle: k.shared_settle,
+            keys: SharedPolicy {
+                lifetime: (k.retire_after_days > 0)
+                    .then(|| Duration::from_secs(k.retire_after_days as u64 * 86_400)),
+                max_others: usize::from(k.shared_max_keys),
+                retire_kids: list(&k.retire_kids),
+            },
+        });
         Policies {
+            shared,
             on_stale: a.on_stale,
             on_existing: a.on_existing,
             force_replace: a.force_replace,
@@ -379,6 +400,40 @@ impl TryFrom<&TimingArgs> for Timing {
             start_jitter: a.start_jitter,
         })
     }
+}
+
+fn list(v: &Option<String>) -> Vec<String> {
+    v.as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The deployment shapes that cannot work for replicas, refused; those that register a
+/// client per replica, said loudly.
+fn shared_checks(
+    metadata: &DesiredMetadata,
+    key: Option<&SigningKeySettings>,
+    profile: Profile,
+) -> Result<()> {
+    if profile == Profile::Keycloak && key.is_some_and(|k| k.jwks_uri.is_none()) {
+        return Err(Error::Config(format!(
+            "{}: Keycloak keeps one key of an inline JWKS, so replicas cannot each publish their own. Give every \
+             replica the same key (dcr-bootstrap keygen, a Secret), or serve the keys at DCR_JWKS_URI",
+            name("DCR_SHARED_CLIENT")
+        )));
+    }
+    if !metadata.fields.contains_key("client_id") {
+        tracing::warn!(
+            "DCR_SHARED_CLIENT without DCR_CLIENT_ID: the IdP assigns the client id, so every replica that does not see \
+             the others' DCR_OUTPUT registers ANOTHER client. Put DCR_OUTPUT on a ReadWriteMany volume (the lock \
+             serialises replicas), or register once with a Job (docs/kubernetes.md)"
+        );
+    }
+    Ok(())
 }
 
 /// What Keycloak refuses or changes, said before anything is sent.
@@ -427,7 +482,10 @@ impl Config {
             keycloak_checks(&metadata, &credentials)?;
         }
         let output = OutputSettings::from_args(&o.output, &o.keys, needs_output)?;
-        let policies = Policies::from_args(&o.output, target.profile);
+        let policies = Policies::from_args(&o.output, &o.keys, target.profile);
+        if policies.shared.is_some() {
+            shared_checks(&metadata, signing_key.as_ref(), target.profile)?;
+        }
         let timing = Timing::try_from(&o.timing)?;
         Ok(Config {
             target,

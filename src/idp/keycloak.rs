@@ -5,11 +5,12 @@
 
 use super::answer::{describe, parse_rat};
 use super::http::{Auth, Body, Reply};
+use super::profile::AdminApi;
 use super::retry::Attempt;
 use super::{Call, Idp, admin::Admin};
 use crate::error::{Error, Result};
 use crate::secret::secret;
-use reqwest::{Method, Url};
+use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -147,47 +148,6 @@ pub fn policy_hint(detail: &str) -> &'static str {
     }
 }
 
-/// Keycloak's admin API for one realm: `{base}/admin/realms/{realm}`.
-#[derive(Debug, Clone)]
-pub struct AdminApi {
-    pub realm: Url,
-    pub serverinfo: Url,
-}
-
-impl AdminApi {
-    pub fn new(base: &Url, realm: &str) -> Option<AdminApi> {
-        let base = base.as_str().trim_end_matches('/');
-        Some(AdminApi {
-            realm: Url::parse(&format!("{base}/admin/realms/{realm}")).ok()?,
-            serverinfo: Url::parse(&format!("{base}/admin/serverinfo")).ok()?,
-        })
-    }
-
-    /// `GET …/clients?clientId=`: the lookup of a client's internal id.
-    pub fn lookup(&self, client_id: &str) -> Url {
-        let mut u = self.clients();
-        u.query_pairs_mut().append_pair("clientId", client_id);
-        u
-    }
-
-    fn clients(&self) -> Url {
-        let mut u = self.realm.clone();
-        if let Ok(mut p) = u.path_segments_mut() {
-            p.push("clients");
-        }
-        u
-    }
-
-    /// `POST …/clients/{id}/registration-access-token` (`ClientResource`).
-    fn regenerate(&self, internal_id: &str) -> Url {
-        let mut u = self.clients();
-        if let Ok(mut p) = u.path_segments_mut() {
-            p.push(internal_id).push("registration-access-token");
-        }
-        u
-    }
-}
-
 impl Idp {
     /// The Keycloak version `GET /admin/serverinfo` reports (`systemInfo.version`). `None`
     /// when it does not say: since 2024 only admins who may view the system get it, and the
@@ -319,6 +279,7 @@ impl Idp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::Url;
 
     #[test]
     fn versions() {

@@ -2,7 +2,6 @@
 //! over a profile's defaults; what a profile cannot know (an RFC 7591 server's endpoints) is
 //! found by discovery at run time.
 
-use super::keycloak::AdminApi;
 use reqwest::Url;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -144,6 +143,47 @@ pub fn endpoints(profile: Profile, base: &Url, realm: Option<&str>, x: Explicit)
             client_uri: None,
             keycloak: None,
         },
+    }
+}
+
+/// Keycloak's admin API for one realm: `{base}/admin/realms/{realm}`.
+#[derive(Debug, Clone)]
+pub struct AdminApi {
+    pub realm: Url,
+    pub serverinfo: Url,
+}
+
+impl AdminApi {
+    pub fn new(base: &Url, realm: &str) -> Option<AdminApi> {
+        let base = base.as_str().trim_end_matches('/');
+        Some(AdminApi {
+            realm: Url::parse(&format!("{base}/admin/realms/{realm}")).ok()?,
+            serverinfo: Url::parse(&format!("{base}/admin/serverinfo")).ok()?,
+        })
+    }
+
+    /// `GET …/clients?clientId=`: the lookup of a client's internal id.
+    pub fn lookup(&self, client_id: &str) -> Url {
+        let mut u = self.clients();
+        u.query_pairs_mut().append_pair("clientId", client_id);
+        u
+    }
+
+    fn clients(&self) -> Url {
+        let mut u = self.realm.clone();
+        if let Ok(mut p) = u.path_segments_mut() {
+            p.push("clients");
+        }
+        u
+    }
+
+    /// `POST …/clients/{id}/registration-access-token` (`ClientResource`).
+    pub fn regenerate(&self, internal_id: &str) -> Url {
+        let mut u = self.clients();
+        if let Ok(mut p) = u.path_segments_mut() {
+            p.push(internal_id).push("registration-access-token");
+        }
+        u
     }
 }
 

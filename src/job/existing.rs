@@ -13,7 +13,7 @@ use crate::reconcile::{self, StalePolicy};
 use crate::record::ClientRecord;
 use reqwest::Url;
 use secrecy::SecretString;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 /// The list members of what we asked for, remembered as `dcr_bootstrap.asked`.
 pub(super) fn asked(desired: &Map<String, Value>) -> Map<String, Value> {
@@ -35,7 +35,7 @@ enum Read {
 }
 
 /// What renewing a refused registration access token came to.
-enum Renewal {
+pub(super) enum Renewal {
     Token(SecretString),
     /// The admin API does not know the client.
     NoSuchClient,
@@ -63,7 +63,7 @@ fn registered_here(record: &ClientRecord) -> bool {
 
 /// The IdP's answer to reading `id` must be about `id`: a record that names another client's
 /// URI must not make us adopt that client's document.
-fn same_client(id: &str, doc: &ClientRecord) -> Result<()> {
+pub(super) fn same_client(id: &str, doc: &ClientRecord) -> Result<()> {
     if doc.client_id() == id {
         return Ok(());
     }
@@ -273,7 +273,15 @@ impl Session<'_> {
                     Renewal::NoSuchClient => return Ok(Read::Gone),
                     Renewal::NotPossible => return Ok(Read::Refused(why)),
                 };
-                output::save_rotated_rat(self.cfg, &mut stored.clone(), &renewed)?;
+                let mut record = stored.clone();
+                output::save_rotated_rat(self.cfg, &mut record, &renewed)?;
+                if self.cfg.policies.shared.is_some() {
+                    // Other replicas re-issue the same token: renew until a read gets through.
+                    let mut rat = renewed;
+                    let doc = self.read_shared(id, &mut record, &mut rat, uri).await?;
+                    let rat = doc.rat().unwrap_or(rat);
+                    return Ok(Read::Current(doc, rat));
+                }
                 match self.idp.read(uri, &renewed).await? {
                     ReadResult::Current(doc) => {
                         same_client(id, &doc)?;
@@ -291,7 +299,7 @@ impl Session<'_> {
 
     /// A new registration access token for `id` from the admin API (`DCR_RAT_ENDPOINT`), where
     /// the record is proven ours; an error when it is not.
-    async fn renew_rat(&self, id: &str, why: &str, proven: bool) -> Result<Renewal> {
+    pub(super) async fn renew_rat(&self, id: &str, why: &str, proven: bool) -> Result<Renewal> {
         let cfg = self.cfg;
         let rat_endpoint = &cfg.endpoints().rat;
         let keycloak = cfg
@@ -396,7 +404,33 @@ impl Session<'_> {
         {
             self.check_signing_alg(&key.alg)?;
         }
-        let desired = self.desired(plan.as_ref()).await;
+        let mut desired = self.desired(plan.as_ref()).await;
+        // Replicas sharing the client: our keys join the others' (job::shared); what the IdP
+        // then holds is what we want, and the rest is reconciled as usual.
+        let mut keys_shared = false;
+        let shared_view;
+        let current = match (&cfg.policies.shared, plan.as_ref()) {
+            (Some(_), Some(p)) if inline_keys => {
+                let ours = p.jwks()["keys"].as_array().cloned().unwrap_or_default();
+                let (view, wrote) = self
+                    .publish_shared(&id, &mut record, &mut rat, &uri, current, &ours)
+                    .await?;
+                if wrote {
+                    record.overlay(view.fields());
+                    output::save(cfg, &record)?;
+                }
+                keys_shared = wrote;
+                desired.insert("jwks".into(), json!({ "keys": view.jwks_keys() }));
+                shared_view = view;
+                &shared_view
+            }
+            _ => current,
+        };
+        if cfg.policies.shared.is_none()
+            && let (Some(p), Some(held)) = (plan.as_ref(), idp_keys.as_deref())
+        {
+            self.warn_foreign_keys(&id, held, &p.publish, stored);
+        }
         let meta = |k: &str| {
             record
                 .meta()
@@ -470,6 +504,7 @@ impl Session<'_> {
             extra.insert("settled".into(), Value::Object(settled));
         }
         extra.insert("asked".into(), Value::Object(asked(&desired)));
+        updated |= keys_shared;
         let keys_changed = plan.as_ref().is_some_and(|p| p.rotated || p.repaired);
         let action = decide::reported_action(base, updated, keys_changed);
         if action != Action::Verified {
@@ -488,6 +523,41 @@ impl Session<'_> {
             self.known_registration_endpoint(),
         )?;
         Ok((action, id))
+    }
+
+    /// Without `DCR_SHARED_CLIENT` the keys we publish replace what the IdP holds. Keys there
+    /// that this instance never published belong to someone else (another replica, most
+    /// likely): say loudly that they are about to be dropped.
+    fn warn_foreign_keys(
+        &self,
+        id: &str,
+        held: &[Value],
+        publish: &[crate::local::keyring::KeyRecord],
+        stored: Option<&ClientRecord>,
+    ) {
+        let known: Vec<String> = publish
+            .iter()
+            .map(|k| k.thumbprint.clone())
+            .chain(
+                output::stored_key_records(stored)
+                    .into_iter()
+                    .map(|k| k.thumbprint),
+            )
+            .collect();
+        let foreign: Vec<&str> = held
+            .iter()
+            .filter(|k| !known.contains(&crate::local::keys::thumbprint(k)))
+            .map(|k| k.get("kid").and_then(Value::as_str).unwrap_or("(no kid)"))
+            .collect();
+        if !foreign.is_empty() {
+            tracing::warn!(
+                "client {id} holds {} key(s) this instance never published ({}); publishing ours REPLACES them, and \
+                 whoever signs with them stops authenticating. If several replicas share this client, set \
+                 DCR_SHARED_CLIENT=true (docs/kubernetes.md)",
+                foreign.len(),
+                foreign.join(", ")
+            );
+        }
     }
 
     /// Whether an update of this client can work. Keycloak 25.0–26.7 answers 500 to any
@@ -635,6 +705,9 @@ impl Session<'_> {
         rat: &mut SecretString,
         uri: &Url,
     ) -> Result<ClientRecord> {
+        if self.cfg.policies.shared.is_some() {
+            return self.read_shared(id, record, rat, uri).await;
+        }
         match self.idp.read(uri, rat).await? {
             ReadResult::Current(doc) => {
                 same_client(id, &doc)?;
@@ -662,6 +735,23 @@ impl Session<'_> {
         method: UpdateMethod,
         body: &Map<String, Value>,
     ) -> Result<Updated> {
+        if self.cfg.policies.shared.is_some() {
+            // Other replicas re-issue the same token: renew until the update gets through.
+            for round in 0.. {
+                match self.idp.update(uri, rat, method, body).await? {
+                    UpdateResult::Unauthorized(why) => {
+                        self.renew_contended(id, record, rat, &why, round).await?
+                    }
+                    UpdateResult::Updated(doc) => return Ok(Updated::Answer(doc)),
+                    UpdateResult::Unsupported(why) => return Ok(Updated::Unsupported(why)),
+                    UpdateResult::Gone(why) => {
+                        return Err(Error::Rejected(format!(
+                            "the client {id} at {uri} disappeared during the update ({why})"
+                        )));
+                    }
+                }
+            }
+        }
         match self.idp.update(uri, rat, method, body).await? {
             UpdateResult::Updated(doc) => Ok(Updated::Answer(doc)),
             UpdateResult::Unsupported(why) => Ok(Updated::Unsupported(why)),

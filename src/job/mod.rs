@@ -12,6 +12,7 @@ mod output;
 mod prove;
 mod register;
 mod session;
+mod shared;
 
 pub use decide::Action;
 pub use session::Session;

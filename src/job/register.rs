@@ -57,7 +57,13 @@ impl Session<'_> {
         if let Some(key) = plan.as_ref().and_then(|p| p.publish.first()) {
             self.check_signing_alg(&key.alg)?;
         }
-        let Registered { record, adopted } = self.register(&metadata, &endpoint).await?;
+        let Registered { record, adopted } = match self.adopt_first(&metadata).await? {
+            Some(record) => Registered {
+                record,
+                adopted: true,
+            },
+            None => self.register(&metadata, &endpoint).await?,
+        };
         if adopted {
             let rat = record.rat().ok_or_else(|| {
                 Error::Rejected(
@@ -81,6 +87,17 @@ impl Session<'_> {
                 .await;
         }
         let id = record.client_id().to_string();
+        if metadata.get("client_id").is_none()
+            && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+        {
+            tracing::warn!(
+                "registered a new client {} with an id the IdP assigned, in Kubernetes: every pod that starts without \
+                 {} (an emptyDir, a new node) registers ANOTHER client. Keep it on a volume all pods share, register \
+                 once with a Job, or use DCR_CLIENT_ID where the IdP honours it (docs/kubernetes.md)",
+                id.escape_debug(),
+                cfg.output.path.display()
+            );
+        }
         if let Some(asked) = metadata.get("client_id").and_then(Value::as_str)
             && asked != id
         {
@@ -391,29 +408,94 @@ impl Session<'_> {
             }
         };
         let rat_url = cfg.endpoint_for(template, "DCR_RAT_ENDPOINT", client_id)?;
-        let Some(rat) = self.reissue(&rat_url).await? else {
-            return Err(Error::Rejected(format!(
+        match self.take_over(client_id, &rat_url, why).await? {
+            Some(record) => Ok(record),
+            None => Err(Error::Rejected(format!(
                 "client_id {client_id:?} was reported as existing ({why}) but the admin API does not know it ({rat_url} answered 404)"
-            )));
+            ))),
+        }
+    }
+
+    /// A new registration access token for `client_id` from the admin API, then an RFC 7592
+    /// read. `None`: the admin API does not know the client. Replicas sharing the client
+    /// re-issue the same token, so a refused read is re-issued again, a bounded number of times.
+    async fn take_over(
+        &self,
+        client_id: &str,
+        rat_url: &Url,
+        why: &str,
+    ) -> Result<Option<ClientRecord>> {
+        let rounds = if self.cfg.policies.shared.is_some() {
+            8
+        } else {
+            1
         };
-        let uri = self.management_uri(client_id).await?;
-        match self.idp.read(&uri, &rat).await? {
-            ReadResult::Current(mut record) => {
-                tracing::warn!(
-                    "client {client_id} already existed at the IdP ({why}); adopted it with a re-issued registration access token"
-                );
-                record.set_if_absent(
-                    "registration_access_token",
-                    Value::String(rat.expose_secret().to_string()),
-                );
-                record.set_if_absent("registration_client_uri", Value::String(uri.to_string()));
-                Ok(record)
+        let mut refused = String::new();
+        for round in 0..rounds {
+            if round > 0 {
+                tokio::time::sleep(
+                    self.cfg
+                        .timing
+                        .backoff_initial
+                        .mul_f64(1.0 + fastrand::f64())
+                        .min(self.remaining()),
+                )
+                .await;
             }
-            ReadResult::Gone(gone) | ReadResult::Unauthorized(gone) => {
-                Err(Error::Rejected(format!(
-                    "adopting client {client_id:?}: reading it with a fresh registration access token failed ({gone})"
-                )))
+            let Some(rat) = self.reissue(rat_url).await? else {
+                return Ok(None);
+            };
+            let uri = self.management_uri(client_id).await?;
+            match self.idp.read(&uri, &rat).await? {
+                ReadResult::Current(mut record) => {
+                    tracing::warn!(
+                        "client {client_id} already existed at the IdP ({why}); adopted it with a re-issued registration access token"
+                    );
+                    record.set_if_absent(
+                        "registration_access_token",
+                        Value::String(rat.expose_secret().to_string()),
+                    );
+                    record.set_if_absent("registration_client_uri", Value::String(uri.to_string()));
+                    return Ok(Some(record));
+                }
+                ReadResult::Gone(gone) => {
+                    return Err(Error::Rejected(format!(
+                        "adopting client {client_id:?}: reading it with a fresh registration access token failed ({gone})"
+                    )));
+                }
+                ReadResult::Unauthorized(w) => refused = w,
             }
         }
+        Err(Error::Rejected(format!(
+            "adopting client {client_id:?}: reading it with a fresh registration access token failed ({refused})"
+        )))
+    }
+
+    /// Replicas sharing a requested client_id: a replica that starts without the others'
+    /// output takes the existing client over before minting an IAT it would waste. `None`:
+    /// not that shape, or the client does not exist yet.
+    async fn adopt_first(&self, metadata: &Map<String, Value>) -> Result<Option<ClientRecord>> {
+        let cfg = self.cfg;
+        let (Some(_), Some(id), Some(template)) = (
+            &cfg.policies.shared,
+            metadata.get("client_id").and_then(Value::as_str),
+            &cfg.endpoints().rat,
+        ) else {
+            return Ok(None);
+        };
+        if !decide::can_adopt(
+            true,
+            cfg.credentials.admin.is_some(),
+            cfg.policies.on_existing,
+        ) {
+            return Ok(None);
+        }
+        let rat_url = cfg.endpoint_for(template, "DCR_RAT_ENDPOINT", id)?;
+        self.take_over(
+            id,
+            &rat_url,
+            "DCR_SHARED_CLIENT: another replica registered it",
+        )
+        .await
     }
 }

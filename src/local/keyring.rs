@@ -24,6 +24,20 @@ use std::time::{Duration, SystemTime};
 
 const DAY: u64 = 86_400;
 
+/// A kid that records `created`, unique among replicas that share a `base`.
+pub fn dated_kid(base: &str, created: SystemTime, thumbprint: &str) -> String {
+    let secs = created
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let tag: String = thumbprint
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect();
+    format!("{base}-{secs}-{tag}")
+}
+
 #[derive(Debug, Clone)]
 pub struct KeyPolicy {
     /// `DCR_KEY_ALG`; `None`: a new key is RS256, and an existing key keeps its type.
@@ -37,6 +51,10 @@ pub struct KeyPolicy {
     pub max_keys: i64,
     /// `BFF_KID`: the kid of the first key; later keys get `<BFF_KID>-<unix time>`.
     pub kid: Option<String>,
+    /// Replicas share the client: every generated key's kid records when it was made and is
+    /// unique among replicas (`<BFF_KID or "key">-<unix time>-<thumbprint prefix>`), so that
+    /// any replica can retire it by age.
+    pub dated_kids: bool,
 }
 
 impl KeyPolicy {
@@ -315,6 +333,10 @@ impl KeyRing {
 
     /// The kid of a key that is not the first: BFF_KID with a timestamp, or the thumbprint.
     fn new_kid(&self, m: &KeyMaterial, created: SystemTime) -> String {
+        if self.policy.dated_kids {
+            let base = self.policy.kid.as_deref().unwrap_or("key");
+            return dated_kid(base, created, &m.thumbprint);
+        }
         match (&self.policy.kid, &self.current) {
             (Some(k), Some(_)) => format!(
                 "{k}-{}",
@@ -589,6 +611,7 @@ mod tests {
             retire_after_days: retire,
             max_keys: max,
             kid: None,
+            dated_kids: false,
         }
     }
 
