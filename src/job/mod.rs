@@ -1,9 +1,11 @@
 //! The job, as a story: take the output lock, load what a previous run stored, decide whether
 //! to register, verify, or replace, make the calls, persist the result.
 //!
-//! `session` holds what the steps share; `register` and `existing` are the two flows;
-//! `decide` the pure decision tables; `output` the crash-safe persistence; `commands` the
-//! other subcommands, built on the same session.
+//! `session` holds what the steps share; `register` and `existing` are the two flows, with
+//! `update` (drift correction), `renewal` (a refused registration access token), `shared`
+//! (replicas sharing one client) and `prove` (credentials at the token endpoint); `decide`
+//! the pure decision tables; `output` the crash-safe persistence; `commands` the other
+//! subcommands, built on the same session.
 
 pub mod commands;
 pub mod decide;
@@ -11,8 +13,10 @@ mod existing;
 mod output;
 mod prove;
 mod register;
+mod renewal;
 mod session;
 mod shared;
+mod update;
 
 pub use decide::Action;
 pub use session::Session;

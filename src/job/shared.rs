@@ -56,7 +56,7 @@ impl Session<'_> {
         }
         self.jitter(self.cfg.timing.backoff_initial).await;
         match self.renew_rat(id, why, true).await? {
-            super::existing::Renewal::Token(t) => {
+            super::renewal::Renewal::Token(t) => {
                 output::save_rotated_rat(self.cfg, record, &t)?;
                 *rat = t;
                 Ok(())
@@ -100,7 +100,10 @@ impl Session<'_> {
         unreachable!("the loop returns")
     }
 
-    /// Writes `jwks` (PATCH, or PUT over `view`), renewing a stale token.
+    /// Writes `jwks` (PATCH, or PUT over `view`) once. `false`: not written, because the
+    /// token had to be renewed or the method changed; the caller reads again first, since
+    /// `view` is stale by then and writing it could drop a key another replica just added.
+    #[allow(clippy::too_many_arguments)]
     async fn write_keys(
         &self,
         id: &str,
@@ -109,42 +112,44 @@ impl Session<'_> {
         uri: &Url,
         view: &ClientRecord,
         jwks: Value,
-    ) -> Result<()> {
+        method: &mut UpdateMethod,
+        renewals: &mut u32,
+    ) -> Result<bool> {
         let changes: Map<String, Value> = [("jwks".to_string(), jwks)].into_iter().collect();
-        let mut method = self.cfg.policies.update_method;
-        output::mark_pending_update(self.cfg, record)?;
-        for round in 0.. {
-            let body = match method {
-                UpdateMethod::Patch => changes.clone(),
-                UpdateMethod::Put => {
-                    reconcile::put_body(view.fields(), &changes, id, record.client_secret())
+        let body = match method {
+            UpdateMethod::Patch => changes,
+            UpdateMethod::Put => {
+                reconcile::put_body(view.fields(), &changes, id, record.client_secret())
+            }
+        };
+        match self.idp.update(uri, rat, *method, &body).await? {
+            UpdateResult::Updated(answer) => {
+                if let Some(new) = ClientRecord::from_map(answer).ok().and_then(|a| a.rat())
+                    && !record.holds_rat(&new)
+                {
+                    output::save_rotated_rat(self.cfg, record, &new)?;
+                    *rat = new;
                 }
-            };
-            match self.idp.update(uri, rat, method, &body).await? {
-                UpdateResult::Updated(answer) => {
-                    if let Some(new) = ClientRecord::from_map(answer).ok().and_then(|a| a.rat())
-                        && !record.holds_rat(&new)
-                    {
-                        output::save_rotated_rat(self.cfg, record, &new)?;
-                        *rat = new;
-                    }
-                    return Ok(());
-                }
-                UpdateResult::Unauthorized(why) => {
-                    self.renew_contended(id, record, rat, &why, round).await?
-                }
-                UpdateResult::Unsupported(_) if method == UpdateMethod::Patch => {
-                    method = UpdateMethod::Put;
-                }
-                UpdateResult::Unsupported(why) | UpdateResult::Gone(why) => {
-                    return Err(Error::Rejected(format!(
-                        "the IdP refused the {} of the keys of client {id} at {uri} ({why})",
-                        method.verb()
-                    )));
-                }
+                *renewals = 0;
+                Ok(true)
+            }
+            UpdateResult::Unauthorized(why) => {
+                self.renew_contended(id, record, rat, &why, *renewals)
+                    .await?;
+                *renewals += 1;
+                Ok(false)
+            }
+            UpdateResult::Unsupported(_) if *method == UpdateMethod::Patch => {
+                *method = UpdateMethod::Put;
+                Ok(false)
+            }
+            UpdateResult::Unsupported(why) | UpdateResult::Gone(why) => {
+                Err(Error::Rejected(format!(
+                    "the IdP refused the {} of the keys of client {id} at {uri} ({why})",
+                    method.verb()
+                )))
             }
         }
-        unreachable!("the loop returns")
     }
 
     /// Makes the IdP hold `ours` beside the other replicas' keys it holds (minus the retired
@@ -165,6 +170,9 @@ impl Session<'_> {
         let mut wrote = false;
         let mut read_at = Instant::now();
         let mut collisions = 0u32;
+        let mut method = self.cfg.policies.update_method;
+        let mut renewals = 0u32;
+        let mut marked = false;
         loop {
             if self.remaining().is_zero() {
                 return Err(Error::Rejected(format!(
@@ -196,9 +204,14 @@ impl Session<'_> {
                 read_at = Instant::now();
                 continue;
             }
+            if !marked {
+                // Before the first write: a lost answer is recognised on the next start.
+                output::mark_pending_update(self.cfg, record)?;
+                marked = true;
+            }
             // The read-to-write window must stay well inside the settle period the other
             // replicas wait: after a slow step, read again first.
-            if read_at.elapsed() > shared.settle / 2 {
+            if read_at.elapsed() > shared.settle / 4 {
                 view = self.read_shared(id, record, rat, uri).await?;
                 read_at = Instant::now();
                 continue;
@@ -206,8 +219,24 @@ impl Session<'_> {
             for r in &retired {
                 tracing::info!("retiring key {} of client {id}: {}", r.kid, r.why);
             }
-            self.write_keys(id, record, rat, uri, &view, json!({ "keys": merged }))
-                .await?;
+            let merged = json!({ "keys": merged });
+            if !self
+                .write_keys(
+                    id,
+                    record,
+                    rat,
+                    uri,
+                    &view,
+                    merged,
+                    &mut method,
+                    &mut renewals,
+                )
+                .await?
+            {
+                view = self.read_shared(id, record, rat, uri).await?;
+                read_at = Instant::now();
+                continue;
+            }
             wrote = true;
             view = self.read_shared(id, record, rat, uri).await?;
             read_at = Instant::now();

@@ -1,0 +1,341 @@
+//! Correcting drift: PATCH or PUT (falling back to PUT where the IdP has no PATCH), then a
+//! read-back, the only word on what the IdP holds; the guards that keep an update from being
+//! sent where it cannot work; the check of what the IdP registered against what was asked.
+
+use super::existing::same_client;
+use super::output;
+use super::renewal::Renewal;
+use super::session::Session;
+use crate::error::{Error, Result};
+use crate::idp::UpdateMethod;
+use crate::idp::client::{ReadResult, UpdateResult};
+use crate::reconcile;
+use crate::record::ClientRecord;
+use reqwest::Url;
+use secrecy::SecretString;
+use serde_json::{Map, Value};
+
+/// What an update came to.
+pub(super) enum Updated {
+    /// The IdP's answer (possibly partial, possibly empty).
+    Answer(Map<String, Value>),
+    /// The IdP has no such method for clients (405/501, or 404 while the client exists).
+    Unsupported(String),
+}
+
+/// Whether this tool registered the client (`dcr_bootstrap.origin`), rather than finding it
+/// made by hand or through an admin API.
+pub(super) fn registered_here(record: &ClientRecord) -> bool {
+    record
+        .meta()
+        .and_then(|m| m.get("origin"))
+        .and_then(Value::as_str)
+        == Some(super::output::ORIGIN_REGISTERED)
+}
+
+impl Session<'_> {
+    /// Without `DCR_SHARED_CLIENT` the keys we publish replace what the IdP holds. Keys there
+    /// that this instance never published belong to someone else (another replica, most
+    /// likely): say loudly that they are about to be dropped.
+    pub(super) fn warn_foreign_keys(
+        &self,
+        id: &str,
+        held: &[Value],
+        publish: &[crate::local::keyring::KeyRecord],
+        stored: Option<&ClientRecord>,
+    ) {
+        let known: Vec<String> = publish
+            .iter()
+            .map(|k| k.thumbprint.clone())
+            .chain(
+                output::stored_key_records(stored)
+                    .into_iter()
+                    .map(|k| k.thumbprint),
+            )
+            .collect();
+        let foreign: Vec<&str> = held
+            .iter()
+            .filter(|k| !known.contains(&crate::local::keys::thumbprint(k)))
+            .map(|k| k.get("kid").and_then(Value::as_str).unwrap_or("(no kid)"))
+            .collect();
+        if !foreign.is_empty() {
+            tracing::warn!(
+                "client {id} holds {} key(s) this instance never published ({}); publishing ours REPLACES them, and \
+                 whoever signs with them stops authenticating. If several replicas share this client, set \
+                 DCR_SHARED_CLIENT=true (docs/kubernetes.md)",
+                foreign.len(),
+                foreign.join(", ")
+            );
+        }
+    }
+
+    /// Whether an update of this client can work. Keycloak 25.0–26.7 answers 500 to any
+    /// RFC 7592 update of a client created through its admin API (keycloak#31586); a client
+    /// this tool registered is not affected. There, new keys cannot be published (an error
+    /// naming the way out), and other drift is left as is with a warning (an error when
+    /// strict).
+    pub(super) async fn update_can_work(
+        &self,
+        record: &ClientRecord,
+        changes: &Map<String, Value>,
+    ) -> Result<bool> {
+        if self.cfg.profile() != crate::idp::profile::Profile::Keycloak || registered_here(record) {
+            return Ok(true);
+        }
+        let Some(v) = self
+            .keycloak_version()
+            .await
+            .filter(|v| v.breaks_updates_of_admin_created_clients())
+        else {
+            return Ok(true);
+        };
+        let id = record.client_id();
+        let fields = changes
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let why = format!(
+            "client {id} differs at Keycloak in {fields}, but Keycloak {v} answers 500 to every RFC 7592 update of a client \
+             created through its admin API (keycloak#31586), so no update is sent. Upgrade Keycloak to 26.8 or later, \
+             change the client in the admin console, or let this tool register a new client (move {} away)",
+            self.cfg.output.path.display()
+        );
+        if changes.contains_key("jwks") || changes.contains_key("jwks_uri") {
+            return Err(Error::Rejected(format!(
+                "{why}. The signing keys cannot be published this way: the current key stays in use"
+            )));
+        }
+        if self.cfg.policies.strict_readback {
+            return Err(Error::Rejected(format!("{why} (DCR_STRICT_READBACK=true)")));
+        }
+        tracing::warn!("{why}");
+        Ok(false)
+    }
+
+    /// How drift is judged: the redirect mode, `DCR_STRICT_READBACK`, and what the previous
+    /// run asked for.
+    pub(super) fn compare<'b>(
+        &self,
+        asked_before: &'b Map<String, Value>,
+    ) -> reconcile::Compare<'b> {
+        reconcile::Compare {
+            dialect: self.dialect(),
+            redirects: self.cfg.policies.redirect_mode,
+            strict: self.cfg.policies.strict_readback,
+            asked_before,
+        }
+    }
+
+    /// Sends the changes (PATCH falling back to PUT where the IdP has no PATCH, or where a
+    /// PATCH changed nothing), then reads the client back: only the read-back says what the
+    /// IdP holds. A pending-update mark is saved first, so that a lost answer (which may have
+    /// rotated the registration access token) is recognised on the next start.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn update_and_read_back(
+        &self,
+        id: &str,
+        record: &mut ClientRecord,
+        rat: &mut SecretString,
+        uri: &Url,
+        current: &ClientRecord,
+        changes: &Map<String, Value>,
+        desired: &Map<String, Value>,
+        compare: reconcile::Compare<'_>,
+    ) -> Result<ClientRecord> {
+        let cfg = self.cfg;
+        let mut method = cfg.policies.update_method;
+        loop {
+            let body = match method {
+                UpdateMethod::Patch => changes.clone(),
+                UpdateMethod::Put => {
+                    reconcile::put_body(current.fields(), changes, id, record.client_secret())
+                }
+            };
+            tracing::info!(
+                "client {id} differs at the IdP in {}; updating with {}",
+                changes
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                method.verb()
+            );
+            output::mark_pending_update(cfg, record)?;
+            let answer = match self
+                .update_with_renewal(id, record, rat, uri, method, &body)
+                .await?
+            {
+                Updated::Answer(a) => a,
+                Updated::Unsupported(why) if method == UpdateMethod::Patch => {
+                    tracing::warn!(
+                        "the IdP has no PATCH for clients ({why}); using an RFC 7592 PUT (set DCR_UPDATE_METHOD=put to skip the PATCH)"
+                    );
+                    method = UpdateMethod::Put;
+                    continue;
+                }
+                Updated::Unsupported(why) => {
+                    return Err(Error::Rejected(format!(
+                        "the IdP refused the {} of client {id} at {uri} ({why})",
+                        method.verb()
+                    )));
+                }
+            };
+            // A rotated token in the answer: saved before anything else.
+            if let Some(new) = ClientRecord::from_map(answer.clone())
+                .ok()
+                .and_then(|a| a.rat())
+                && !record.holds_rat(&new)
+            {
+                output::save_rotated_rat(cfg, record, &new)?;
+                *rat = new;
+            }
+            let after = self.read_after_update(id, record, rat, uri).await?;
+            let took_nothing = changes.iter().all(|(k, _)| after.get(k) == current.get(k))
+                && !reconcile::unsettled(desired, after.fields(), compare).is_empty();
+            if took_nothing && method == UpdateMethod::Patch {
+                tracing::warn!(
+                    "the IdP answered the PATCH of client {id} but holds the same as before; trying an RFC 7592 PUT"
+                );
+                method = UpdateMethod::Put;
+                continue;
+            }
+            record.overlay(after.fields());
+            output::save(cfg, record)?;
+            return Ok(after);
+        }
+    }
+
+    /// The RFC 7592 read after an update (a token rotated on read is saved at once).
+    pub(super) async fn read_after_update(
+        &self,
+        id: &str,
+        record: &mut ClientRecord,
+        rat: &mut SecretString,
+        uri: &Url,
+    ) -> Result<ClientRecord> {
+        if self.cfg.policies.shared.is_some() {
+            return self.read_shared(id, record, rat, uri).await;
+        }
+        match self.idp.read(uri, rat).await? {
+            ReadResult::Current(doc) => {
+                same_client(id, &doc)?;
+                if let Some(new) = doc.rat()
+                    && !record.holds_rat(&new)
+                {
+                    output::save_rotated_rat(self.cfg, record, &new)?;
+                    *rat = new;
+                }
+                Ok(doc)
+            }
+            ReadResult::Gone(why) | ReadResult::Unauthorized(why) => Err(Error::Rejected(format!(
+                "client {id} was updated, but reading it back failed ({why}); run again to verify it"
+            ))),
+        }
+    }
+
+    /// PATCH or PUT; on a refused token a re-issued registration access token, once.
+    pub(super) async fn update_with_renewal(
+        &self,
+        id: &str,
+        record: &mut ClientRecord,
+        rat: &mut SecretString,
+        uri: &Url,
+        method: UpdateMethod,
+        body: &Map<String, Value>,
+    ) -> Result<Updated> {
+        if self.cfg.policies.shared.is_some() {
+            // Other replicas re-issue the same token: renew until the update gets through.
+            for round in 0.. {
+                match self.idp.update(uri, rat, method, body).await? {
+                    UpdateResult::Unauthorized(why) => {
+                        self.renew_contended(id, record, rat, &why, round).await?
+                    }
+                    UpdateResult::Updated(doc) => return Ok(Updated::Answer(doc)),
+                    UpdateResult::Unsupported(why) => return Ok(Updated::Unsupported(why)),
+                    UpdateResult::Gone(why) => {
+                        return Err(Error::Rejected(format!(
+                            "the client {id} at {uri} disappeared during the update ({why})"
+                        )));
+                    }
+                }
+            }
+        }
+        match self.idp.update(uri, rat, method, body).await? {
+            UpdateResult::Updated(doc) => Ok(Updated::Answer(doc)),
+            UpdateResult::Unsupported(why) => Ok(Updated::Unsupported(why)),
+            UpdateResult::Gone(why) => {
+                // 404 to a PATCH is ambiguous: no such client, or no PATCH route. A read tells.
+                match self.idp.read(uri, rat).await? {
+                    ReadResult::Current(_) if method == UpdateMethod::Patch => {
+                        Ok(Updated::Unsupported(why))
+                    }
+                    _ => Err(Error::Rejected(format!(
+                        "the client {id} at {uri} disappeared during the update ({why}); run again to re-register (DCR_ON_STALE=reregister)"
+                    ))),
+                }
+            }
+            UpdateResult::Unauthorized(why) => {
+                // The read just before accepted this record's token for this client.
+                let renewed = match self.renew_rat(id, &why, true).await? {
+                    Renewal::Token(t) => t,
+                    Renewal::NoSuchClient => {
+                        return Err(Error::Rejected(format!(
+                            "updating client {id} was refused ({why}) and the admin API does not know the client"
+                        )));
+                    }
+                    Renewal::NotPossible => {
+                        return Err(Error::Rejected(format!(
+                            "updating client {id} was refused ({why}) although reading it just worked; set an admin \
+                             token and DCR_RAT_ENDPOINT so the registration access token can be renewed"
+                        )));
+                    }
+                };
+                output::save_rotated_rat(self.cfg, record, &renewed)?;
+                *rat = renewed;
+                match self.idp.update(uri, rat, method, body).await? {
+                    UpdateResult::Updated(doc) => Ok(Updated::Answer(doc)),
+                    UpdateResult::Unsupported(why) => Ok(Updated::Unsupported(why)),
+                    UpdateResult::Gone(why) | UpdateResult::Unauthorized(why) => {
+                        Err(Error::Rejected(format!(
+                            "updating client {id} was refused even with a freshly re-issued registration access token ({why})"
+                        )))
+                    }
+                }
+            }
+        }
+    }
+
+    /// RFC 7591 §3.2.1: the server may change what we asked for. Warn, or fail when strict.
+    /// Called once the client is recorded, so a strict failure never leaves it unrecorded.
+    pub(super) fn check_readback(
+        &self,
+        asked: &Map<String, Value>,
+        got: &Map<String, Value>,
+    ) -> Result<()> {
+        let diffs = reconcile::readback_differences(
+            asked,
+            got,
+            self.cfg.policies.strict_readback,
+            self.dialect(),
+        );
+        if diffs.is_empty() {
+            return Ok(());
+        }
+        let id = got.get("client_id").and_then(Value::as_str).unwrap_or("");
+        let msg = format!(
+            "the IdP registered something else than asked for client {}: {}",
+            id.escape_debug(),
+            diffs.join("; ")
+        );
+        if self.cfg.policies.strict_readback {
+            return Err(Error::Rejected(format!(
+                "{msg} (DCR_STRICT_READBACK=true). The client is recorded in {}; fix the metadata or the IdP's \
+                 policy, then run again (it is updated), or deregister it",
+                self.cfg.output.path.display()
+            )));
+        }
+        tracing::warn!("{msg}");
+        Ok(())
+    }
+}
