@@ -266,6 +266,10 @@ async fn one_key_for_all_replicas_from_keygen_and_its_rotation() {
     let run = run_bin(&keygen(v1.clone()), &["keygen"]).await;
     run.assert_code(0);
     assert_eq!(file_mode(&v1), 0o600);
+    // Only the public half is printed.
+    assert!(!run.stdout.contains("PRIVATE KEY"), "{}", run.stdout);
+    let printed: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(printed["jwk"].get("d").is_none() && printed["jwk"]["x"].is_string());
     let kid1 = serde_json::from_str::<Value>(&run.stdout).unwrap()["kid"]
         .as_str()
         .unwrap()
