@@ -33,9 +33,10 @@ pub enum RedirectMode {
 /// Fields a client cannot change after registration.
 const FIXED: &[&str] = &["client_id"];
 
-/// Members RFC 7591 §2 defines as single strings.
-const SCALARS: &[&str] = &[
-    "token_endpoint_auth_method",
+/// Members RFC 7591 §2 and OIDC Registration §2 define as single strings: checked as such
+/// before sending, and sent back as strings in a PUT when a server answered an array.
+pub const STRING_MEMBERS: &[&str] = &[
+    "client_id",
     "client_name",
     "client_uri",
     "logo_uri",
@@ -44,10 +45,23 @@ const SCALARS: &[&str] = &[
     "jwks_uri",
     "software_id",
     "software_version",
-    "scope",
+    "software_statement",
+    "token_endpoint_auth_method",
+    "token_endpoint_auth_signing_alg",
     "application_type",
-    "subject_type",
     "sector_identifier_uri",
+    "subject_type",
+    "id_token_signed_response_alg",
+    "id_token_encrypted_response_alg",
+    "id_token_encrypted_response_enc",
+    "userinfo_signed_response_alg",
+    "userinfo_encrypted_response_alg",
+    "userinfo_encrypted_response_enc",
+    "request_object_signing_alg",
+    "request_object_encryption_alg",
+    "request_object_encryption_enc",
+    "initiate_login_uri",
+    "scope",
 ];
 
 /// Server-owned fields an RFC 7592 §2.2 PUT must not contain.
@@ -342,7 +356,7 @@ pub fn put_body(
     }
     // What the IdP answered as a one-element array goes back as the string RFC 7591 defines
     // (glewlwyd answers `["client_secret_basic"]` and refuses it in a PUT).
-    for f in SCALARS {
+    for f in STRING_MEMBERS {
         if let Some(Value::Array(a)) = body.get(*f)
             && a.len() == 1
             && a[0].is_string()

@@ -210,34 +210,6 @@ fn string_list<'a>(d: &'a DesiredMetadata, field: &str) -> Result<Option<Vec<&'a
 /// mistyped member (`"logo_uri": 5`) makes some servers answer 500 on every attempt; refused
 /// here, it fails in milliseconds and names the field.
 fn check_types(d: &DesiredMetadata) -> Result<()> {
-    const STRINGS: &[&str] = &[
-        "client_id",
-        "client_name",
-        "client_uri",
-        "logo_uri",
-        "tos_uri",
-        "policy_uri",
-        "jwks_uri",
-        "software_id",
-        "software_version",
-        "software_statement",
-        "token_endpoint_auth_method",
-        "token_endpoint_auth_signing_alg",
-        "application_type",
-        "sector_identifier_uri",
-        "subject_type",
-        "id_token_signed_response_alg",
-        "id_token_encrypted_response_alg",
-        "id_token_encrypted_response_enc",
-        "userinfo_signed_response_alg",
-        "userinfo_encrypted_response_alg",
-        "userinfo_encrypted_response_enc",
-        "request_object_signing_alg",
-        "request_object_encryption_alg",
-        "request_object_encryption_enc",
-        "initiate_login_uri",
-        "scope",
-    ];
     const LISTS: &[&str] = &[
         "redirect_uris",
         "grant_types",
@@ -248,7 +220,7 @@ fn check_types(d: &DesiredMetadata) -> Result<()> {
         "post_logout_redirect_uris",
     ];
     for (k, v) in &d.fields {
-        let ok = if STRINGS.contains(&k.as_str()) {
+        let ok = if crate::reconcile::STRING_MEMBERS.contains(&k.as_str()) {
             v.is_string()
         } else if LISTS.contains(&k.as_str()) {
             v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
@@ -261,7 +233,7 @@ fn check_types(d: &DesiredMetadata) -> Result<()> {
             }
         };
         if !ok {
-            let want = if STRINGS.contains(&k.as_str()) {
+            let want = if crate::reconcile::STRING_MEMBERS.contains(&k.as_str()) {
                 "a string"
             } else if LISTS.contains(&k.as_str()) {
                 "an array of strings"

@@ -141,7 +141,8 @@ impl Idp {
                 404 => return Attempt::Done(Admin::Done(None)),
                 401 => return Attempt::Done(Admin::Refused(describe(&r))),
                 403 => Error::Rejected(format!(
-                    "the admin token may not re-issue registration access tokens at {endpoint} ({})",
+                    "the admin token may not re-issue registration access tokens at {endpoint} ({}); Keycloak: it needs \
+                     realm-management manage-clients",
                     describe(&r)
                 )),
                 _ => Error::Rejected(format!(

@@ -3,16 +3,15 @@
 //! Each rule names the Keycloak source it comes from (keycloak/keycloak, `services/…`);
 //! docs/interop.md has the table.
 
-use super::answer::{describe, parse_rat};
+use super::answer::describe;
 use super::http::{Auth, Body, Reply};
 use super::profile::AdminApi;
 use super::retry::Attempt;
 use super::{Call, Idp, admin::Admin};
 use crate::error::{Error, Result};
-use crate::secret::secret;
 use reqwest::Method;
 use secrecy::SecretString;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// A Keycloak release, major and minor (`DCR_KEYCLOAK_VERSION`, or `/admin/serverinfo`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -242,37 +241,9 @@ impl Idp {
             Admin::Done(None) => return Ok(Admin::Done(None)),
             Admin::Refused(why) => return Ok(Admin::Refused(why)),
         };
-        let url = api.regenerate(&internal);
-        let body = json!({});
-        let decide = |r: Reply| -> Attempt<Admin<Option<SecretString>>> {
-            if r.is_success() {
-                return match parse_rat(&r) {
-                    Ok(t) => Attempt::Done(Admin::Done(Some(secret(t)))),
-                    Err(why) => Attempt::Fatal(Error::Rejected(format!(
-                        "re-issuing the registration access token at {url} answered {} but {why}",
-                        r.status
-                    ))),
-                };
-            }
-            match r.status {
-                404 => Attempt::Done(Admin::Done(None)),
-                401 => Attempt::Done(Admin::Refused(describe(&r))),
-                _ => Attempt::Fatal(Error::Rejected(format!(
-                    "re-issuing the registration access token at {url} failed ({}): the admin token needs \
-                     realm-management manage-clients",
-                    describe(&r)
-                ))),
-            }
-        };
-        let call = Call {
-            what: "re-issue registration access token",
-            var: "IDP_BASE_URL",
-            method: Method::POST,
-            url: &url,
-            auth: Auth::Bearer(admin),
-            body: Body::Json(&body),
-        };
-        self.call(call, None, &decide).await
+        // `POST …/clients/{id}/registration-access-token`: the admin re-issue every profile
+        // makes, answering Keycloak's `registrationAccessToken` (read by `parse_rat`).
+        self.reissue_rat(&api.regenerate(&internal), admin).await
     }
 }
 
