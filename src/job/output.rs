@@ -25,6 +25,23 @@ pub fn save(cfg: &Config, record: &ClientRecord) -> Result<()> {
 /// The one place a new registration access token is taken and saved: the IdP rotated it (on a
 /// read or an update) or the admin API re-issued it, so the token in the file is dead. It is
 /// written before anything else happens with the answer.
+/// An answer that carries a registration access token other than the one we hold: the IdP
+/// rotated it. Saved at once, and used from now on.
+pub fn take_rotated_rat(
+    cfg: &Config,
+    record: &mut ClientRecord,
+    rat: &mut SecretString,
+    answered: Option<SecretString>,
+) -> Result<()> {
+    if let Some(new) = answered
+        && !record.holds_rat(&new)
+    {
+        save_rotated_rat(cfg, record, &new)?;
+        *rat = new;
+    }
+    Ok(())
+}
+
 pub fn save_rotated_rat(cfg: &Config, record: &mut ClientRecord, rat: &SecretString) -> Result<()> {
     record.set_rat(rat);
     save(cfg, record)

@@ -79,12 +79,7 @@ impl Session<'_> {
             match self.idp.read(uri, rat).await? {
                 ReadResult::Current(doc) => {
                     super::existing::same_client(id, &doc)?;
-                    if let Some(new) = doc.rat()
-                        && !record.holds_rat(&new)
-                    {
-                        output::save_rotated_rat(self.cfg, record, &new)?;
-                        *rat = new;
-                    }
+                    output::take_rotated_rat(self.cfg, record, rat, doc.rat())?;
                     return Ok(doc);
                 }
                 ReadResult::Unauthorized(why) => {
@@ -124,12 +119,8 @@ impl Session<'_> {
         };
         match self.idp.update(uri, rat, *method, &body).await? {
             UpdateResult::Updated(answer) => {
-                if let Some(new) = ClientRecord::from_map(answer).ok().and_then(|a| a.rat())
-                    && !record.holds_rat(&new)
-                {
-                    output::save_rotated_rat(self.cfg, record, &new)?;
-                    *rat = new;
-                }
+                let answered = ClientRecord::from_map(answer).ok().and_then(|a| a.rat());
+                output::take_rotated_rat(self.cfg, record, rat, answered)?;
                 *renewals = 0;
                 Ok(true)
             }

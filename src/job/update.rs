@@ -182,14 +182,10 @@ impl Session<'_> {
                 }
             };
             // A rotated token in the answer: saved before anything else.
-            if let Some(new) = ClientRecord::from_map(answer.clone())
+            let answered = ClientRecord::from_map(answer.clone())
                 .ok()
-                .and_then(|a| a.rat())
-                && !record.holds_rat(&new)
-            {
-                output::save_rotated_rat(cfg, record, &new)?;
-                *rat = new;
-            }
+                .and_then(|a| a.rat());
+            output::take_rotated_rat(cfg, record, rat, answered)?;
             let after = self.read_after_update(id, record, rat, uri).await?;
             let took_nothing = changes.iter().all(|(k, _)| after.get(k) == current.get(k))
                 && !reconcile::unsettled(desired, after.fields(), compare).is_empty();
@@ -220,12 +216,7 @@ impl Session<'_> {
         match self.idp.read(uri, rat).await? {
             ReadResult::Current(doc) => {
                 same_client(id, &doc)?;
-                if let Some(new) = doc.rat()
-                    && !record.holds_rat(&new)
-                {
-                    output::save_rotated_rat(self.cfg, record, &new)?;
-                    *rat = new;
-                }
+                output::take_rotated_rat(self.cfg, record, rat, doc.rat())?;
                 Ok(doc)
             }
             ReadResult::Gone(why) | ReadResult::Unauthorized(why) => Err(Error::Rejected(format!(
