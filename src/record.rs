@@ -122,7 +122,7 @@ impl ClientRecord {
     }
 
     /// Takes a new registration access token. Whoever calls this must save the record next
-    /// (`job::output::save_rotated_rat`): the old token is dead.
+    /// (`job::managed::ManagedClient` does): the old token is dead.
     pub fn set_rat(&mut self, rat: &SecretString) {
         self.doc.insert(
             "registration_access_token".into(),

@@ -88,14 +88,9 @@ impl Idp {
                 )),
             })
         };
-        let call = Call {
-            what: "mint IAT",
-            var: "DCR_IAT_ENDPOINT",
-            method: Method::POST,
-            url: endpoint,
-            auth: Auth::Bearer(admin),
-            body: Body::Json(&body),
-        };
+        let call = Call::new("mint IAT", "DCR_IAT_ENDPOINT", Method::POST, endpoint)
+            .bearer(admin)
+            .body(Body::Json(&body));
         self.call(call, None, &decide).await
     }
 
@@ -108,14 +103,7 @@ impl Idp {
                 _ => Attempt::Done(Some(describe(&r))),
             }
         };
-        let call = Call {
-            what: "revoke IAT",
-            var: "DCR_IAT_ENDPOINT",
-            method: Method::DELETE,
-            url,
-            auth: Auth::Bearer(admin),
-            body: Body::None,
-        };
+        let call = Call::new("revoke IAT", "DCR_IAT_ENDPOINT", Method::DELETE, url).bearer(admin);
         self.call(call, None, &decide).await
     }
 
@@ -151,14 +139,14 @@ impl Idp {
                 )),
             })
         };
-        let call = Call {
-            what: "re-issue registration access token",
-            var: "DCR_RAT_ENDPOINT",
-            method: Method::POST,
-            url: endpoint,
-            auth: Auth::Bearer(admin),
-            body: Body::Json(&body),
-        };
+        let call = Call::new(
+            "re-issue registration access token",
+            "DCR_RAT_ENDPOINT",
+            Method::POST,
+            endpoint,
+        )
+        .bearer(admin)
+        .body(Body::Json(&body));
         self.call(call, None, &decide).await
     }
 
@@ -221,14 +209,9 @@ impl Idp {
                 ),
             }))
         };
-        let call = Call {
-            what: "admin token",
-            var: "DCR_TOKEN_ENDPOINT",
-            method: Method::POST,
-            url: endpoint,
-            auth,
-            body: Body::Form(&form),
-        };
+        let call = Call::new("admin token", "DCR_TOKEN_ENDPOINT", Method::POST, endpoint)
+            .auth(auth)
+            .body(Body::Form(&form));
         self.call(call, None, &decide).await
     }
 }

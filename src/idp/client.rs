@@ -22,25 +22,41 @@ pub enum Registration {
     AlreadyExists(String),
 }
 
-pub enum ReadResult {
-    Current(ClientRecord),
-    /// 404: the client no longer exists.
-    Gone(String),
-    /// 401/403: the registration access token was refused (RFC 7592 answers 401 both for a
-    /// revoked token and for a deleted client).
-    Unauthorized(String),
+/// An RFC 7592 answer: the registration access token was accepted, and what the call came
+/// to; or the token was refused (401/403, or a 400 that says so). RFC 7592 §2 answers a
+/// revoked token and a deleted client alike, so a refusal says nothing about the client.
+pub enum Managed<T> {
+    Accepted(T),
+    TokenRefused(String),
 }
 
-pub enum UpdateResult {
+/// An RFC 7592 read.
+pub enum Read {
+    Current(ClientRecord),
+    /// 404/410 at the client's own management URL.
+    NotFound(String),
+}
+
+/// An RFC 7592 update.
+pub enum Update {
     /// The members the IdP answered with (possibly partial, possibly a new RAT; empty for 204).
-    Updated(Map<String, Value>),
-    /// The registration access token was refused.
-    Unauthorized(String),
+    Answer(Map<String, Value>),
     /// 405/501: the IdP does not update clients with this method.
     Unsupported(String),
     /// 404/410: no such client, or (for PATCH) no such route.
-    Gone(String),
+    NotFound(String),
 }
+
+/// An RFC 7592 delete that the IdP accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delete {
+    Deleted,
+    /// 404/410: it was not there (any more).
+    NotFound,
+}
+
+/// What sets the URL of RFC 7592 calls, for the message about a redirect.
+const MANAGED_BY: &str = "DCR_OUTPUT's registration_client_uri";
 
 /// Whether an RFC 7592 answer says the registration access token was refused: 401 or 403
 /// (RFC 6750 §3.1), or a 400 whose OAuth error says so (some servers answer every bad, used
@@ -171,23 +187,23 @@ impl Idp {
                 )),
             })
         };
-        let call = Call {
-            what: "register client",
-            var: "DCR_REGISTRATION_ENDPOINT",
-            method: Method::POST,
-            url: endpoint,
-            auth: iat.map(Auth::Bearer).unwrap_or(Auth::None),
-            body: Body::Json(&body),
-        };
+        let call = Call::new(
+            "register client",
+            "DCR_REGISTRATION_ENDPOINT",
+            Method::POST,
+            endpoint,
+        )
+        .auth(iat.map(Auth::Bearer).unwrap_or(Auth::None))
+        .body(Body::Json(&body));
         self.call(call, Some(&no_answer), &decide).await
     }
 
     /// RFC 7592 §2.1 read of the stored client.
-    pub async fn read(&self, uri: &Url, rat: &SecretString) -> Result<ReadResult> {
-        let decide = |r: Reply| -> Attempt<ReadResult> {
+    pub async fn read(&self, uri: &Url, rat: &SecretString) -> Result<Managed<Read>> {
+        let decide = |r: Reply| -> Attempt<Managed<Read>> {
             if r.is_success() {
                 return match parse_client(&r) {
-                    Ok(doc) => Attempt::Done(ReadResult::Current(doc)),
+                    Ok(doc) => Attempt::Done(Managed::Accepted(Read::Current(doc))),
                     Err(why) => Attempt::Fatal(Error::Rejected(format!(
                         "reading the client at {uri} answered {} but {why}",
                         r.status
@@ -198,24 +214,17 @@ impl Idp {
                 return Attempt::Fatal(policy_refusal("reading the client", uri, &r));
             }
             if token_refused(&r) {
-                return Attempt::Done(ReadResult::Unauthorized(describe(&r)));
+                return Attempt::Done(Managed::TokenRefused(describe(&r)));
             }
             match r.status {
-                404 | 410 => Attempt::Done(ReadResult::Gone(describe(&r))),
+                404 | 410 => Attempt::Done(Managed::Accepted(Read::NotFound(describe(&r)))),
                 _ => Attempt::Fatal(Error::Rejected(format!(
                     "reading the stored client at {uri} failed ({})",
                     describe(&r)
                 ))),
             }
         };
-        let call = Call {
-            what: "read client",
-            var: "DCR_OUTPUT's registration_client_uri",
-            method: Method::GET,
-            url: uri,
-            auth: Auth::Bearer(rat),
-            body: Body::None,
-        };
+        let call = Call::new("read client", MANAGED_BY, Method::GET, uri).bearer(rat);
         self.call(call, None, &decide).await
     }
 
@@ -227,19 +236,20 @@ impl Idp {
         rat: &SecretString,
         method: UpdateMethod,
         body: &Map<String, Value>,
-    ) -> Result<UpdateResult> {
+    ) -> Result<Managed<Update>> {
         let verb = method.verb();
         let body = Value::Object(body.clone());
-        let decide = |r: Reply| -> Attempt<UpdateResult> {
+        let done = |u: Update| Attempt::Done(Managed::Accepted(u));
+        let decide = |r: Reply| -> Attempt<Managed<Update>> {
             if r.is_success() {
                 // EmpowerNow documents only "PATCH (200)": accept a full document, a partial
                 // one, or none at all (204).
                 return match json_object(&r) {
                     Some(doc) => {
                         remember_secrets(&doc);
-                        Attempt::Done(UpdateResult::Updated(doc))
+                        done(Update::Answer(doc))
                     }
-                    None if r.body.is_empty() => Attempt::Done(UpdateResult::Updated(Map::new())),
+                    None if r.body.is_empty() => done(Update::Answer(Map::new())),
                     None => Attempt::Fatal(Error::Rejected(format!(
                         "updating the client at {uri} answered {} but {}",
                         r.status,
@@ -256,57 +266,46 @@ impl Idp {
             }
             let detail = describe(&r);
             if token_refused(&r) {
-                return Attempt::Done(UpdateResult::Unauthorized(detail));
+                return Attempt::Done(Managed::TokenRefused(detail));
             }
             match r.status {
-                404 | 410 => Attempt::Done(UpdateResult::Gone(detail)),
-                405 | 501 => Attempt::Done(UpdateResult::Unsupported(detail)),
+                404 | 410 => done(Update::NotFound(detail)),
+                405 | 501 => done(Update::Unsupported(detail)),
                 _ => Attempt::Fatal(Error::Rejected(format!(
                     "the IdP refused the {verb} of the client at {uri} ({detail})"
                 ))),
             }
         };
-        let call = Call {
-            what: "update client",
-            var: "DCR_OUTPUT's registration_client_uri",
-            method: match method {
-                UpdateMethod::Put => Method::PUT,
-                UpdateMethod::Patch => Method::PATCH,
-            },
-            url: uri,
-            auth: Auth::Bearer(rat),
-            body: Body::Json(&body),
+        let http_method = match method {
+            UpdateMethod::Put => Method::PUT,
+            UpdateMethod::Patch => Method::PATCH,
         };
+        let call = Call::new("update client", MANAGED_BY, http_method, uri)
+            .bearer(rat)
+            .body(Body::Json(&body))
+            .same_500_hint(self.update_500_hint.unwrap_or(""));
         self.call(call, None, &decide).await
     }
 
-    /// RFC 7592 §2.3 delete. `true` when the client is gone (deleted now, or already: 404);
-    /// `false` when the registration access token was refused (401/403).
-    pub async fn delete(&self, uri: &Url, rat: &SecretString) -> Result<bool> {
-        let decide = |r: Reply| -> Attempt<bool> {
+    /// RFC 7592 §2.3 delete.
+    pub async fn delete(&self, uri: &Url, rat: &SecretString) -> Result<Managed<Delete>> {
+        let decide = |r: Reply| -> Attempt<Managed<Delete>> {
             if is_policy_refusal(&r) {
                 return Attempt::Fatal(policy_refusal("deleting the client", uri, &r));
             }
             if token_refused(&r) {
-                tracing::warn!("deleting {uri} answered {}", describe(&r));
-                return Attempt::Done(false);
+                return Attempt::Done(Managed::TokenRefused(describe(&r)));
             }
             match r.status {
-                200..=299 | 404 | 410 => Attempt::Done(true),
+                200..=299 => Attempt::Done(Managed::Accepted(Delete::Deleted)),
+                404 | 410 => Attempt::Done(Managed::Accepted(Delete::NotFound)),
                 _ => Attempt::Fatal(Error::Rejected(format!(
                     "deleting the stored client at {uri} failed ({})",
                     describe(&r)
                 ))),
             }
         };
-        let call = Call {
-            what: "delete client",
-            var: "DCR_OUTPUT's registration_client_uri",
-            method: Method::DELETE,
-            url: uri,
-            auth: Auth::Bearer(rat),
-            body: Body::None,
-        };
+        let call = Call::new("delete client", MANAGED_BY, Method::DELETE, uri).bearer(rat);
         self.call(call, None, &decide).await
     }
 }

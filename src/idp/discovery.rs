@@ -2,7 +2,7 @@
 //! issues tokens.
 
 use super::answer::{body_kind, describe, json_object};
-use super::http::{Auth, Body, Reply};
+use super::http::Reply;
 use super::retry::Attempt;
 use super::{Call, Idp};
 use crate::error::{Error, Result};
@@ -81,14 +81,7 @@ impl Idp {
                     ))),
                 }
             };
-            let call = Call {
-                what: "discovery",
-                var: "DCR_ISSUER",
-                method: Method::GET,
-                url,
-                auth: Auth::None,
-                body: Body::None,
-            };
+            let call = Call::new("discovery", "DCR_ISSUER", Method::GET, url);
             match self.call(call, None, &decide).await? {
                 Some(d) => return Ok(d),
                 None => tried.push(url.to_string()),

@@ -4,7 +4,7 @@
 //! docs/interop.md has the table.
 
 use super::answer::describe;
-use super::http::{Auth, Body, Reply};
+use super::http::Reply;
 use super::profile::AdminApi;
 use super::retry::Attempt;
 use super::{Call, Idp, admin::Admin};
@@ -172,14 +172,13 @@ impl Idp {
             }
             Attempt::Done(found)
         };
-        let call = Call {
-            what: "Keycloak server info",
-            var: "IDP_BASE_URL",
-            method: Method::GET,
-            url: &api.serverinfo,
-            auth: Auth::Bearer(admin),
-            body: Body::None,
-        };
+        let call = Call::new(
+            "Keycloak server info",
+            "IDP_BASE_URL",
+            Method::GET,
+            &api.serverinfo,
+        )
+        .bearer(admin);
         match self.call(call, None, &decide).await {
             Ok(v) => v,
             Err(e) => {
@@ -228,14 +227,7 @@ impl Idp {
                 ))),
             }
         };
-        let call = Call {
-            what: "look up client",
-            var: "IDP_BASE_URL",
-            method: Method::GET,
-            url: &lookup,
-            auth: Auth::Bearer(admin),
-            body: Body::None,
-        };
+        let call = Call::new("look up client", "IDP_BASE_URL", Method::GET, &lookup).bearer(admin);
         let internal = match self.call(call, None, &decide).await? {
             Admin::Done(Some(id)) => id,
             Admin::Done(None) => return Ok(Admin::Done(None)),

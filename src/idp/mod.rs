@@ -76,13 +76,50 @@ pub struct Idp {
 /// One request of an operation, re-sent as is on every retry.
 pub(crate) struct Call<'a> {
     /// What the logs and errors call the operation.
-    pub what: &'a str,
+    what: &'a str,
     /// The variable that sets the URL, named when the IdP answers with a redirect.
-    pub var: &'a str,
-    pub method: Method,
-    pub url: &'a Url,
-    pub auth: Auth<'a>,
-    pub body: Body<'a>,
+    var: &'a str,
+    method: Method,
+    url: &'a Url,
+    auth: Auth<'a>,
+    body: Body<'a>,
+    /// Added to the error when a write keeps meeting the same 500 (what this IdP is known
+    /// to answer so).
+    same_500_hint: &'a str,
+}
+
+impl<'a> Call<'a> {
+    /// A request without credentials or body; `var` is the variable that sets `url`.
+    pub fn new(what: &'a str, var: &'a str, method: Method, url: &'a Url) -> Call<'a> {
+        Call {
+            what,
+            var,
+            method,
+            url,
+            auth: Auth::None,
+            body: Body::None,
+            same_500_hint: "",
+        }
+    }
+
+    pub fn auth(mut self, auth: Auth<'a>) -> Call<'a> {
+        self.auth = auth;
+        self
+    }
+
+    pub fn bearer(self, token: &'a secrecy::SecretString) -> Call<'a> {
+        self.auth(Auth::Bearer(token))
+    }
+
+    pub fn body(mut self, body: Body<'a>) -> Call<'a> {
+        self.body = body;
+        self
+    }
+
+    pub fn same_500_hint(mut self, hint: &'a str) -> Call<'a> {
+        self.same_500_hint = hint;
+        self
+    }
 }
 
 /// What a request that may have reached the server without an answer means for the
@@ -96,6 +133,26 @@ const SAME_500_LIMIT: u32 = 5;
 /// 501 Not Implemented is permanent by definition.
 pub fn transient(status: u16) -> bool {
     matches!(status, 408 | 425 | 429) || ((500..600).contains(&status) && status != 501)
+}
+
+/// Counts a write's identical 500 answers in a row.
+#[derive(Default)]
+struct Same500 {
+    last: String,
+    count: u32,
+}
+
+impl Same500 {
+    /// Records a 500 with `reason`; true once the same one has come [`SAME_500_LIMIT`] times.
+    fn again(&mut self, reason: &str) -> bool {
+        self.count = if self.last == reason {
+            self.count + 1
+        } else {
+            1
+        };
+        reason.clone_into(&mut self.last);
+        self.count >= SAME_500_LIMIT
+    }
 }
 
 impl Idp {
@@ -130,6 +187,25 @@ impl Idp {
         self.attempts.get()
     }
 
+    /// Refuses a request to anywhere but the IdP's origins.
+    fn check_origin(&self, what: &str, url: &Url) -> Result<()> {
+        if self.is_allowed(url) {
+            return Ok(());
+        }
+        Err(Error::Rejected(format!(
+            "{what}: refusing to send a request to {}, which is not one of the IdP's origins ({}). Requests go only \
+             to IDP_BASE_URL, to endpoints set explicitly, and to endpoints discovered from a document whose issuer \
+             matches",
+            url.origin().ascii_serialization(),
+            self.origins
+                .borrow()
+                .iter()
+                .map(Origin::ascii_serialization)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    }
+
     /// One operation under the retry policy. A request that may have reached the server without
     /// an answer is retried unless `no_answer` makes it fatal; `decide` sorts the answers that
     /// are neither transient nor redirects.
@@ -139,100 +215,84 @@ impl Idp {
         no_answer: Option<NoAnswer<'_>>,
         decide: &dyn Fn(Reply) -> Attempt<T>,
     ) -> Result<T> {
-        let Call {
-            what,
-            var,
-            method,
-            url,
-            auth,
-            body,
-        } = req;
         // Checked once here for every request: a bearer token never crosses cleartext, and
         // never leaves the IdP's origins.
-        check_transport(what, url, self.allow_insecure_http)?;
+        check_transport(req.what, req.url, self.allow_insecure_http)?;
+        self.check_origin(req.what, req.url)?;
         // A write that meets the very same 500 again and again is failing on what it sends
         // (a server that crashes on a metadata value), not waiting for readiness.
-        let writes = method != Method::GET;
-        let same_500 = &std::cell::Cell::new(0u32);
-        let last_500 = &RefCell::new(String::new());
-        if !self.is_allowed(url) {
-            return Err(Error::Rejected(format!(
-                "{what}: refusing to send a request to {}, which is not one of the IdP's origins ({}). Requests go only \
-                 to IDP_BASE_URL, to endpoints set explicitly, and to endpoints discovered from a document whose issuer \
-                 matches",
-                url.origin().ascii_serialization(),
-                self.origins
-                    .borrow()
-                    .iter()
-                    .map(Origin::ascii_serialization)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
+        let same_500 = RefCell::new(Same500::default());
+        let req = &req;
         self.policy
-            .run(&self.attempts, what, |timeout| {
-                let method = method.clone();
+            .run(&self.attempts, req.what, |timeout| {
+                let same_500 = &same_500;
                 async move {
-                    match self.http.send(method, url, auth, body, timeout).await {
-                        Ok(r) if r.is_success() => {
-                            if !r.body.is_empty() {
-                                warn_content_type(what, &r);
-                            }
-                            decide(r)
-                        }
-                        Ok(r) if transient(r.status) => {
-                            let reason = describe(&r);
-                            if writes && r.status == 500 {
-                                let again = *last_500.borrow() == reason;
-                                same_500.set(if again { same_500.get() + 1 } else { 1 });
-                                *last_500.borrow_mut() = reason.clone();
-                                if same_500.get() >= SAME_500_LIMIT {
-                                    let hint = self
-                                        .update_500_hint
-                                        .filter(|_| what == "update client")
-                                        .unwrap_or("");
-                                    return Attempt::Fatal(Error::Rejected(format!(
-                                        "{what}: the IdP answered the same 500 {SAME_500_LIMIT} times in a row ({reason}): it \
-                                         fails on this request rather than not being ready. Check what is sent (a mistyped \
-                                         metadata value?) and the IdP's logs{hint}"
-                                    )));
-                                }
-                            }
-                            Attempt::Retry {
-                                reason,
-                                unreachable: false,
-                                retry_after: r.retry_after,
-                            }
-                        }
-                        Ok(r) if (300..400).contains(&r.status) => {
-                            Attempt::Fatal(redirect_error(what, var, &r))
-                        }
-                        Ok(r) => decide(r),
-                        Err(Failure::Unreachable(reason)) => Attempt::Retry {
-                            reason,
-                            unreachable: true,
-                            retry_after: None,
-                        },
-                        Err(Failure::NoAnswer(reason)) => {
-                            match no_answer.and_then(|f| f(&reason)) {
-                                Some(e) => Attempt::Fatal(e),
-                                None => Attempt::Retry {
-                                    reason,
-                                    unreachable: false,
-                                    retry_after: None,
-                                },
-                            }
-                        }
-                        Err(Failure::Tls(reason)) => {
-                            Attempt::Fatal(Error::Rejected(format!("{what}: {reason}")))
-                        }
-                        Err(Failure::TooLarge(reason)) => Attempt::Fatal(Error::Rejected(format!(
-                            "{what}: {reason}; refusing to read it"
-                        ))),
-                    }
+                    let sent = (req.http_send(&self.http, timeout)).await;
+                    sort(req, sent, no_answer, decide, same_500)
                 }
             })
             .await
+    }
+}
+
+impl Call<'_> {
+    async fn http_send(
+        &self,
+        http: &Http,
+        timeout: std::time::Duration,
+    ) -> std::result::Result<Reply, Failure> {
+        http.send(self.method.clone(), self.url, self.auth, self.body, timeout)
+            .await
+    }
+}
+
+/// What one attempt's outcome means: done, retry (and on which schedule), or fatal.
+fn sort<T>(
+    req: &Call<'_>,
+    sent: std::result::Result<Reply, Failure>,
+    no_answer: Option<NoAnswer<'_>>,
+    decide: &dyn Fn(Reply) -> Attempt<T>,
+    same_500: &RefCell<Same500>,
+) -> Attempt<T> {
+    let what = req.what;
+    let retry = |reason: String, unreachable: bool, retry_after| Attempt::Retry {
+        reason,
+        unreachable,
+        retry_after,
+    };
+    match sent {
+        Ok(r) if r.is_success() => {
+            if !r.body.is_empty() {
+                warn_content_type(what, &r);
+            }
+            decide(r)
+        }
+        Ok(r) if transient(r.status) => {
+            let reason = describe(&r);
+            if req.method != Method::GET && r.status == 500 && same_500.borrow_mut().again(&reason)
+            {
+                return Attempt::Fatal(Error::Rejected(format!(
+                    "{what}: the IdP answered the same 500 {SAME_500_LIMIT} times in a row ({reason}): it fails on \
+                     this request rather than not being ready. Check what is sent (a mistyped metadata value?) and \
+                     the IdP's logs{}",
+                    req.same_500_hint
+                )));
+            }
+            retry(reason, false, r.retry_after)
+        }
+        Ok(r) if (300..400).contains(&r.status) => {
+            Attempt::Fatal(redirect_error(what, req.var, &r))
+        }
+        Ok(r) => decide(r),
+        Err(Failure::Unreachable(reason)) => retry(reason, true, None),
+        Err(Failure::NoAnswer(reason)) => match no_answer.and_then(|f| f(&reason)) {
+            Some(e) => Attempt::Fatal(e),
+            None => retry(reason, false, None),
+        },
+        Err(Failure::Tls(reason)) => Attempt::Fatal(Error::Rejected(format!("{what}: {reason}"))),
+        Err(Failure::TooLarge(reason)) => Attempt::Fatal(Error::Rejected(format!(
+            "{what}: {reason}; refusing to read it"
+        ))),
     }
 }
 

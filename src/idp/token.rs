@@ -106,14 +106,14 @@ impl Idp {
             }
             Attempt::Done(proof_of(&r))
         };
-        let call = Call {
-            what: "prove the client's credentials",
-            var: "DCR_TOKEN_ENDPOINT",
-            method: Method::POST,
-            url: endpoint,
-            auth,
-            body: Body::Form(&form),
-        };
+        let call = Call::new(
+            "prove the client's credentials",
+            "DCR_TOKEN_ENDPOINT",
+            Method::POST,
+            endpoint,
+        )
+        .auth(auth)
+        .body(Body::Form(&form));
         self.call(call, None, &decide).await
     }
 }

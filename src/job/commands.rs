@@ -34,7 +34,7 @@ pub fn check(cfg: &Config) -> Result<Value> {
             let jwks = match &existing {
                 Some(m) => {
                     let kid = k.policy.kid.clone().unwrap_or_else(|| m.thumbprint.clone());
-                    json!({"keys": [m.labelled_jwk(&kid, k.policy.alg.unwrap_or(m.natural_alg()).name())]})
+                    json!({"keys": [m.labelled_jwk(&kid, k.policy.alg.unwrap_or(m.natural_alg()))]})
                 }
                 None => {
                     json!({"keys": [format!("(a new {} key is generated and published)", k.policy.alg.unwrap_or(KeyAlg::Rs256).name())]})
@@ -244,6 +244,6 @@ pub fn keygen(a: &crate::cli::KeyArgs) -> Result<Value> {
         "kid": kid,
         "alg": alg.name(),
         "thumbprint": m.thumbprint,
-        "jwk": m.labelled_jwk(&kid, alg.name()),
+        "jwk": m.labelled_jwk(&kid, alg),
     }))
 }

@@ -8,8 +8,10 @@
 //! subcommands, built on the same session.
 
 pub mod commands;
+mod converge;
 pub mod decide;
 mod existing;
+mod managed;
 mod output;
 mod prove;
 mod register;

@@ -9,7 +9,6 @@ use crate::local::keyring::{KeyRecord, KeyRing, Plan};
 use crate::local::{dotenv, store};
 use crate::record::ClientRecord;
 use reqwest::Url;
-use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 use std::time::SystemTime;
 
@@ -20,31 +19,6 @@ pub const ORIGIN_REGISTERED: &str = "registered";
 pub fn save(cfg: &Config, record: &ClientRecord) -> Result<()> {
     let out = &cfg.output;
     store::write_atomic(&out.path, &record.to_bytes(), out.mode, out.owner)
-}
-
-/// The one place a new registration access token is taken and saved: the IdP rotated it (on a
-/// read or an update) or the admin API re-issued it, so the token in the file is dead. It is
-/// written before anything else happens with the answer.
-/// An answer that carries a registration access token other than the one we hold: the IdP
-/// rotated it. Saved at once, and used from now on.
-pub fn take_rotated_rat(
-    cfg: &Config,
-    record: &mut ClientRecord,
-    rat: &mut SecretString,
-    answered: Option<SecretString>,
-) -> Result<()> {
-    if let Some(new) = answered
-        && !record.holds_rat(&new)
-    {
-        save_rotated_rat(cfg, record, &new)?;
-        *rat = new;
-    }
-    Ok(())
-}
-
-pub fn save_rotated_rat(cfg: &Config, record: &mut ClientRecord, rat: &SecretString) -> Result<()> {
-    record.set_rat(rat);
-    save(cfg, record)
 }
 
 /// Marks the record as having an update in flight: if its answer is lost (and with it a
@@ -59,12 +33,23 @@ pub fn mark_pending_update(cfg: &Config, record: &mut ClientRecord) -> Result<()
 }
 
 /// The key records a previous run stored in the output.
+/// A record that does not parse (an algorithm we do not sign with, a missing member) is left
+/// out with a warning: its key is then neither published nor retired by this tool.
 pub fn stored_key_records(stored: Option<&ClientRecord>) -> Vec<KeyRecord> {
-    stored
+    let list = stored
         .and_then(|s| s.meta())
         .and_then(|m| m.get("signing_keys"))
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default()
+        .and_then(Value::as_array);
+    list.into_iter()
+        .flatten()
+        .filter_map(|v| match serde_json::from_value::<KeyRecord>(v.clone()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!("ignoring a stored key record that is not one of ours ({e})");
+                None
+            }
+        })
+        .collect()
 }
 
 /// Writes everything, in crash-safe order: the registration (with the key records as they

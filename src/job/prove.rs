@@ -7,7 +7,6 @@ use super::session::Session;
 use crate::error::{Error, Result};
 use crate::idp::token::{ClientCredential, Proof};
 use crate::local::keyring::{KeyRing, Plan};
-use crate::local::keys::KeyAlg;
 use crate::record::ClientRecord;
 use secrecy::SecretString;
 use serde_json::Value;
@@ -66,13 +65,8 @@ impl Session<'_> {
                 let Some((rec, material)) = key else {
                     return Ok(None);
                 };
-                let alg = match rec.alg.as_str() {
-                    "PS256" => KeyAlg::Ps256,
-                    "ES256" => KeyAlg::Es256,
-                    _ => KeyAlg::Rs256,
-                };
                 Some(Prepared::Assertion(material.client_assertion(
-                    alg,
+                    rec.alg,
                     &rec.kid,
                     record.client_id(),
                     audience,

@@ -2,12 +2,13 @@
 //! requested client_id turns out to exist, adopt it with a re-issued registration access token.
 
 use super::decide::{self, Action, IatRejected, OnIatRejected};
+use super::managed::{ManagedClient, Refusal};
 use super::output;
 use super::session::Session;
 use crate::config::{AdminAuth, RegistrationToken};
 use crate::error::{Error, Result};
 use crate::idp::admin::Minted;
-use crate::idp::client::{ReadResult, Registration, display_name};
+use crate::idp::client::{Read, Registration, display_name};
 use crate::idp::profile::Profile;
 use crate::local::keyring::KeyRing;
 use crate::record::ClientRecord;
@@ -55,7 +56,7 @@ impl Session<'_> {
         let metadata = self.desired(plan.as_ref()).await;
         let endpoint = self.registration_endpoint().await?;
         if let Some(key) = plan.as_ref().and_then(|p| p.publish.first()) {
-            self.check_signing_alg(&key.alg)?;
+            self.check_signing_alg(key.alg)?;
         }
         let Registered { record, adopted } = match self.adopt_first(&metadata).await? {
             Some(record) => Registered {
@@ -65,25 +66,17 @@ impl Session<'_> {
             None => self.register(&metadata, &endpoint).await?,
         };
         if adopted {
-            let rat = record.rat().ok_or_else(|| {
-                Error::Rejected(
-                    "the adopted client came without a registration access token".into(),
-                )
-            })?;
             let uri = self.client_uri(&record).await?;
             // Adopted with our own registration access token: make it ours before anything else.
             output::save(cfg, &record)?;
             let current = record.clone();
-            return self
-                .reconcile(
-                    record,
-                    rat,
-                    uri,
-                    &current,
-                    ring,
-                    Action::Adopted,
-                    Some(&current),
+            let client = ManagedClient::new(record, uri, true, true).ok_or_else(|| {
+                Error::Rejected(
+                    "the adopted client came without a registration access token".into(),
                 )
+            })?;
+            return self
+                .converge(client, &current, ring, Action::Adopted, Some(&current))
                 .await;
         }
         let id = record.client_id().to_string();
@@ -117,7 +110,7 @@ impl Session<'_> {
         let extra: Map<String, Value> = [
             (
                 "asked".to_string(),
-                Value::Object(super::existing::asked(&metadata)),
+                Value::Object(super::converge::asked(&metadata)),
             ),
             (
                 "origin".to_string(),
@@ -418,56 +411,43 @@ impl Session<'_> {
 
     /// A new registration access token for `client_id` from the admin API, then an RFC 7592
     /// read. `None`: the admin API does not know the client. Replicas sharing the client
-    /// re-issue the same token, so a refused read is re-issued again, a bounded number of times.
+    /// re-issue the same token, so a refused read is renewed again, a bounded number of times.
     async fn take_over(
         &self,
         client_id: &str,
         rat_url: &Url,
         why: &str,
     ) -> Result<Option<ClientRecord>> {
-        let rounds = if self.cfg.policies.shared.is_some() {
-            8
-        } else {
-            1
+        let Some(rat) = self.reissue(rat_url).await? else {
+            return Ok(None);
         };
-        let mut refused = String::new();
-        for round in 0..rounds {
-            if round > 0 {
-                tokio::time::sleep(
-                    self.cfg
-                        .timing
-                        .backoff_initial
-                        .mul_f64(1.0 + fastrand::f64())
-                        .min(self.remaining()),
-                )
-                .await;
+        let uri = self.management_uri(client_id).await?;
+        let mut known = Map::new();
+        known.insert("client_id".into(), Value::String(client_id.to_string()));
+        known.insert(
+            "registration_client_uri".into(),
+            Value::String(uri.to_string()),
+        );
+        known.insert(
+            "registration_access_token".into(),
+            Value::String(rat.expose_secret().to_string()),
+        );
+        let record = ClientRecord::from_map(known)
+            .map_err(|e| Error::Rejected(format!("adopting client {client_id:?}: {e}")))?;
+        let mut client = ManagedClient::new(record, uri, true, false)
+            .ok_or_else(|| Error::Rejected("the re-issued token is empty".into()))?;
+        let failed = match self.read_client(&mut client, self.renew_mode()).await? {
+            Ok(Read::Current(current)) => {
+                tracing::warn!(
+                    "client {client_id} already existed at the IdP ({why}); adopted it with a re-issued registration access token"
+                );
+                client.overlay(self.cfg, current.fields())?;
+                return Ok(Some(client.into_record()));
             }
-            let Some(rat) = self.reissue(rat_url).await? else {
-                return Ok(None);
-            };
-            let uri = self.management_uri(client_id).await?;
-            match self.idp.read(&uri, &rat).await? {
-                ReadResult::Current(mut record) => {
-                    tracing::warn!(
-                        "client {client_id} already existed at the IdP ({why}); adopted it with a re-issued registration access token"
-                    );
-                    record.set_if_absent(
-                        "registration_access_token",
-                        Value::String(rat.expose_secret().to_string()),
-                    );
-                    record.set_if_absent("registration_client_uri", Value::String(uri.to_string()));
-                    return Ok(Some(record));
-                }
-                ReadResult::Gone(gone) => {
-                    return Err(Error::Rejected(format!(
-                        "adopting client {client_id:?}: reading it with a fresh registration access token failed ({gone})"
-                    )));
-                }
-                ReadResult::Unauthorized(w) => refused = w,
-            }
-        }
+            Ok(Read::NotFound(why)) | Err(Refusal { why, .. }) => why,
+        };
         Err(Error::Rejected(format!(
-            "adopting client {client_id:?}: reading it with a fresh registration access token failed ({refused})"
+            "adopting client {client_id:?}: reading it with a fresh registration access token failed ({failed})"
         )))
     }
 

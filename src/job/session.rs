@@ -11,6 +11,7 @@ use crate::idp::http::Http;
 use crate::idp::keycloak::{self, Version as KeycloakVersion};
 use crate::idp::profile::Profile;
 use crate::idp::retry::Policy;
+use crate::local::keys::KeyAlg;
 use crate::reconcile::Dialect;
 use crate::record::ClientRecord;
 use crate::url::check_transport;
@@ -330,11 +331,12 @@ impl<'a> Session<'a> {
     /// Refuses a signing key the IdP says it cannot verify (discovery's
     /// `token_endpoint_auth_signing_alg_values_supported`), before anything is registered
     /// with it: such a client could never authenticate. Known only where discovery ran.
-    pub fn check_signing_alg(&self, alg: &str) -> Result<()> {
+    pub fn check_signing_alg(&self, alg: KeyAlg) -> Result<()> {
         let known = self.discovered.borrow();
         let Some(algs) = known.as_ref().and_then(|d| d.signing_algs.as_ref()) else {
             return Ok(());
         };
+        let alg = alg.name();
         if algs.iter().any(|a| a == alg) {
             return Ok(());
         }

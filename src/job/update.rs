@@ -2,23 +2,20 @@
 //! read-back, the only word on what the IdP holds; the guards that keep an update from being
 //! sent where it cannot work; the check of what the IdP registered against what was asked.
 
-use super::existing::same_client;
+use super::managed::{ManagedClient, Refusal, Unrenewed};
 use super::output;
-use super::renewal::Renewal;
 use super::session::Session;
 use crate::error::{Error, Result};
 use crate::idp::UpdateMethod;
-use crate::idp::client::{ReadResult, UpdateResult};
+use crate::idp::client::{Read, Update};
 use crate::reconcile;
 use crate::record::ClientRecord;
-use reqwest::Url;
-use secrecy::SecretString;
 use serde_json::{Map, Value};
 
 /// What an update came to.
-pub(super) enum Updated {
-    /// The IdP's answer (possibly partial, possibly empty).
-    Answer(Map<String, Value>),
+enum Updated {
+    /// The IdP took it (its answer, and any token in it, are taken by then).
+    Answer,
     /// The IdP has no such method for clients (405/501, or 404 while the client exists).
     Unsupported(String),
 }
@@ -131,26 +128,26 @@ impl Session<'_> {
     /// PATCH changed nothing), then reads the client back: only the read-back says what the
     /// IdP holds. A pending-update mark is saved first, so that a lost answer (which may have
     /// rotated the registration access token) is recognised on the next start.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn update_and_read_back(
         &self,
-        id: &str,
-        record: &mut ClientRecord,
-        rat: &mut SecretString,
-        uri: &Url,
+        client: &mut ManagedClient,
         current: &ClientRecord,
         changes: &Map<String, Value>,
         desired: &Map<String, Value>,
         compare: reconcile::Compare<'_>,
     ) -> Result<ClientRecord> {
         let cfg = self.cfg;
+        let id = client.id().to_string();
         let mut method = cfg.policies.update_method;
         loop {
             let body = match method {
                 UpdateMethod::Patch => changes.clone(),
-                UpdateMethod::Put => {
-                    reconcile::put_body(current.fields(), changes, id, record.client_secret())
-                }
+                UpdateMethod::Put => reconcile::put_body(
+                    current.fields(),
+                    changes,
+                    &id,
+                    client.record().client_secret(),
+                ),
             };
             tracing::info!(
                 "client {id} differs at the IdP in {}; updating with {}",
@@ -161,12 +158,9 @@ impl Session<'_> {
                     .join(", "),
                 method.verb()
             );
-            output::mark_pending_update(cfg, record)?;
-            let answer = match self
-                .update_with_renewal(id, record, rat, uri, method, &body)
-                .await?
-            {
-                Updated::Answer(a) => a,
+            client.mark_pending_update(cfg)?;
+            match self.send_update(client, method, &body).await? {
+                Updated::Answer => {}
                 Updated::Unsupported(why) if method == UpdateMethod::Patch => {
                     tracing::warn!(
                         "the IdP has no PATCH for clients ({why}); using an RFC 7592 PUT (set DCR_UPDATE_METHOD=put to skip the PATCH)"
@@ -176,17 +170,13 @@ impl Session<'_> {
                 }
                 Updated::Unsupported(why) => {
                     return Err(Error::Rejected(format!(
-                        "the IdP refused the {} of client {id} at {uri} ({why})",
-                        method.verb()
+                        "the IdP refused the {} of client {id} at {} ({why})",
+                        method.verb(),
+                        client.uri()
                     )));
                 }
-            };
-            // A rotated token in the answer: saved before anything else.
-            let answered = ClientRecord::from_map(answer.clone())
-                .ok()
-                .and_then(|a| a.rat());
-            output::take_rotated_rat(cfg, record, rat, answered)?;
-            let after = self.read_after_update(id, record, rat, uri).await?;
+            }
+            let after = self.read_current(client, "was updated").await?;
             let took_nothing = changes.iter().all(|(k, _)| after.get(k) == current.get(k))
                 && !reconcile::unsettled(desired, after.fields(), compare).is_empty();
             if took_nothing && method == UpdateMethod::Patch {
@@ -196,104 +186,52 @@ impl Session<'_> {
                 method = UpdateMethod::Put;
                 continue;
             }
-            record.overlay(after.fields());
-            output::save(cfg, record)?;
+            client.overlay(cfg, after.fields())?;
+            client.save(cfg)?;
             return Ok(after);
         }
     }
 
-    /// The RFC 7592 read after an update (a token rotated on read is saved at once).
-    pub(super) async fn read_after_update(
+    /// One PATCH or PUT; a refused token is renewed (once, or contended for by replicas).
+    async fn send_update(
         &self,
-        id: &str,
-        record: &mut ClientRecord,
-        rat: &mut SecretString,
-        uri: &Url,
-    ) -> Result<ClientRecord> {
-        if self.cfg.policies.shared.is_some() {
-            return self.read_shared(id, record, rat, uri).await;
-        }
-        match self.idp.read(uri, rat).await? {
-            ReadResult::Current(doc) => {
-                same_client(id, &doc)?;
-                output::take_rotated_rat(self.cfg, record, rat, doc.rat())?;
-                Ok(doc)
-            }
-            ReadResult::Gone(why) | ReadResult::Unauthorized(why) => Err(Error::Rejected(format!(
-                "client {id} was updated, but reading it back failed ({why}); run again to verify it"
-            ))),
-        }
-    }
-
-    /// PATCH or PUT; on a refused token a re-issued registration access token, once.
-    pub(super) async fn update_with_renewal(
-        &self,
-        id: &str,
-        record: &mut ClientRecord,
-        rat: &mut SecretString,
-        uri: &Url,
+        client: &mut ManagedClient,
         method: UpdateMethod,
         body: &Map<String, Value>,
     ) -> Result<Updated> {
-        if self.cfg.policies.shared.is_some() {
-            // Other replicas re-issue the same token: renew until the update gets through.
-            for round in 0.. {
-                match self.idp.update(uri, rat, method, body).await? {
-                    UpdateResult::Unauthorized(why) => {
-                        self.renew_contended(id, record, rat, &why, round).await?
-                    }
-                    UpdateResult::Updated(doc) => return Ok(Updated::Answer(doc)),
-                    UpdateResult::Unsupported(why) => return Ok(Updated::Unsupported(why)),
-                    UpdateResult::Gone(why) => {
-                        return Err(Error::Rejected(format!(
-                            "the client {id} at {uri} disappeared during the update ({why})"
-                        )));
-                    }
-                }
-            }
-        }
-        match self.idp.update(uri, rat, method, body).await? {
-            UpdateResult::Updated(doc) => Ok(Updated::Answer(doc)),
-            UpdateResult::Unsupported(why) => Ok(Updated::Unsupported(why)),
-            UpdateResult::Gone(why) => {
+        let id = client.id().to_string();
+        let uri = client.uri().clone();
+        match self
+            .update_client(client, self.renew_mode(), method, body)
+            .await?
+        {
+            Ok(Update::Answer(_)) => Ok(Updated::Answer),
+            Ok(Update::Unsupported(why)) => Ok(Updated::Unsupported(why)),
+            Ok(Update::NotFound(why)) => {
                 // 404 to a PATCH is ambiguous: no such client, or no PATCH route. A read tells.
-                match self.idp.read(uri, rat).await? {
-                    ReadResult::Current(_) if method == UpdateMethod::Patch => {
-                        Ok(Updated::Unsupported(why))
-                    }
-                    _ => Err(Error::Rejected(format!(
-                        "the client {id} at {uri} disappeared during the update ({why}); run again to re-register (DCR_ON_STALE=reregister)"
-                    ))),
+                let exists = matches!(
+                    self.read_client(client, self.renew_mode()).await?,
+                    Ok(Read::Current(_))
+                );
+                if exists && method == UpdateMethod::Patch {
+                    return Ok(Updated::Unsupported(why));
                 }
+                Err(Error::Rejected(format!(
+                    "the client {id} at {uri} disappeared during the update ({why}); run again to re-register (DCR_ON_STALE=reregister)"
+                )))
             }
-            UpdateResult::Unauthorized(why) => {
-                // The read just before accepted this record's token for this client.
-                let renewed = match self.renew_rat(id, &why, true).await? {
-                    Renewal::Token(t) => t,
-                    Renewal::NoSuchClient => {
-                        return Err(Error::Rejected(format!(
-                            "updating client {id} was refused ({why}) and the admin API does not know the client"
-                        )));
-                    }
-                    Renewal::NotPossible => {
-                        return Err(Error::Rejected(format!(
-                            "updating client {id} was refused ({why}) although reading it just worked; set an admin \
-                             token and DCR_RAT_ENDPOINT so the registration access token can be renewed"
-                        )));
-                    }
-                };
-                output::save_rotated_rat(self.cfg, record, &renewed)?;
-                *rat = renewed;
-                match self.idp.update(uri, rat, method, body).await? {
-                    UpdateResult::Updated(doc) => Ok(Updated::Answer(doc)),
-                    UpdateResult::Unsupported(why) => Ok(Updated::Unsupported(why)),
-                    UpdateResult::Gone(why) | UpdateResult::Unauthorized(why) => {
-                        Err(Error::Rejected(format!(
-                            "updating client {id} was refused even with a freshly re-issued registration access token ({why})"
-                        )))
-                    }
-                }
-            }
+            Err(Refusal { why, unrenewed }) => Err(Error::Rejected(match unrenewed {
+                Unrenewed::NoSuchClient => format!(
+                    "updating client {id} was refused ({why}) and the admin API does not know the client"
+                ),
+                Unrenewed::NotPossible => format!(
+                    "updating client {id} was refused ({why}) although reading it just worked; set an admin \
+                     token and DCR_RAT_ENDPOINT so the registration access token can be renewed"
+                ),
+                Unrenewed::StillRefused | Unrenewed::NotTried => format!(
+                    "updating client {id} was refused even with a freshly re-issued registration access token ({why})"
+                ),
+            })),
         }
     }
 

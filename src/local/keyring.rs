@@ -13,16 +13,16 @@
 //! their RFC 7638 thumbprint, so a relabelled `kid` never confuses two keys. All decisions take
 //! `now` as an argument, so tests can cross day boundaries without waiting.
 
+pub use super::keyplan::{KeyPolicy, KeyRecord, Plan};
+
+use super::keyplan::{Draft, Held, Key, KeySet};
 use super::keys::{self, KeyAlg, KeyMaterial};
 use super::store;
 use crate::error::{Error, Result};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
-
-const DAY: u64 = 86_400;
+use std::time::SystemTime;
 
 /// A kid that records `created`, unique among replicas that share a `base`.
 pub fn dated_kid(base: &str, created: SystemTime, thumbprint: &str) -> String {
@@ -38,109 +38,32 @@ pub fn dated_kid(base: &str, created: SystemTime, thumbprint: &str) -> String {
     format!("{base}-{secs}-{tag}")
 }
 
-#[derive(Debug, Clone)]
-pub struct KeyPolicy {
-    /// `DCR_KEY_ALG`; `None`: a new key is RS256, and an existing key keeps its type.
-    pub alg: Option<KeyAlg>,
-    pub rsa_bits: u32,
-    /// Rotate when the current key is this many days old; 0 rotates on every run; < 0 never.
-    pub rotate_after_days: i64,
-    /// Stop publishing earlier keys this many days old; <= 0 keeps them (subject to the cap).
-    pub retire_after_days: i64,
-    /// Publish at most this many keys; <= 0 means no cap.
-    pub max_keys: i64,
-    /// `BFF_KID`: the kid of the first key; later keys get `<BFF_KID>-<unix time>`.
-    pub kid: Option<String>,
-    /// Replicas share the client: every generated key's kid records when it was made and is
-    /// unique among replicas (`<BFF_KID or "key">-<unix time>-<thumbprint prefix>`), so that
-    /// any replica can retire it by age.
-    pub dated_kids: bool,
-}
-
-impl KeyPolicy {
-    /// The policy as `check` prints it.
-    pub fn describe(&self) -> Value {
-        serde_json::json!({
-            "alg": self.alg.map_or("RS256, or the existing key's own type", KeyAlg::name),
-            "rsa_bits": self.rsa_bits,
-            "rotate_after_days": self.rotate_after_days,
-            "retire_after_days": self.retire_after_days,
-            "max_keys": self.max_keys,
-            "kid": self.kid,
-        })
-    }
-}
-
-/// What the output records about each published key.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct KeyRecord {
-    pub kid: String,
-    pub alg: String,
-    pub thumbprint: String,
-    /// RFC 3339, UTC.
-    pub created_at: String,
-    /// The JWK as published (public members, kid, use, alg).
-    pub jwk: Value,
-    /// Where its private key is kept, if we hold it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pem: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone)]
-struct Key {
-    record: KeyRecord,
-    created: SystemTime,
-    material: Option<KeyMaterial>,
-}
-
-impl Key {
-    fn age_days(&self, now: SystemTime) -> u64 {
-        now.duration_since(self.created)
-            .unwrap_or(Duration::ZERO)
-            .as_secs()
-            / DAY
-    }
-}
-
 pub struct KeyRing {
     current_path: PathBuf,
     pending_path: PathBuf,
     policy: KeyPolicy,
     owner: Option<(u32, u32)>,
-    current: Option<Key>,
-    pending: Option<Key>,
-    previous: Vec<Key>,
-}
-
-/// What to publish now, and the file changes to make once the IdP holds it.
-#[derive(Debug)]
-pub struct Plan {
-    /// Newest first.
-    pub publish: Vec<KeyRecord>,
-    /// A new key is in `publish`: the pending file becomes current after acceptance.
-    pub rotated: bool,
-    /// A pending key the IdP already held (a run died after publishing it) was promoted.
-    pub repaired: bool,
-    promote: Option<Key>,
-    demote: Option<Key>,
-    retire: Vec<KeyRecord>,
-}
-
-impl Plan {
-    pub fn jwks(&self) -> Value {
-        Value::Object(
-            [(
-                "keys".to_string(),
-                Value::Array(self.publish.iter().map(|r| r.jwk.clone()).collect()),
-            )]
-            .into_iter()
-            .collect(),
-        )
-    }
+    keys: KeySet,
 }
 
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// A key this ring has not recorded yet: its record made from its private half.
+fn new_key(m: KeyMaterial, kid: String, alg: KeyAlg, created: SystemTime, path: &Path) -> Key {
+    Key {
+        record: KeyRecord {
+            jwk: m.labelled_jwk(&kid, alg),
+            kid,
+            alg,
+            thumbprint: m.thumbprint.clone(),
+            created_at: rfc3339(created),
+            pem: Some(path.to_path_buf()),
+        },
+        created,
+        material: Some(m),
+    }
 }
 
 fn mtime(path: &Path) -> Option<SystemTime> {
@@ -189,16 +112,6 @@ fn is_previous_key_file(current: &Path, path: &Path) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
 }
 
-/// A kid the IdP hands back is adopted only if it is a plain, short label: it goes into file
-/// names, logs and the dotenv view.
-fn is_safe_kid(kid: &str) -> bool {
-    !kid.is_empty()
-        && kid.len() <= 200
-        && kid
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._~+=:@%,-".contains(c))
-}
-
 pub fn pending_path(current: &Path) -> PathBuf {
     let mut p = current.as_os_str().to_owned();
     p.push(".next");
@@ -216,15 +129,12 @@ impl KeyRing {
     ) -> Result<KeyRing> {
         let by_tp: HashMap<&str, &KeyRecord> =
             records.iter().map(|r| (r.thumbprint.as_str(), r)).collect();
-        let pending_path = pending_path(current_path);
         let mut ring = KeyRing {
             current_path: current_path.to_path_buf(),
-            pending_path: pending_path.clone(),
+            pending_path: pending_path(current_path),
             policy,
             owner,
-            current: None,
-            pending: None,
-            previous: Vec::new(),
+            keys: KeySet::default(),
         };
         if let Some(m) = keys::load(current_path, owner)? {
             let kid = ring
@@ -233,64 +143,73 @@ impl KeyRing {
                 .clone()
                 .unwrap_or_else(|| m.thumbprint.clone());
             let created = mtime(current_path).unwrap_or(now);
-            ring.current = Some(ring.known_or_new(m, &by_tp, kid, created, current_path));
+            ring.keys.current = Some(ring.known_or_new(m, &by_tp, kid, created, current_path));
         }
-        match keys::load(&pending_path, owner) {
-            Ok(Some(m)) => {
-                let created = mtime(&pending_path).unwrap_or(now);
-                let kid = ring.new_kid(&m, created);
-                let pending = ring.known_or_new(m, &by_tp, kid, created, &pending_path);
-                // A pending file identical to the current key is a finished promotion.
-                if ring.current.as_ref().map(|c| &c.record.thumbprint)
-                    == Some(&pending.record.thumbprint)
-                {
-                    let _ = std::fs::remove_file(&pending_path);
-                } else {
-                    ring.pending = Some(pending);
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                // A torn pending file was never published (it is written before publishing):
-                // discard it.
-                tracing::warn!("discarding an unusable pending key: {e}");
-                let _ = std::fs::remove_file(&pending_path);
-            }
-        }
-        let taken: Vec<String> = [&ring.current, &ring.pending]
+        ring.load_pending(&by_tp, now)?;
+        let taken: Vec<String> = [&ring.keys.current, &ring.keys.pending]
             .iter()
             .filter_map(|k| k.as_ref().map(|k| k.record.thumbprint.clone()))
             .collect();
         for r in records.iter().filter(|r| !taken.contains(&r.thumbprint)) {
-            let created = humantime::parse_rfc3339(&r.created_at).unwrap_or(now);
-            let pem = r.pem.as_ref().filter(|p| {
-                let ours = is_previous_key_file(current_path, p);
-                if !ours {
-                    tracing::warn!(
-                        "the output records key {} at {}, which is not a key file of DCR_SIGNING_KEY's; ignoring that path",
-                        r.kid.escape_debug(),
-                        p.display()
-                    );
-                }
-                ours
-            });
-            let material = match pem {
-                Some(p) => keys::load(p, owner)
-                    .ok()
-                    .flatten()
-                    .filter(|m| m.thumbprint == r.thumbprint),
-                None => None,
-            };
-            ring.previous.push(Key {
-                record: KeyRecord {
-                    pem: material.as_ref().and(r.pem.clone()),
-                    ..r.clone()
-                },
-                created,
-                material,
-            });
+            let key = ring.earlier_key(r, now);
+            ring.keys.previous.push(key);
         }
         Ok(ring)
+    }
+
+    /// The pending key, if a run left one: a torn file was never published (it is written
+    /// before publishing) and is discarded; one identical to the current key is a finished
+    /// promotion.
+    fn load_pending(&mut self, by_tp: &HashMap<&str, &KeyRecord>, now: SystemTime) -> Result<()> {
+        let path = self.pending_path.clone();
+        let m = match keys::load(&path, self.owner) {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::warn!("discarding an unusable pending key: {e}");
+                let _ = std::fs::remove_file(&path);
+                return Ok(());
+            }
+        };
+        let created = mtime(&path).unwrap_or(now);
+        let kid = self.new_kid(&m, created);
+        let pending = self.known_or_new(m, by_tp, kid, created, &path);
+        if self.keys.current.as_ref().map(|c| &c.record.thumbprint)
+            == Some(&pending.record.thumbprint)
+        {
+            let _ = std::fs::remove_file(&path);
+        } else {
+            self.keys.pending = Some(pending);
+        }
+        Ok(())
+    }
+
+    /// An earlier key the output records, with its private half where it is in one of our
+    /// own key files and matches.
+    fn earlier_key(&self, r: &KeyRecord, now: SystemTime) -> Key {
+        let created = humantime::parse_rfc3339(&r.created_at).unwrap_or(now);
+        let pem = r.pem.as_ref().filter(|p| {
+            let ours = is_previous_key_file(&self.current_path, p);
+            if !ours {
+                tracing::warn!(
+                    "the output records key {} at {}, which is not a key file of DCR_SIGNING_KEY's; ignoring that path",
+                    r.kid.escape_debug(),
+                    p.display()
+                );
+            }
+            ours
+        });
+        let material = pem
+            .and_then(|p| keys::load(p, self.owner).ok().flatten())
+            .filter(|m| m.thumbprint == r.thumbprint);
+        Key {
+            record: KeyRecord {
+                pem: material.as_ref().and(r.pem.clone()),
+                ..r.clone()
+            },
+            created,
+            material,
+        }
     }
 
     fn known_or_new(
@@ -315,18 +234,7 @@ impl KeyRing {
                     Some(a) if m.fits(a) => a,
                     _ => m.natural_alg(),
                 };
-                Key {
-                    record: KeyRecord {
-                        jwk: m.labelled_jwk(&kid, alg.name()),
-                        kid,
-                        alg: alg.name().into(),
-                        thumbprint: m.thumbprint.clone(),
-                        created_at: rfc3339(created),
-                        pem: Some(path.to_path_buf()),
-                    },
-                    created,
-                    material: Some(m),
-                }
+                new_key(m, kid, alg, created, path)
             }
         }
     }
@@ -337,7 +245,7 @@ impl KeyRing {
             let base = self.policy.kid.as_deref().unwrap_or("key");
             return dated_kid(base, created, &m.thumbprint);
         }
-        match (&self.policy.kid, &self.current) {
+        match (&self.policy.kid, &self.keys.current) {
             (Some(k), Some(_)) => format!(
                 "{k}-{}",
                 created
@@ -350,185 +258,47 @@ impl KeyRing {
         }
     }
 
-    /// Decides what to publish. `idp_keys` are the keys the IdP holds now (None when unknown:
-    /// a first registration, or `jwks_uri` mode). May generate a key and write it to the
-    /// pending file before returning, so it exists on disk before anyone can publish it.
+    /// Decides what to publish ([`super::keyplan`]). `idp_keys` are the keys the IdP holds
+    /// now (None when unknown: a first registration, or `jwks_uri` mode). A new key is
+    /// generated and written to the pending file before this returns, so that it exists on
+    /// disk before anyone can publish it.
     pub fn plan(&mut self, now: SystemTime, idp_keys: Option<&[Value]>) -> Result<Plan> {
-        let idp: Option<HashMap<String, String>> = idp_keys.map(|ks| {
+        let idp: Option<Held> = idp_keys.map(|ks| {
             ks.iter()
                 .map(|k| {
-                    (
-                        keys::thumbprint(k),
-                        k.get("kid")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string(),
-                    )
+                    let kid = k.get("kid").and_then(Value::as_str).unwrap_or_default();
+                    (keys::thumbprint(k), kid.to_string())
                 })
                 .collect()
         });
-        let held = |k: &Key| {
-            idp.as_ref()
-                .is_some_and(|m| m.contains_key(&k.record.thumbprint))
-        };
-        // Work on copies: planning twice (a registration that turns into an adoption) must
-        // give the same keys. Only a generated key is kept, as the pending one it now is.
-        let mut current = self.current.clone();
-        let mut pending = self.pending.clone();
-
-        // Repair: a pending key the IdP already holds was accepted by a run that died before
-        // promoting it. It becomes current, under the kid the IdP published it with.
-        let mut promote = None;
-        let mut demote = None;
-        let repaired = pending.as_ref().is_some_and(held);
-        if repaired && let Some(mut p) = pending.take() {
-            if let Some(kid) = idp
-                .as_ref()
-                .and_then(|m| m.get(&p.record.thumbprint))
-                .filter(|k| is_safe_kid(k))
-            {
-                p.record.kid = kid.clone();
-                p.record.jwk["kid"] = Value::String(kid.clone());
-            }
-            demote = current.replace(p.clone());
-            promote = Some(p);
-        }
-
-        let p = &self.policy;
-        // The algorithm of a new key: DCR_KEY_ALG, else the current key's own (a user's EC
-        // key is rotated to another EC key, never silently to RSA), else RS256.
-        let new_alg = p.alg.unwrap_or_else(|| {
-            current
-                .as_ref()
-                .and_then(|c| c.material.as_ref())
-                .map_or(KeyAlg::Rs256, KeyMaterial::natural_alg)
-        });
-        let needs_new = match &current {
-            None => true,
-            Some(c) => {
-                let too_old =
-                    p.rotate_after_days >= 0 && c.age_days(now) >= p.rotate_after_days as u64;
-                let wrong_alg = c
-                    .material
-                    .as_ref()
-                    .is_some_and(|m| p.alg.is_some_and(|a| !m.fits(a)));
-                (too_old || wrong_alg) && !repaired
-            }
-        };
-        let mut rotated = false;
-        if needs_new {
-            let reusable = pending
-                .take()
-                .filter(|k| k.material.as_ref().is_some_and(|m| m.fits(new_alg)));
-            let new = match reusable {
-                // A pending key that was never published: use it rather than make another.
-                Some(mut k) => {
-                    k.created = now;
-                    k.record.created_at = rfc3339(now);
-                    k
-                }
-                None => {
-                    let m = keys::generate(new_alg, p.rsa_bits)?;
-                    let kid = self.new_kid(&m, now);
-                    store::write_atomic(
-                        &self.pending_path,
-                        keys::pem_bytes(&m),
-                        0o600,
-                        self.owner,
-                    )?;
-                    let k = Key {
-                        record: KeyRecord {
-                            jwk: m.labelled_jwk(&kid, new_alg.name()),
-                            kid,
-                            alg: new_alg.name().into(),
-                            thumbprint: m.thumbprint.clone(),
-                            created_at: rfc3339(now),
-                            pem: Some(self.pending_path.clone()),
-                        },
-                        created: now,
-                        material: Some(m),
-                    };
-                    self.pending = Some(k.clone());
-                    k
-                }
+        let mut draft = Draft::new(&self.keys);
+        draft.repair(idp.as_ref());
+        if draft.needs_new_key(&self.policy, now) {
+            let alg = self
+                .policy
+                .new_alg(draft.current.as_ref().and_then(|c| c.material.as_ref()));
+            let new = match draft.take_reusable_pending(alg, now) {
+                Some(k) => k,
+                None => self.stage_new_key(alg, now)?,
             };
-            rotated = current.is_some();
-            demote = current.take().or(demote);
-            current = Some(new.clone());
-            promote = Some(new);
+            draft.rotate(new);
         }
-        let p = &self.policy;
+        let current_path = self.current_path.clone();
+        Ok(
+            draft.finish(&self.policy, now, idp.as_ref(), &current_path, |kid| {
+                previous_path(&current_path, kid)
+            }),
+        )
+    }
 
-        // Earlier keys: the demoted one first, then the rest, newest first. Keys the IdP no
-        // longer holds are not re-added; keys past their retirement age are dropped.
-        let mut earlier: Vec<Key> = demote
-            .iter()
-            .cloned()
-            .chain(self.previous.iter().cloned())
-            .collect();
-        earlier.sort_by_key(|k| std::cmp::Reverse(k.created));
-
-        let mut retire = Vec::new();
-        let mut kept = Vec::new();
-        for k in earlier {
-            let retired_by_age =
-                p.retire_after_days > 0 && k.age_days(now) >= p.retire_after_days as u64;
-            let dropped_at_idp = idp.is_some()
-                && !held(&k)
-                && Some(&k.record.thumbprint) != demote.as_ref().map(|d| &d.record.thumbprint);
-            if retired_by_age || dropped_at_idp {
-                retire.push(k.record);
-            } else {
-                kept.push(k);
-            }
-        }
-        let mut publish: Vec<Key> = current.into_iter().chain(kept).collect();
-        if p.max_keys > 0 {
-            // The cap never removes the key a running BFF signs with during a rotation.
-            let floor = if promote.is_some() && demote.is_some() {
-                2
-            } else {
-                1
-            };
-            let keep = (p.max_keys as usize).max(floor);
-            for k in publish.split_off(keep.min(publish.len())) {
-                retire.push(k.record);
-            }
-        }
-        let demote = demote.filter(|d| {
-            publish
-                .iter()
-                .any(|k| k.record.thumbprint == d.record.thumbprint)
-        });
-
-        // Records as they will be after commit: the current key at DCR_SIGNING_KEY, a kept
-        // demoted key at its <stem>.<kid>.pem.
-        let records = publish
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                let mut r = k.record.clone();
-                r.pem = if i == 0 {
-                    Some(self.current_path.clone())
-                } else if demote
-                    .as_ref()
-                    .is_some_and(|d| d.record.thumbprint == r.thumbprint)
-                {
-                    Some(previous_path(&self.current_path, &r.kid))
-                } else {
-                    r.pem
-                };
-                r
-            })
-            .collect();
-        Ok(Plan {
-            publish: records,
-            rotated,
-            repaired,
-            promote,
-            demote,
-            retire,
-        })
+    /// Generates a key and writes it to the pending file, where it waits to be published.
+    fn stage_new_key(&mut self, alg: KeyAlg, now: SystemTime) -> Result<Key> {
+        let m = keys::generate(alg, self.policy.rsa_bits)?;
+        let kid = self.new_kid(&m, now);
+        store::write_atomic(&self.pending_path, keys::pem_bytes(&m), 0o600, self.owner)?;
+        let k = new_key(m, kid, alg, now, &self.pending_path);
+        self.keys.pending = Some(k.clone());
+        Ok(k)
     }
 
     /// Makes the files match the plan, once the IdP holds `plan.publish` (or at once in
@@ -577,24 +347,29 @@ impl KeyRing {
 
     /// The private key with this thumbprint, if the ring holds it (current, pending or earlier).
     pub fn material(&self, thumbprint: &str) -> Option<&KeyMaterial> {
-        [&self.current, &self.pending]
+        [&self.keys.current, &self.keys.pending]
             .into_iter()
             .flatten()
-            .chain(self.previous.iter())
+            .chain(self.keys.previous.iter())
             .find(|k| k.record.thumbprint == thumbprint)
             .and_then(|k| k.material.as_ref())
     }
 
     /// The current key's record and private key, if there is one.
     pub fn current(&self) -> Option<(&KeyRecord, &KeyMaterial)> {
-        let c = self.current.as_ref()?;
+        let c = self.keys.current.as_ref()?;
         Some((&c.record, c.material.as_ref()?))
     }
 
     /// Every key file this ring manages (for `deregister`).
     pub fn files(&self) -> Vec<PathBuf> {
         let mut v = vec![self.current_path.clone(), self.pending_path.clone()];
-        v.extend(self.previous.iter().filter_map(|k| k.record.pem.clone()));
+        v.extend(
+            self.keys
+                .previous
+                .iter()
+                .filter_map(|k| k.record.pem.clone()),
+        );
         v
     }
 }
@@ -616,7 +391,7 @@ mod tests {
     }
 
     fn day(n: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + n * DAY)
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000 + n * 86_400)
     }
 
     /// Runs plan + commit as if the IdP accepted everything, returning the records.
@@ -660,38 +435,6 @@ mod tests {
         let (p31, _) = step(dir.path(), policy(30, 60, 3), &recs30, day(31));
         assert!(!p31.rotated, "the new key is one day old");
         assert_eq!(p31.publish.len(), 2);
-    }
-
-    #[test]
-    fn retires_by_age_and_by_cap() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_, mut recs) = step(dir.path(), policy(10, 25, 0), &[], day(0));
-        for d in [10, 20] {
-            recs = step(dir.path(), policy(10, 25, 0), &recs, day(d)).1;
-        }
-        assert_eq!(recs.len(), 3, "no cap, none 25 days old yet");
-        let (p, recs) = step(dir.path(), policy(10, 25, 0), &recs, day(30));
-        // day-0 key is 30 days old: retired; its file removed.
-        assert!(p.rotated);
-        assert_eq!(recs.len(), 3);
-        assert!(
-            p.retire
-                .iter()
-                .all(|r| r.pem.as_ref().is_none_or(|f| !f.exists()))
-        );
-        let (p, recs) = step(dir.path(), policy(10, 0, 2), &recs, day(40));
-        assert_eq!(recs.len(), 2, "capped to 2");
-        assert!(!p.retire.is_empty());
-    }
-
-    #[test]
-    fn zero_rotates_now_and_negative_never() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_, recs) = step(dir.path(), policy(-1, 0, 3), &[], day(0));
-        let (p, recs) = step(dir.path(), policy(-1, 0, 3), &recs, day(400));
-        assert!(!p.rotated);
-        let (p, _) = step(dir.path(), policy(0, 0, 3), &recs, day(400));
-        assert!(p.rotated);
     }
 
     #[test]

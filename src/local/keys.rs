@@ -17,13 +17,18 @@ use serde_json::{Value, json};
 use std::path::Path;
 
 /// The JWS algorithm a key signs client assertions with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 pub enum KeyAlg {
     #[value(name = "RS256")]
+    #[serde(rename = "RS256")]
     Rs256,
     #[value(name = "PS256")]
+    #[serde(rename = "PS256")]
     Ps256,
     #[value(name = "ES256")]
+    #[serde(rename = "ES256")]
     Es256,
 }
 
@@ -69,11 +74,11 @@ impl KeyMaterial {
     }
 
     /// The JWK to publish: the public parameters plus `kid`, `use` and `alg`.
-    pub fn labelled_jwk(&self, kid: &str, alg: &str) -> Value {
+    pub fn labelled_jwk(&self, kid: &str, alg: KeyAlg) -> Value {
         let mut jwk = self.public_jwk.clone();
         jwk["kid"] = json!(kid);
         jwk["use"] = json!("sig");
-        jwk["alg"] = json!(alg);
+        jwk["alg"] = json!(alg.name());
         jwk
     }
 }

@@ -2,6 +2,7 @@
 //! signing keys and their rotation. Nothing here speaks HTTP.
 
 pub mod dotenv;
+pub mod keyplan;
 pub mod keyring;
 pub mod keys;
 pub mod store;
