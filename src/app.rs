@@ -15,30 +15,56 @@ use tokio::signal::unix::{Signal as UnixSignal, SignalKind, signal};
 pub fn main() -> u8 {
     // The runtime and the signal handlers come first: a SIGTERM that arrives while the
     // configuration is read must still end the run with 143, not the default action.
-    let rt = match tokio::runtime::Builder::new_current_thread()
+    let (rt, signals) = match runtime() {
+        Ok(r) => r,
+        Err(why) => {
+            eprintln!("dcr-bootstrap: {why}");
+            return crate::error::EXIT_IO;
+        }
+    };
+    let cli = match parse_and_log() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    let command = cli.command.unwrap_or(Command::Run);
+    if command == Command::Keygen {
+        // Needs no IdP: the key goes into a Secret before anything runs.
+        return report(commands::keygen(&cli.opts.keys));
+    }
+    let cfg = match Config::from_opts(&cli.opts, command != Command::MintIat) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let code = run_command(&rt, signals, &cfg, command);
+    // A lock waiter may still block in the blocking pool; do not wait for it.
+    rt.shutdown_background();
+    code
+}
+
+/// SIGTERM and SIGINT, as streams.
+struct Signals {
+    term: UnixSignal,
+    int: UnixSignal,
+}
+
+/// The runtime, with the signal handlers installed.
+fn runtime() -> Result<(tokio::runtime::Runtime, Signals), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("dcr-bootstrap: cannot start the async runtime: {e}");
-            return crate::error::EXIT_IO;
-        }
-    };
-    let signals = {
-        let _guard = rt.enter();
-        (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        )
-    };
-    let (term, int) = match signals {
-        (Ok(t), Ok(i)) => (t, i),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("dcr-bootstrap: cannot install signal handlers: {e}");
-            return crate::error::EXIT_IO;
-        }
-    };
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let _guard = rt.enter();
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(term), Ok(int)) => Ok((rt, Signals { term, int })),
+        (Err(e), _) | (_, Err(e)) => Err(format!("cannot install signal handlers: {e}")),
+    }
+}
+
+/// The command line, and the logger it configures. `Err`: the exit code (help, version, a
+/// refused value).
+fn parse_and_log() -> Result<cli::Cli, u8> {
     let (cli, secret_flags) = match cli::parse() {
         Ok(c) => c,
         Err((text, code)) => {
@@ -48,13 +74,13 @@ pub fn main() -> u8 {
             } else {
                 eprintln!("dcr-bootstrap: {}", text.trim_end());
             }
-            return u8::try_from(code).unwrap_or(crate::error::EXIT_CONFIG);
+            return Err(u8::try_from(code).unwrap_or(crate::error::EXIT_CONFIG));
         }
     };
     let log = &cli.opts.logging;
     if let Err(e) = logging::init(log.log_format, &log.log) {
         eprintln!("dcr-bootstrap: configuration error: {e}");
-        return crate::error::EXIT_CONFIG;
+        return Err(crate::error::EXIT_CONFIG);
     }
     for var in secret_flags {
         tracing::warn!(
@@ -62,38 +88,21 @@ pub fn main() -> u8 {
              Use {var}_FILE (or the {var} environment variable)"
         );
     }
-    let command = cli.command.unwrap_or(Command::Run);
-    if command == Command::Keygen {
-        // Needs no IdP: the key goes into a Secret before anything runs.
-        return match commands::keygen(&cli.opts.keys) {
-            Ok(report) => {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                );
-                0
-            }
-            Err(e) => fail(&e),
-        };
-    }
-    let cfg = match Config::from_opts(&cli.opts, command != Command::MintIat) {
-        Ok(c) => c,
-        Err(e) => return fail(&e),
-    };
+    Ok(cli)
+}
+
+fn run_command(
+    rt: &tokio::runtime::Runtime,
+    signals: Signals,
+    cfg: &Config,
+    command: Command,
+) -> u8 {
     let start = Instant::now();
-    let code = match command {
-        Command::Check => match commands::check(&cfg) {
-            Ok(report) => {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                );
-                0
-            }
-            Err(e) => fail(&e),
-        },
+    match command {
+        Command::Check => report(commands::check(cfg)),
+        Command::Keygen => 0,
         Command::Deregister => {
-            match rt.block_on(until_signal(commands::deregister(&cfg), term, int)) {
+            match rt.block_on(until_signal(commands::deregister(cfg), signals)) {
                 Ok(Some(id)) => {
                     tracing::info!("deregistered client {id} in {}", show(start.elapsed()));
                     0
@@ -102,63 +111,86 @@ pub fn main() -> u8 {
                 Err(e) => fail(&e),
             }
         }
-        Command::Keygen => 0,
-        Command::MintIat => match rt.block_on(until_signal(commands::mint_iat(&cfg), term, int)) {
+        Command::MintIat => match rt.block_on(until_signal(commands::mint_iat(cfg), signals)) {
             Ok(()) => 0,
             Err(e) => fail(&e),
         },
         Command::Run => {
-            let result = rt.block_on(until_signal(job::run(&cfg), term, int));
+            let result = rt.block_on(until_signal(job::run(cfg), signals));
             if let Some(gateway) = &cfg.output.pushgateway {
-                let status = result
-                    .as_ref()
-                    .map(|o| o.action.metric_status())
-                    .unwrap_or("failed");
-                let t = &cfg.target;
-                if let Ok(http) = Http::new(
-                    t.ca_file.as_deref(),
-                    cfg.timing.request_timeout,
-                    t.allow_cleartext_proxy,
-                ) {
-                    rt.block_on(metrics::push(&http, gateway, status, start.elapsed()));
-                }
+                rt.block_on(push_metric(cfg, gateway, &result, start));
             }
             match result {
                 Ok(o) => {
-                    tracing::info!(
-                        action = o.action.as_str(),
-                        client_id = %o.client_id,
-                        attempts = o.attempts,
-                        elapsed_ms = o.elapsed.as_millis() as u64,
-                        "{} client {} in {} ({} HTTP attempt(s)); credentials at {}",
-                        o.action.as_str(),
-                        o.client_id,
-                        show(o.elapsed),
-                        o.attempts,
-                        cfg.output.path.display()
-                    );
+                    summary(cfg, &o);
                     0
                 }
                 Err(e) => fail(&e),
             }
         }
-    };
-    // A lock waiter may still block in the blocking pool; do not wait for it.
-    rt.shutdown_background();
-    code
+    }
+}
+
+/// Prints a command's JSON report (`check`, `keygen`), or fails.
+fn report(r: Result<serde_json::Value, Error>) -> u8 {
+    match r {
+        Ok(report) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+            0
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+async fn push_metric(
+    cfg: &Config,
+    gateway: &reqwest::Url,
+    result: &Result<job::Outcome, Error>,
+    start: Instant,
+) {
+    let status = result
+        .as_ref()
+        .map(|o| o.action.metric_status())
+        .unwrap_or("failed");
+    let t = &cfg.target;
+    if let Ok(http) = Http::new(
+        t.ca_file.as_deref(),
+        cfg.timing.request_timeout,
+        t.allow_cleartext_proxy,
+    ) {
+        metrics::push(&http, gateway, status, start.elapsed()).await;
+    }
+}
+
+/// The last line of a successful run.
+fn summary(cfg: &Config, o: &job::Outcome) {
+    tracing::info!(
+        action = o.action.as_str(),
+        client_id = %o.client_id,
+        attempts = o.attempts,
+        elapsed_ms = o.elapsed.as_millis() as u64,
+        "{} client {} in {} ({} HTTP attempt(s)); credentials at {}",
+        o.action.as_str(),
+        o.client_id,
+        show(o.elapsed),
+        o.attempts,
+        cfg.output.path.display()
+    );
 }
 
 /// Runs `work` until it ends or a signal arrives. Dropping the work at an await point
 /// abandons nothing half-written: file writes are synchronous and complete between awaits.
 async fn until_signal<T>(
     work: impl Future<Output = Result<T, Error>>,
-    mut term: UnixSignal,
-    mut int: UnixSignal,
+    mut signals: Signals,
 ) -> Result<T, Error> {
     tokio::select! {
         r = work => r,
-        _ = term.recv() => Err(Error::Interrupted(Signal::Term)),
-        _ = int.recv() => Err(Error::Interrupted(Signal::Int)),
+        _ = signals.term.recv() => Err(Error::Interrupted(Signal::Term)),
+        _ = signals.int.recv() => Err(Error::Interrupted(Signal::Int)),
     }
 }
 

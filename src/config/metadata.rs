@@ -91,90 +91,8 @@ fn read_text(p: &str, var: &str) -> Result<String> {
 
 pub fn desired(i: &MetadataInputs) -> Result<DesiredMetadata> {
     let mut d = DesiredMetadata::default();
-    let (text, var) = match (i.json, i.file) {
-        (Some(_), Some(_)) => {
-            return Err(Error::Config(
-                "DCR_CLIENT_METADATA and DCR_CLIENT_METADATA_FILE are both set; set only one"
-                    .into(),
-            ));
-        }
-        (Some(j), None) => (Some(j.to_string()), "DCR_CLIENT_METADATA"),
-        (None, Some(p)) => (
-            Some(read_text(p, "DCR_CLIENT_METADATA_FILE")?),
-            "DCR_CLIENT_METADATA_FILE",
-        ),
-        (None, None) => (None, ""),
-    };
-    if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
-        let v: Value = serde_json::from_str(&text)
-            .map_err(|e| Error::Config(format!("{var}: not valid JSON ({e})")))?;
-        let Value::Object(map) = v else {
-            return Err(Error::Config(format!("{var}: must be a JSON object")));
-        };
-        for (k, v) in map {
-            if SERVER_OWNED.contains(&k.as_str()) {
-                return Err(Error::Config(format!(
-                    "{var}: {k} is set by the IdP and must not be sent"
-                )));
-            }
-            d.set(&k, v, var);
-        }
-    }
-
-    if let Some(v) = i.client_id {
-        d.set(
-            "client_id",
-            Value::String(v.trim().to_string()),
-            "DCR_CLIENT_ID",
-        );
-    }
-    if let Some(v) = i.client_name {
-        d.set(
-            "client_name",
-            Value::String(v.to_string()),
-            "DCR_CLIENT_NAME",
-        );
-    }
-    // An explicitly empty DCR_REDIRECT_URIS is ignored rather than registering no URIs.
-    if let Some(v) = i.redirect_uris.filter(|v| !v.trim().is_empty()) {
-        d.set(
-            "redirect_uris",
-            strings(&split_list(v)),
-            "DCR_REDIRECT_URIS",
-        );
-    }
-    if let Some(v) = i.scope {
-        d.set("scope", Value::String(split_list(v).join(" ")), "DCR_SCOPE");
-    }
-    if let Some(v) = i.grant_types {
-        d.set("grant_types", strings(&split_list(v)), "DCR_GRANT_TYPES");
-    }
-    if let Some(v) = i.response_types {
-        d.set(
-            "response_types",
-            strings(&split_list(v)),
-            "DCR_RESPONSE_TYPES",
-        );
-    }
-    if let Some(v) = i.auth_method {
-        d.set(
-            "token_endpoint_auth_method",
-            Value::String(v.trim().to_string()),
-            "DCR_TOKEN_ENDPOINT_AUTH_METHOD",
-        );
-    }
-    if let Some(v) = i.client_profile {
-        if i.profile_field.is_empty() {
-            return Err(Error::Config(
-                "DCR_CLIENT_PROFILE_FIELD must not be empty".into(),
-            ));
-        }
-        d.set(
-            i.profile_field,
-            Value::String(v.trim().to_string()),
-            "DCR_CLIENT_PROFILE",
-        );
-    }
+    from_document(&mut d, i)?;
+    from_variables(&mut d, i)?;
     // A signing key means private_key_jwt unless the operator said otherwise.
     if i.has_signing_key && d.auth_method().is_none() {
         d.set(
@@ -185,6 +103,91 @@ pub fn desired(i: &MetadataInputs) -> Result<DesiredMetadata> {
     }
     validate(&d, i.has_signing_key)?;
     Ok(d)
+}
+
+/// `DCR_CLIENT_METADATA` or `DCR_CLIENT_METADATA_FILE`, a JSON object.
+fn from_document(d: &mut DesiredMetadata, i: &MetadataInputs) -> Result<()> {
+    let (text, var) = match (i.json, i.file) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Config(
+                "DCR_CLIENT_METADATA and DCR_CLIENT_METADATA_FILE are both set; set only one"
+                    .into(),
+            ));
+        }
+        (Some(j), None) => (j.to_string(), "DCR_CLIENT_METADATA"),
+        (None, Some(p)) => (
+            read_text(p, "DCR_CLIENT_METADATA_FILE")?,
+            "DCR_CLIENT_METADATA_FILE",
+        ),
+        (None, None) => return Ok(()),
+    };
+    if text.trim().is_empty() {
+        return Ok(());
+    }
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Config(format!("{var}: not valid JSON ({e})")))?;
+    let Value::Object(map) = v else {
+        return Err(Error::Config(format!("{var}: must be a JSON object")));
+    };
+    for (k, v) in map {
+        if SERVER_OWNED.contains(&k.as_str()) {
+            return Err(Error::Config(format!(
+                "{var}: {k} is set by the IdP and must not be sent"
+            )));
+        }
+        d.set(&k, v, var);
+    }
+    Ok(())
+}
+
+/// The `DCR_*` metadata variables, each over the same member of the document.
+fn from_variables(d: &mut DesiredMetadata, i: &MetadataInputs) -> Result<()> {
+    let text = |v: &str| Value::String(v.trim().to_string());
+    let list = |v: &str| strings(&split_list(v));
+    let singles = [
+        ("client_id", i.client_id, "DCR_CLIENT_ID"),
+        (
+            "token_endpoint_auth_method",
+            i.auth_method,
+            "DCR_TOKEN_ENDPOINT_AUTH_METHOD",
+        ),
+    ];
+    for (field, v, var) in singles {
+        if let Some(v) = v {
+            d.set(field, text(v), var);
+        }
+    }
+    if let Some(v) = i.client_name {
+        d.set(
+            "client_name",
+            Value::String(v.to_string()),
+            "DCR_CLIENT_NAME",
+        );
+    }
+    // An explicitly empty DCR_REDIRECT_URIS is ignored rather than registering no URIs.
+    if let Some(v) = i.redirect_uris.filter(|v| !v.trim().is_empty()) {
+        d.set("redirect_uris", list(v), "DCR_REDIRECT_URIS");
+    }
+    if let Some(v) = i.scope {
+        d.set("scope", Value::String(split_list(v).join(" ")), "DCR_SCOPE");
+    }
+    for (field, v, var) in [
+        ("grant_types", i.grant_types, "DCR_GRANT_TYPES"),
+        ("response_types", i.response_types, "DCR_RESPONSE_TYPES"),
+    ] {
+        if let Some(v) = v {
+            d.set(field, list(v), var);
+        }
+    }
+    if let Some(v) = i.client_profile {
+        if i.profile_field.is_empty() {
+            return Err(Error::Config(
+                "DCR_CLIENT_PROFILE_FIELD must not be empty".into(),
+            ));
+        }
+        d.set(i.profile_field, text(v), "DCR_CLIENT_PROFILE");
+    }
+    Ok(())
 }
 
 fn field_err(d: &DesiredMetadata, field: &str, msg: impl std::fmt::Display) -> Error {
@@ -257,31 +260,7 @@ fn check_types(d: &DesiredMetadata) -> Result<()> {
 /// Local checks of what any strict server rejects (RFC 7591 §2, OIDC DCR §2, RFC 6749 §3.1.2).
 pub fn validate(d: &DesiredMetadata, has_signing_key: bool) -> Result<()> {
     check_types(d)?;
-    let grants = string_list(d, "grant_types")?;
-    if let Some(uris) = string_list(d, "redirect_uris")? {
-        // RFC 7591 §2: grant_types defaults to authorization_code, which needs a redirect URI;
-        // a client-credentials-only client may say `"redirect_uris": []`.
-        let redirecting = grants.as_ref().is_none_or(|g| {
-            g.iter()
-                .any(|g| *g == "authorization_code" || *g == "implicit")
-        });
-        if uris.is_empty() && redirecting {
-            return Err(field_err(
-                d,
-                "redirect_uris",
-                "must not be empty for the authorization_code or implicit grant",
-            ));
-        }
-        for u in uris {
-            check_redirect_uri(u).map_err(|m| {
-                field_err(
-                    d,
-                    "redirect_uris",
-                    format!("{:?} {m}", crate::url::redacted(u)),
-                )
-            })?;
-        }
-    }
+    check_redirects(d)?;
     string_list(d, "response_types")?;
     for f in ["client_id", "client_name", "scope", "jwks_uri"] {
         if let Some(v) = d.fields.get(f) {
@@ -291,6 +270,43 @@ pub fn validate(d: &DesiredMetadata, has_signing_key: bool) -> Result<()> {
             }
         }
     }
+    check_keys(d, has_signing_key)
+}
+
+/// Redirect URIs: none only for a client without a redirecting grant, each one well formed.
+fn check_redirects(d: &DesiredMetadata) -> Result<()> {
+    let grants = string_list(d, "grant_types")?;
+    let Some(uris) = string_list(d, "redirect_uris")? else {
+        return Ok(());
+    };
+    // RFC 7591 §2: grant_types defaults to authorization_code, which needs a redirect URI;
+    // a client-credentials-only client may say `"redirect_uris": []`.
+    let redirecting = grants.as_ref().is_none_or(|g| {
+        g.iter()
+            .any(|g| *g == "authorization_code" || *g == "implicit")
+    });
+    if uris.is_empty() && redirecting {
+        return Err(field_err(
+            d,
+            "redirect_uris",
+            "must not be empty for the authorization_code or implicit grant",
+        ));
+    }
+    for u in uris {
+        check_redirect_uri(u).map_err(|m| {
+            field_err(
+                d,
+                "redirect_uris",
+                format!("{:?} {m}", crate::url::redacted(u)),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The auth method and the keys it needs: one of jwks, jwks_uri or DCR_SIGNING_KEY, public
+/// keys only, jwks_uri over https.
+fn check_keys(d: &DesiredMetadata, has_signing_key: bool) -> Result<()> {
     let method = match d.fields.get("token_endpoint_auth_method") {
         None => None,
         Some(Value::String(m)) if AUTH_METHODS.contains(&m.as_str()) => Some(m.as_str()),
@@ -320,20 +336,17 @@ pub fn validate(d: &DesiredMetadata, has_signing_key: bool) -> Result<()> {
     if let Some(jwks) = d.fields.get("jwks") {
         check_public_jwks(jwks).map_err(|m| field_err(d, "jwks", m))?;
     }
-    if let Some(uri) = d.fields.get("jwks_uri").and_then(Value::as_str) {
-        match Url::parse(uri) {
-            Ok(u) if u.scheme() == "https" => {}
-            _ => {
-                return Err(field_err(
-                    d,
-                    "jwks_uri",
-                    format!(
-                        "{:?} must be an absolute https URL",
-                        crate::url::redacted(uri)
-                    ),
-                ));
-            }
-        }
+    if let Some(uri) = d.fields.get("jwks_uri").and_then(Value::as_str)
+        && Url::parse(uri).map_or(true, |u| u.scheme() != "https")
+    {
+        return Err(field_err(
+            d,
+            "jwks_uri",
+            format!(
+                "{:?} must be an absolute https URL",
+                crate::url::redacted(uri)
+            ),
+        ));
     }
     if method == Some("private_key_jwt") && !(has_jwks || has_jwks_uri || has_signing_key) {
         return Err(Error::Config(format!(

@@ -27,6 +27,14 @@ pub struct Minted {
     pub id: Option<String>,
 }
 
+/// What revoking a used IAT came to.
+pub enum Revoked {
+    /// Revoked now, or already gone (404).
+    Revoked,
+    /// The IdP refused; it expires on its own.
+    Refused(String),
+}
+
 /// The body of an IAT mint request in the profile's style.
 pub fn mint_body(s: &MintSettings, style: MintStyle) -> Value {
     match style {
@@ -94,13 +102,12 @@ impl Idp {
         self.call(call, None, &decide).await
     }
 
-    /// Revokes a used IAT (Keycloak's `DELETE …/clients-initial-access/{id}`). `Some(why)`
-    /// when the IdP refused.
-    pub async fn revoke_iat(&self, url: &Url, admin: &SecretString) -> Result<Option<String>> {
-        let decide = |r: Reply| -> Attempt<Option<String>> {
+    /// Revokes a used IAT (Keycloak's `DELETE …/clients-initial-access/{id}`).
+    pub async fn revoke_iat(&self, url: &Url, admin: &SecretString) -> Result<Revoked> {
+        let decide = |r: Reply| -> Attempt<Revoked> {
             match r.status {
-                200..=299 | 404 => Attempt::Done(None),
-                _ => Attempt::Done(Some(describe(&r))),
+                200..=299 | 404 => Attempt::Done(Revoked::Revoked),
+                _ => Attempt::Done(Revoked::Refused(describe(&r))),
             }
         };
         let call = Call::new("revoke IAT", "DCR_IAT_ENDPOINT", Method::DELETE, url).bearer(admin);

@@ -110,6 +110,63 @@ fn answered_id(r: &Reply) -> Option<String> {
     })
 }
 
+/// What an answer to a registration means. `maybe_committed`: an earlier attempt got no
+/// answer, so the client may exist already.
+fn sort_registration(
+    r: Reply,
+    endpoint: &Url,
+    name: &str,
+    maybe_committed: bool,
+) -> Attempt<Registration> {
+    if r.is_success() {
+        return match parse_client(&r) {
+            Ok(doc) => Attempt::Done(Registration::Created(doc)),
+            Err(why) => Attempt::Fatal(Error::Rejected(format!(
+                "registration at {endpoint} answered {} but {why}; the client may exist at the IdP \
+                 without a usable record here: check for an orphaned client {}",
+                r.status,
+                answered_id(&r).unwrap_or_else(|| format!("{name:?}"))
+            ))),
+        };
+    }
+    if r.status == 401 {
+        return Attempt::Done(Registration::IatRejected(describe(&r)));
+    }
+    if is_already_registered(&r) {
+        return Attempt::Done(Registration::AlreadyExists(describe(&r)));
+    }
+    let detail = describe(&r);
+    let hint = if detail.contains("invalid_redirect_uri") {
+        " (check DCR_REDIRECT_URIS)"
+    } else if detail.contains("invalid_scope") {
+        " (check DCR_SCOPE against the IdP's allowed scopes)"
+    } else if detail.contains("invalid_client_metadata") {
+        " (check redirect_uris, grant_types, response_types, token_endpoint_auth_method and DCR_CLIENT_PROFILE)"
+    } else {
+        ""
+    };
+    let orphan = if maybe_committed {
+        format!("; an earlier attempt got no answer, so it may have created {name:?} at the IdP")
+    } else {
+        String::new()
+    };
+    Attempt::Fatal(match r.status {
+        403 if is_policy_refusal(&r) => Error::Rejected(format!(
+            "registration at {endpoint} refused by the IdP's policy ({detail}){}{orphan}",
+            policy_hint(&detail)
+        )),
+        403 => Error::Rejected(format!(
+            "registration at {endpoint} forbidden ({detail}): the IdP's policy or the IAT does not allow this client{orphan}"
+        )),
+        404 | 405 => Error::Rejected(format!(
+            "no registration endpoint at {endpoint} ({detail}): check DCR_REGISTRATION_ENDPOINT / IDP_BASE_URL"
+        )),
+        _ => Error::Rejected(format!(
+            "registration at {endpoint} rejected ({detail}){hint}{orphan}"
+        )),
+    })
+}
+
 impl Idp {
     /// Registers the client. `blind_retry_safe` says whether a registration that may have
     /// reached the IdP without an answer can be re-sent without risking a duplicate client;
@@ -136,57 +193,7 @@ impl Idp {
                 )))
             }
         };
-        let decide = |r: Reply| -> Attempt<Registration> {
-            if r.is_success() {
-                return match parse_client(&r) {
-                    Ok(doc) => Attempt::Done(Registration::Created(doc)),
-                    Err(why) => Attempt::Fatal(Error::Rejected(format!(
-                        "registration at {endpoint} answered {} but {why}; the client may exist at the IdP \
-                         without a usable record here: check for an orphaned client {}",
-                        r.status,
-                        answered_id(&r).unwrap_or_else(|| format!("{name:?}"))
-                    ))),
-                };
-            }
-            if r.status == 401 {
-                return Attempt::Done(Registration::IatRejected(describe(&r)));
-            }
-            if is_already_registered(&r) {
-                return Attempt::Done(Registration::AlreadyExists(describe(&r)));
-            }
-            let detail = describe(&r);
-            let hint = if detail.contains("invalid_redirect_uri") {
-                " (check DCR_REDIRECT_URIS)"
-            } else if detail.contains("invalid_scope") {
-                " (check DCR_SCOPE against the IdP's allowed scopes)"
-            } else if detail.contains("invalid_client_metadata") {
-                " (check redirect_uris, grant_types, response_types, token_endpoint_auth_method and DCR_CLIENT_PROFILE)"
-            } else {
-                ""
-            };
-            let orphan = if maybe_committed.get() {
-                format!(
-                    "; an earlier attempt got no answer, so it may have created {name:?} at the IdP"
-                )
-            } else {
-                String::new()
-            };
-            Attempt::Fatal(match r.status {
-                403 if is_policy_refusal(&r) => Error::Rejected(format!(
-                    "registration at {endpoint} refused by the IdP's policy ({detail}){}{orphan}",
-                    policy_hint(&detail)
-                )),
-                403 => Error::Rejected(format!(
-                    "registration at {endpoint} forbidden ({detail}): the IdP's policy or the IAT does not allow this client{orphan}"
-                )),
-                404 | 405 => Error::Rejected(format!(
-                    "no registration endpoint at {endpoint} ({detail}): check DCR_REGISTRATION_ENDPOINT / IDP_BASE_URL"
-                )),
-                _ => Error::Rejected(format!(
-                    "registration at {endpoint} rejected ({detail}){hint}{orphan}"
-                )),
-            })
-        };
+        let decide = |r: Reply| sort_registration(r, endpoint, &name, maybe_committed.get());
         let call = Call::new(
             "register client",
             "DCR_REGISTRATION_ENDPOINT",

@@ -156,80 +156,88 @@ impl Http {
         body: Body<'_>,
         timeout: Duration,
     ) -> std::result::Result<Reply, Failure> {
-        use base64::Engine;
-        let mut req = self
+        let req = self
             .client
             .request(method, url.clone())
             .timeout(timeout)
             .header("Accept", "application/json");
-        match auth {
-            Auth::None => {}
-            Auth::Bearer(token) => {
-                let v = sensitive(format!("Bearer {}", token.expose_secret()))?;
-                req = req.header(reqwest::header::AUTHORIZATION, v);
-            }
-            Auth::Basic(id, secret) => {
-                let pair = format!(
-                    "{}:{}",
-                    form_encode(id),
-                    form_encode(secret.expose_secret())
-                );
-                let b64 = base64::engine::general_purpose::STANDARD.encode(pair);
-                req = req.header(
-                    reqwest::header::AUTHORIZATION,
-                    sensitive(format!("Basic {b64}"))?,
-                );
-            }
+        let req = with_body(with_auth(req, auth)?, body);
+        let resp = req.send().await.map_err(classify)?;
+        read_reply(url, resp).await
+    }
+}
+
+fn with_auth(
+    req: reqwest::RequestBuilder,
+    auth: Auth<'_>,
+) -> std::result::Result<reqwest::RequestBuilder, Failure> {
+    use base64::Engine;
+    let value = match auth {
+        Auth::None => return Ok(req),
+        Auth::Bearer(token) => format!("Bearer {}", token.expose_secret()),
+        Auth::Basic(id, secret) => {
+            let pair = format!(
+                "{}:{}",
+                form_encode(id),
+                form_encode(secret.expose_secret())
+            );
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
         }
-        match body {
-            Body::None => {}
-            Body::Json(b) => {
-                req = req
-                    .header("Content-Type", "application/json")
-                    .body(serde_json::to_vec(b).unwrap_or_default());
-            }
-            Body::Form(f) => {
-                req = req
-                    .header("Content-Type", "application/x-www-form-urlencoded")
-                    .body(f.expose_secret().to_string());
-            }
-        }
-        let mut resp = req.send().await.map_err(classify)?;
-        let status = resp.status().as_u16();
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let retry_after = header("retry-after")
-            .and_then(|v| retry_after::parse(&v, std::time::SystemTime::now()));
-        let content_type = header("content-type").unwrap_or_default();
-        let location = header("location");
-        if let Some(len) = resp.content_length()
-            && len > MAX_RESPONSE_BYTES as u64
-        {
+    };
+    Ok(req.header(reqwest::header::AUTHORIZATION, sensitive(value)?))
+}
+
+fn with_body(req: reqwest::RequestBuilder, body: Body<'_>) -> reqwest::RequestBuilder {
+    match body {
+        Body::None => req,
+        Body::Json(b) => req
+            .header("Content-Type", "application/json")
+            .body(serde_json::to_vec(b).unwrap_or_default()),
+        Body::Form(f) => req
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(f.expose_secret().to_string()),
+    }
+}
+
+/// The status, the headers we use, and the body, refused past [`MAX_RESPONSE_BYTES`].
+async fn read_reply(url: &Url, mut resp: reqwest::Response) -> std::result::Result<Reply, Failure> {
+    let status = resp.status().as_u16();
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let retry_after =
+        header("retry-after").and_then(|v| retry_after::parse(&v, std::time::SystemTime::now()));
+    let content_type = header("content-type").unwrap_or_default();
+    let location = header("location");
+    if let Some(len) = resp.content_length()
+        && len > MAX_RESPONSE_BYTES as u64
+    {
+        return Err(Failure::TooLarge(format!(
+            "{url} answered {status} with a {len}-byte body (limit {MAX_RESPONSE_BYTES})"
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
             return Err(Failure::TooLarge(format!(
-                "{url} answered {status} with a {len}-byte body (limit {MAX_RESPONSE_BYTES})"
+                "{url} answered {status} with a body over {MAX_RESPONSE_BYTES} bytes"
             )));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(Failure::TooLarge(format!(
-                    "{url} answered {status} with a body over {MAX_RESPONSE_BYTES} bytes"
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Reply {
-            status,
-            retry_after,
-            content_type,
-            location,
-            body,
-        })
+        body.extend_from_slice(&chunk);
     }
+    Ok(Reply {
+        status,
+        retry_after,
+        content_type,
+        location,
+        body,
+    })
 }
 
 impl Http {

@@ -14,66 +14,11 @@ use std::path::Path;
 /// `check`: everything a run would use, and the bodies it would send, without sending or
 /// writing anything. Secrets appear only as "set".
 pub fn check(cfg: &Config) -> Result<Value> {
-    let stored = match store::load(&cfg.output.path, cfg.output.owner) {
-        Ok(None) => json!({"state": "absent: the first run registers a client"}),
-        Ok(Some(s)) => json!({
-            "state": "present: a run verifies it (RFC 7592 read) and corrects drift",
-            "client_id": s.client_id(),
-            "has_registration_access_token": s.rat().is_some(),
-        }),
-        Err(e) => json!({"state": format!("unusable: {e}")}),
-    };
     let t = &cfg.target;
     let o = &cfg.output;
-    let p = &cfg.policies;
     let mut register_body = cfg.metadata.fields.clone();
-    let keys_view = match &cfg.signing_key {
-        None => Value::Null,
-        Some(k) => {
-            let existing = keys::load(&k.path, cfg.output.owner)?;
-            let jwks = match &existing {
-                Some(m) => {
-                    let kid = k.policy.kid.clone().unwrap_or_else(|| m.thumbprint.clone());
-                    json!({"keys": [m.labelled_jwk(&kid, k.policy.alg.unwrap_or(m.natural_alg()))]})
-                }
-                None => {
-                    json!({"keys": [format!("(a new {} key is generated and published)", k.policy.alg.unwrap_or(KeyAlg::Rs256).name())]})
-                }
-            };
-            match &k.jwks_uri {
-                Some(u) => register_body.insert("jwks_uri".into(), json!(u.as_str())),
-                None => register_body.insert("jwks".into(), jwks),
-            };
-            json!({
-                "path": k.path,
-                "exists": existing.is_some(),
-                "pending": pending_path(&k.path).exists(),
-                "policy": k.policy.describe(),
-                "jwks_uri": k.jwks_uri.as_ref().map(|u| u.as_str()),
-            })
-        }
-    };
-    let mut requests = serde_json::Map::new();
+    let keys = keys_view(cfg, &mut register_body)?;
     let e = cfg.endpoints();
-    if cfg.credentials.iat.is_none() {
-        let body = mint_body(&cfg.credentials.mint, e.mint_style);
-        requests.insert(
-            "mint_iat".into(),
-            json!({"method": "POST", "url": e.iat.as_ref().map(|u| u.as_str()), "authorization": "Bearer <admin token>", "body": body}),
-        );
-    }
-    let auth = match &cfg.credentials.iat {
-        Some(RegistrationToken::Open) => "(none: open registration)",
-        _ => "Bearer <IAT>",
-    };
-    requests.insert(
-        "register".into(),
-        json!({"method": "POST",
-               "url": e.registration.as_ref().map(|u| u.to_string()).unwrap_or_else(|| format!("(from discovery at {})", e.issuer)),
-               "authorization": auth, "body": register_body}),
-    );
-    let timing = &cfg.timing;
-    let show = crate::duration::show;
     Ok(json!({
         "profile": cfg.profile().name(),
         "idp_base_url": t.idp_base_url.as_str(),
@@ -87,20 +32,7 @@ pub fn check(cfg: &Config) -> Result<Value> {
             "client_management_fallback": e.client_uri,
             "rewrite_public_base": t.rewrite_public_base.as_ref().map(|u| u.as_str()),
         },
-        "tokens": {
-            "DCR_IAT": match &cfg.credentials.iat {
-                Some(RegistrationToken::Open) => "none (open registration)",
-                Some(RegistrationToken::Given(_)) => "set (value not shown)",
-                None => "not set",
-            },
-            "admin": match &cfg.credentials.admin {
-                Some(AdminAuth::Static(_)) => "BOOTSTRAP_ADMIN_TOKEN set (value not shown)".to_string(),
-                Some(AdminAuth::ClientCredentials { client_id, .. }) => {
-                    format!("client credentials of {client_id} (secret not shown)")
-                }
-                None => "not set".to_string(),
-            },
-        },
+        "tokens": tokens_view(cfg),
         "tls": {"ca_file": t.ca_file, "allow_insecure_http": t.allow_insecure_http},
         "output": {
             "path": o.path,
@@ -109,28 +41,131 @@ pub fn check(cfg: &Config) -> Result<Value> {
             "env_output": o.env_path,
             "jwks_output": o.jwks_path,
             "iat_output": o.iat_path,
-            "stored": stored,
+            "stored": stored_view(cfg),
         },
-        "policies": {
-            "on_stale": format!("{:?}", p.on_stale).to_lowercase(),
-            "on_existing": format!("{:?}", p.on_existing).to_lowercase(),
-            "force_replace": p.force_replace,
-            "update_method": format!("{:?}", p.update_method).to_lowercase(),
-            "redirect_update_mode": format!("{:?}", p.redirect_mode).to_lowercase(),
-            "strict_readback": p.strict_readback,
-        },
-        "keys": keys_view,
-        "timing": {
-            "timeout": show(timing.deadline),
-            "request_timeout": show(timing.request_timeout),
-            "backoff_initial": show(timing.backoff_initial),
-            "backoff_max": show(timing.backoff_max),
-            "probe_interval": show(timing.probe_interval),
-            "retry_after_max": show(timing.retry_after_max),
-        },
+        "policies": policies_view(cfg),
+        "keys": keys,
+        "timing": timing_view(cfg),
         "pushgateway": o.pushgateway.as_ref().map(|u| u.as_str()),
-        "requests": requests,
+        "requests": requests_view(cfg, register_body),
     }))
+}
+
+/// How `--help` spells a choice (`reregister`, not `Reregister`).
+fn choice<T: clap::ValueEnum>(v: T) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
+}
+
+fn stored_view(cfg: &Config) -> Value {
+    match store::load(&cfg.output.path, cfg.output.owner) {
+        Ok(None) => json!({"state": "absent: the first run registers a client"}),
+        Ok(Some(s)) => json!({
+            "state": "present: a run verifies it (RFC 7592 read) and corrects drift",
+            "client_id": s.client_id(),
+            "has_registration_access_token": s.rat().is_some(),
+        }),
+        Err(e) => json!({"state": format!("unusable: {e}")}),
+    }
+}
+
+/// The signing key as a run would publish it (added to `register_body`).
+fn keys_view(cfg: &Config, register_body: &mut serde_json::Map<String, Value>) -> Result<Value> {
+    let Some(k) = &cfg.signing_key else {
+        return Ok(Value::Null);
+    };
+    let existing = keys::load(&k.path, cfg.output.owner)?;
+    let jwks = match &existing {
+        Some(m) => {
+            let kid = k.policy.kid.clone().unwrap_or_else(|| m.thumbprint.clone());
+            json!({"keys": [m.labelled_jwk(&kid, k.policy.alg.unwrap_or(m.natural_alg()))]})
+        }
+        None => {
+            let alg = k.policy.alg.unwrap_or(KeyAlg::Rs256).name();
+            json!({"keys": [format!("(a new {alg} key is generated and published)")]})
+        }
+    };
+    match &k.jwks_uri {
+        Some(u) => register_body.insert("jwks_uri".into(), json!(u.as_str())),
+        None => register_body.insert("jwks".into(), jwks),
+    };
+    Ok(json!({
+        "path": k.path,
+        "exists": existing.is_some(),
+        "pending": pending_path(&k.path).exists(),
+        "policy": k.policy.describe(),
+        "jwks_uri": k.jwks_uri.as_ref().map(|u| u.as_str()),
+    }))
+}
+
+fn tokens_view(cfg: &Config) -> Value {
+    json!({
+        "DCR_IAT": match &cfg.credentials.iat {
+            Some(RegistrationToken::Open) => "none (open registration)",
+            Some(RegistrationToken::Given(_)) => "set (value not shown)",
+            None => "not set",
+        },
+        "admin": match &cfg.credentials.admin {
+            Some(AdminAuth::Static(_)) => "BOOTSTRAP_ADMIN_TOKEN set (value not shown)".to_string(),
+            Some(AdminAuth::ClientCredentials { client_id, .. }) => {
+                format!("client credentials of {client_id} (secret not shown)")
+            }
+            None => "not set".to_string(),
+        },
+    })
+}
+
+fn policies_view(cfg: &Config) -> Value {
+    let p = &cfg.policies;
+    json!({
+        "on_stale": choice(p.on_stale),
+        "on_existing": choice(p.on_existing),
+        "force_replace": p.force_replace,
+        "update_method": choice(p.update_method),
+        "redirect_update_mode": choice(p.redirect_mode),
+        "strict_readback": p.strict_readback,
+    })
+}
+
+fn timing_view(cfg: &Config) -> Value {
+    let timing = &cfg.timing;
+    let show = crate::duration::show;
+    json!({
+        "timeout": show(timing.deadline),
+        "request_timeout": show(timing.request_timeout),
+        "backoff_initial": show(timing.backoff_initial),
+        "backoff_max": show(timing.backoff_max),
+        "probe_interval": show(timing.probe_interval),
+        "retry_after_max": show(timing.retry_after_max),
+    })
+}
+
+/// The requests a first run sends: the mint (unless an IAT is given) and the registration.
+fn requests_view(cfg: &Config, register_body: serde_json::Map<String, Value>) -> Value {
+    let e = cfg.endpoints();
+    let mut requests = serde_json::Map::new();
+    if cfg.credentials.iat.is_none() {
+        let body = mint_body(&cfg.credentials.mint, e.mint_style);
+        requests.insert(
+            "mint_iat".into(),
+            json!({"method": "POST", "url": e.iat.as_ref().map(|u| u.as_str()), "authorization": "Bearer <admin token>", "body": body}),
+        );
+    }
+    let auth = match &cfg.credentials.iat {
+        Some(RegistrationToken::Open) => "(none: open registration)",
+        _ => "Bearer <IAT>",
+    };
+    let url = e
+        .registration
+        .as_ref()
+        .map(|u| u.to_string())
+        .unwrap_or_else(|| format!("(from discovery at {})", e.issuer));
+    requests.insert(
+        "register".into(),
+        json!({"method": "POST", "url": url, "authorization": auth, "body": register_body}),
+    );
+    Value::Object(requests)
 }
 
 fn remove(path: &Path) -> bool {

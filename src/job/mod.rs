@@ -7,10 +7,12 @@
 //! the pure decision tables; `output` the crash-safe persistence; `commands` the other
 //! subcommands, built on the same session.
 
+mod adopt;
 pub mod commands;
 mod converge;
 pub mod decide;
 mod existing;
+mod iat;
 mod managed;
 mod output;
 mod prove;

@@ -69,42 +69,7 @@ pub fn persist(
         Some((_, p)) => p.publish.clone(),
         None => stored_key_records(previous),
     };
-    // Where the client was registered: known now, or as the previous run recorded it.
-    let registration_endpoint = registration_endpoint.map(|u| u.to_string()).or_else(|| {
-        previous
-            .and_then(|p| p.meta())
-            .and_then(|m| m.get("registration_endpoint"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    });
-    let mut meta = json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "profile": cfg.profile().name(),
-        "idp_base_url": cfg.target.idp_base_url.as_str(),
-        "registration_endpoint": registration_endpoint,
-        "written_at": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-        "action": action.as_str(),
-    });
-    // Who made the client is known only when it was made: carried over from then.
-    if let Some(origin) = previous
-        .filter(|p| p.client_id() == record.client_id())
-        .and_then(|p| p.meta())
-        .and_then(|m| m.get("origin"))
-    {
-        meta["origin"] = origin.clone();
-    }
-    // A run without the sealing key (no admin credential) keeps the seal it found, which
-    // still covers the same client and URI.
-    let kept = previous
-        .filter(|p| p.client_id() == record.client_id() && p.client_uri() == record.client_uri())
-        .and_then(|p| p.meta())
-        .and_then(|m| m.get("seal"))
-        .cloned();
-    match (&cfg.credentials.sealer, kept) {
-        (Some(sealer), _) => meta["seal"] = Value::String(sealer.seal(&record)),
-        (None, Some(seal)) => meta["seal"] = seal,
-        (None, None) => {}
-    }
+    let mut meta = provenance(cfg, &record, action, previous, registration_endpoint);
     for (k, v) in extra {
         if v.as_object().is_none_or(|o| !o.is_empty()) {
             meta[k.as_str()] = v;
@@ -129,35 +94,86 @@ pub fn persist(
             write_if_changed(path, &jwks, 0o644, cfg.output.owner, "DCR_JWKS_OUTPUT")?;
         }
     }
-    if let Some(env) = &cfg.output.env_path {
-        let current = records.first();
-        let key_path = current
-            .and_then(|c| c.pem.as_ref())
-            .map(|p| p.display().to_string());
-        let text = dotenv::render(
-            record.client_id(),
-            record.client_secret(),
-            current.map(|c| c.kid.as_str()),
-            key_path.as_deref(),
-        )
-        .map_err(|why| {
-            Error::Rejected(format!(
-                "client {} is registered and recorded in {}, but DCR_ENV_OUTPUT {} is not written: {why}. \
-                 Read the JSON output instead, or unset DCR_ENV_OUTPUT",
-                record.client_id().escape_debug(),
-                cfg.output.path.display(),
-                env.display()
-            ))
-        })?;
-        write_if_changed(
-            env,
-            text.as_bytes(),
-            cfg.output.mode,
-            cfg.output.owner,
-            "DCR_ENV_OUTPUT",
-        )?;
+    write_dotenv(cfg, &record, records.first())
+}
+
+/// Our `dcr_bootstrap` member: who wrote the record, where the client was registered, who
+/// made it, and the seal.
+fn provenance(
+    cfg: &Config,
+    record: &ClientRecord,
+    action: Action,
+    previous: Option<&ClientRecord>,
+    registration_endpoint: Option<Url>,
+) -> Value {
+    let same_client = previous.filter(|p| p.client_id() == record.client_id());
+    let previous_meta = |k: &str| previous.and_then(|p| p.meta()).and_then(|m| m.get(k));
+    // Where the client was registered: known now, or as the previous run recorded it.
+    let registration_endpoint = registration_endpoint.map(|u| u.to_string()).or_else(|| {
+        previous_meta("registration_endpoint")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    let mut meta = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "profile": cfg.profile().name(),
+        "idp_base_url": cfg.target.idp_base_url.as_str(),
+        "registration_endpoint": registration_endpoint,
+        "written_at": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        "action": action.as_str(),
+    });
+    // Who made the client is known only when it was made: carried over from then.
+    if let Some(origin) = same_client
+        .and_then(|p| p.meta())
+        .and_then(|m| m.get("origin"))
+    {
+        meta["origin"] = origin.clone();
     }
-    Ok(())
+    // A run without the sealing key (no admin credential) keeps the seal it found, which
+    // still covers the same client and URI.
+    let kept = same_client
+        .filter(|p| p.client_uri() == record.client_uri())
+        .and_then(|p| p.meta())
+        .and_then(|m| m.get("seal"))
+        .cloned();
+    match (&cfg.credentials.sealer, kept) {
+        (Some(sealer), _) => meta["seal"] = Value::String(sealer.seal(record)),
+        (None, Some(seal)) => meta["seal"] = seal,
+        (None, None) => {}
+    }
+    meta
+}
+
+/// The dotenv view (`DCR_ENV_OUTPUT`), when configured.
+fn write_dotenv(cfg: &Config, record: &ClientRecord, current: Option<&KeyRecord>) -> Result<()> {
+    let Some(env) = &cfg.output.env_path else {
+        return Ok(());
+    };
+    let key_path = current
+        .and_then(|c| c.pem.as_ref())
+        .map(|p| p.display().to_string());
+    let text = dotenv::render(
+        record.client_id(),
+        record.client_secret(),
+        current.map(|c| c.kid.as_str()),
+        key_path.as_deref(),
+    )
+    .map_err(|why| {
+        Error::Rejected(format!(
+            "client {} is registered and recorded in {}, but DCR_ENV_OUTPUT {} is not written: {why}. \
+             Read the JSON output instead, or unset DCR_ENV_OUTPUT",
+            record.client_id().escape_debug(),
+            cfg.output.path.display(),
+            env.display()
+        ))
+    })?;
+    write_if_changed(
+        env,
+        text.as_bytes(),
+        cfg.output.mode,
+        cfg.output.owner,
+        "DCR_ENV_OUTPUT",
+    )
 }
 
 /// Whether two records differ in anything but when and why they were written.

@@ -16,10 +16,31 @@ use crate::keyset;
 use crate::reconcile;
 use crate::record::ClientRecord;
 use serde_json::{Map, Value, json};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How many writes in a row may meet a refused token before giving up.
 const CONTENDED_WRITES: u32 = 12;
+
+/// Where a shared publication stands.
+struct Publishing {
+    /// The IdP's view, as last read.
+    view: ClientRecord,
+    read_at: Instant,
+    wrote: bool,
+    collisions: u32,
+    /// Writes in a row that met a refused token.
+    refused: u32,
+    /// The pending-update mark is saved.
+    marked: bool,
+    method: UpdateMethod,
+}
+
+impl Publishing {
+    fn reread(&mut self, view: ClientRecord) {
+        self.view = view;
+        self.read_at = Instant::now();
+    }
+}
 
 impl Session<'_> {
     fn shared(&self) -> Result<&SharedClient> {
@@ -112,57 +133,42 @@ impl Session<'_> {
     ) -> Result<(ClientRecord, bool)> {
         let shared = self.shared()?;
         let required = keyset::required(ours, &shared.keys);
-        let mut view = current.clone();
-        let mut wrote = false;
-        let mut read_at = Instant::now();
-        let mut collisions = 0u32;
-        let mut method = self.cfg.policies.update_method;
-        let mut marked = false;
-        let mut writes_refused = 0u32;
+        let mut p = Publishing {
+            view: current.clone(),
+            read_at: Instant::now(),
+            wrote: false,
+            collisions: 0,
+            refused: 0,
+            marked: false,
+            method: self.cfg.policies.update_method,
+        };
         loop {
             if self.remaining().is_zero() {
                 return Err(Error::Rejected(format!(
-                    "client {}: other replicas kept replacing the keys until the deadline ({collisions} collision(s)); \
+                    "client {}: other replicas kept replacing the keys until the deadline ({} collision(s)); \
                      stagger their starts (DCR_START_JITTER) or raise DCR_TIMEOUT",
-                    client.id()
+                    client.id(),
+                    p.collisions
                 )));
             }
-            let held = view.jwks_keys();
+            let held = p.view.jwks_keys();
             let (merged, retired) = keyset::merge(ours, &held, self.now, &shared.keys);
             if keyset::same_keys(&merged, &held) {
-                if !wrote {
-                    return Ok((view, false));
+                if !p.wrote {
+                    return Ok((p.view, false));
                 }
-                // A replica that read before our write writes within the settle period.
-                self.jitter(shared.settle).await;
-                view = self.read_shared(client).await?;
-                if keyset::holds_all(&view.jwks_keys(), &required) {
-                    tracing::info!(
-                        "client {} holds this replica's key beside {} other key(s) after {}",
-                        client.id(),
-                        view.jwks_keys().len().saturating_sub(required.len()),
-                        crate::duration::show(shared.settle)
-                    );
-                    return Ok((view, true));
+                if self
+                    .confirm(client, &mut p, &required, shared.settle)
+                    .await?
+                {
+                    return Ok((p.view, true));
                 }
-                collisions += 1;
-                tracing::warn!(
-                    "another replica replaced the keys of client {} after our write; merging again",
-                    client.id()
-                );
-                read_at = Instant::now();
                 continue;
-            }
-            if !marked {
-                // Before the first write: a lost answer is recognised on the next start.
-                client.mark_pending_update(self.cfg)?;
-                marked = true;
             }
             // The read-to-write window must stay well inside the settle period the other
             // replicas wait: after a slow step, read again first.
-            if read_at.elapsed() > shared.settle / 4 {
-                view = self.read_shared(client).await?;
-                read_at = Instant::now();
+            if p.read_at.elapsed() > shared.settle / 4 {
+                p.reread(self.read_shared(client).await?);
                 continue;
             }
             for r in &retired {
@@ -173,34 +179,80 @@ impl Session<'_> {
                     r.why
                 );
             }
-            let merged = json!({ "keys": merged });
-            if !self.write_keys(client, &view, merged, &mut method).await? {
-                writes_refused += 1;
-                if writes_refused > CONTENDED_WRITES {
-                    return Err(Error::Rejected(format!(
-                        "client {}: the registration access token was refused {CONTENDED_WRITES} times in a row; \
-                         replicas keep re-issuing it. Stagger the replicas' starts (DCR_START_JITTER)",
-                        client.id()
-                    )));
-                }
-                view = self.read_shared(client).await?;
-                read_at = Instant::now();
-                continue;
-            }
-            writes_refused = 0;
-            wrote = true;
-            view = self.read_shared(client).await?;
-            read_at = Instant::now();
-            if !keyset::holds_all(&view.jwks_keys(), &required) {
-                collisions += 1;
-                tracing::warn!(
-                    "another replica wrote the keys of client {} at the same time; merging again",
-                    client.id()
-                );
-                self.jitter(self.cfg.timing.backoff_initial).await;
-                view = self.read_shared(client).await?;
-                read_at = Instant::now();
-            }
+            self.write_merged(client, &mut p, merged, &required).await?;
         }
+    }
+
+    /// After our write, and the settle period in which a replica that read before it would
+    /// write: whether our keys are still held.
+    async fn confirm(
+        &self,
+        client: &mut ManagedClient,
+        p: &mut Publishing,
+        required: &[Value],
+        settle: Duration,
+    ) -> Result<bool> {
+        self.jitter(settle).await;
+        p.reread(self.read_shared(client).await?);
+        if keyset::holds_all(&p.view.jwks_keys(), required) {
+            tracing::info!(
+                "client {} holds this replica's key beside {} other key(s) after {}",
+                client.id(),
+                p.view.jwks_keys().len().saturating_sub(required.len()),
+                crate::duration::show(settle)
+            );
+            return Ok(true);
+        }
+        p.collisions += 1;
+        tracing::warn!(
+            "another replica replaced the keys of client {} after our write; merging again",
+            client.id()
+        );
+        Ok(false)
+    }
+
+    /// Writes the merged keys and reads them back; a refused token or a method the IdP lacks
+    /// means reading again before the next write.
+    async fn write_merged(
+        &self,
+        client: &mut ManagedClient,
+        p: &mut Publishing,
+        merged: Vec<Value>,
+        required: &[Value],
+    ) -> Result<()> {
+        if !p.marked {
+            // Before the first write: a lost answer is recognised on the next start.
+            client.mark_pending_update(self.cfg)?;
+            p.marked = true;
+        }
+        let view = p.view.clone();
+        if !self
+            .write_keys(client, &view, json!({ "keys": merged }), &mut p.method)
+            .await?
+        {
+            p.refused += 1;
+            if p.refused > CONTENDED_WRITES {
+                return Err(Error::Rejected(format!(
+                    "client {}: the registration access token was refused {CONTENDED_WRITES} times in a row; \
+                     replicas keep re-issuing it. Stagger the replicas' starts (DCR_START_JITTER)",
+                    client.id()
+                )));
+            }
+            p.reread(self.read_shared(client).await?);
+            return Ok(());
+        }
+        p.refused = 0;
+        p.wrote = true;
+        p.reread(self.read_shared(client).await?);
+        if !keyset::holds_all(&p.view.jwks_keys(), required) {
+            p.collisions += 1;
+            tracing::warn!(
+                "another replica wrote the keys of client {} at the same time; merging again",
+                client.id()
+            );
+            self.jitter(self.cfg.timing.backoff_initial).await;
+            p.reread(self.read_shared(client).await?);
+        }
+        Ok(())
     }
 }
