@@ -29,7 +29,10 @@ pub fn main() -> u8 {
     let command = cli.command.unwrap_or(Command::Run);
     if command == Command::Keygen {
         // Needs no IdP: the key goes into a Secret before anything runs.
-        return report(commands::keygen(&cli.opts.keys));
+        return report(
+            crate::config::KeygenSettings::from_args(&cli.opts.keys)
+                .and_then(|k| commands::keygen(&k)),
+        );
     }
     let cfg = match Config::from_opts(&cli.opts, command != Command::MintIat) {
         Ok(c) => c,
@@ -78,7 +81,7 @@ fn parse_and_log() -> Result<cli::Cli, u8> {
         }
     };
     let log = &cli.opts.logging;
-    if let Err(e) = logging::init(log.log_format, &log.log) {
+    if let Err(e) = logging::init(log.log_format == cli::LogFormat::Json, &log.log) {
         eprintln!("dcr-bootstrap: configuration error: {e}");
         return Err(crate::error::EXIT_CONFIG);
     }

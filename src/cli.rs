@@ -6,10 +6,9 @@
 
 use crate::duration;
 use crate::idp::profile::Profile;
-use crate::idp::{ClientAuth, UpdateMethod};
+use crate::idp::{ClientAuth, MaxUsesField, UpdateMethod};
 use crate::local::keys::KeyAlg;
-use crate::logging::LogFormat;
-use crate::reconcile::{ExistingPolicy, RedirectMode, StalePolicy};
+use crate::policy::{ExistingPolicy, RedirectMode, StalePolicy};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
@@ -67,6 +66,8 @@ pub struct Opts {
     pub keys: KeyArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub policies: PolicyArgs,
     #[command(flatten)]
     pub timing: TimingArgs,
     #[command(flatten)]
@@ -254,9 +255,9 @@ pub struct TokenArgs {
     pub iat_max_uses: u64,
 
     /// Name of the use-count field in the mint request (the docs disagree).
-    #[arg(long, global = true, env = "DCR_IAT_MAX_USES_FIELD", value_name = "FIELD",
-          default_value = "max_uses", value_parser = PossibleValuesParser::new(["max_uses", "max_usages"]))]
-    pub iat_max_uses_field: String,
+    #[arg(long, global = true, env = "DCR_IAT_MAX_USES_FIELD", value_name = "FIELD", value_enum,
+          default_value_t = MaxUsesField::MaxUses)]
+    pub iat_max_uses_field: MaxUsesField,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -427,6 +428,18 @@ pub struct OutputArgs {
     #[arg(long, global = true, env = "DCR_ENV_OUTPUT", value_name = "PATH")]
     pub env_output: Option<PathBuf>,
 
+    /// Where `mint-iat` writes the IAT (0600).
+    #[arg(long, global = true, env = "DCR_IAT_OUTPUT", value_name = "PATH")]
+    pub iat_output: Option<PathBuf>,
+
+    /// Push a status metric to this Prometheus Pushgateway (job dcr-bootstrap); failures only warn.
+    #[arg(long, global = true, env = "PROM_PUSHGATEWAY_URL", value_name = "URL")]
+    pub pushgateway: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Policies")]
+pub struct PolicyArgs {
     /// What to do when the stored client is gone at the IdP.
     #[arg(long, global = true, env = "DCR_ON_STALE", value_name = "POLICY", value_enum,
           default_value_t = StalePolicy::Fail)]
@@ -470,14 +483,6 @@ pub struct OutputArgs {
     #[arg(long, global = true, env = "DCR_VERIFY_CREDENTIALS", value_name = "BOOL",
           action = ArgAction::Set, value_parser = parse_bool, default_value = "true")]
     pub verify_credentials: bool,
-
-    /// Where `mint-iat` writes the IAT (0600).
-    #[arg(long, global = true, env = "DCR_IAT_OUTPUT", value_name = "PATH")]
-    pub iat_output: Option<PathBuf>,
-
-    /// Push a status metric to this Prometheus Pushgateway (job dcr-bootstrap); failures only warn.
-    #[arg(long, global = true, env = "PROM_PUSHGATEWAY_URL", value_name = "URL")]
-    pub pushgateway: Option<String>,
 
     /// Delete the stored client and register afresh on every start (hard reset; turn off after).
     #[arg(long, global = true, env = "DCR_FORCE_REPLACE", value_name = "BOOL",
@@ -523,6 +528,13 @@ pub struct TimingArgs {
     #[arg(long, global = true, env = "DCR_RETRY_AFTER_MAX", value_name = "DURATION",
           default_value = "60s", value_parser = any_duration)]
     pub retry_after_max: Duration,
+}
+
+/// `DCR_LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -610,19 +622,6 @@ fn parse_owner(v: &str) -> Result<(u32, u32), String> {
     let uid = u.trim().parse().map_err(|_| expected())?;
     let gid = g.trim().parse().map_err(|_| expected())?;
     Ok((uid, gid))
-}
-
-/// `DCR_FOO (--foo)`: how errors name an option, taken from clap so they never drift from
-/// `--help`.
-pub fn name(var: &str) -> String {
-    let cmd = Cli::command();
-    let flag = cmd
-        .get_arguments()
-        .find(|a| a.get_env().is_some_and(|e| e == var))
-        .and_then(|a| a.get_long())
-        .map(|l| format!(" (--{l})"))
-        .unwrap_or_default();
-    format!("{var}{flag}")
 }
 
 /// Parses the command line; a value clap refuses becomes the same "NAME (--flag): expected …"

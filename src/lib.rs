@@ -9,10 +9,13 @@
 //! job          the story of a run, its session, decisions, persistence; the subcommands
 //! config       validated configuration, one group at a time; desired client metadata
 //! idp          the protocol: one `call` for every request; admin, client, discovery, http
-//! local        the volume: atomic store and lock, dotenv, keys and their rotation
+//! local        the volume: atomic store and lock, dotenv, keys, their rotation plan (keyplan)
+//!              and the key set replicas share (keyset)
 //! reconcile    desired vs registered: drift, PUT bodies, read-back; no I/O
 //! record       the client registration document, IdP answer and stored file alike
-//! url secret duration error   small helpers every layer may use
+//! seal         the HMAC that proves a stored record is ours
+//! policy       the operator's choices: DCR_ON_STALE, DCR_ON_EXISTING, redirect updates
+//! url secret duration error files logging metrics   small helpers every layer may use
 //! ```
 //!
 //! Everything is private but [`main`] and [`inputs`], the parsers of untrusted input that the
@@ -28,10 +31,10 @@ mod error;
 mod files;
 mod idp;
 mod job;
-mod keyset;
 mod local;
 mod logging;
 mod metrics;
+mod policy;
 mod reconcile;
 mod record;
 mod seal;

@@ -7,12 +7,6 @@ use std::io::Write;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
 /// The log writer. In text format it also escapes control characters inside a line, so that
 /// a value from the IdP (a client_id, a kid, an error text) can neither forge a line nor hide
 /// one; JSON escapes them itself.
@@ -78,19 +72,21 @@ impl<'a> MakeWriter<'a> for ScrubbingStderr {
 }
 
 /// Installs the global subscriber. An invalid filter is reported to the caller (exit 2).
-pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
+/// `json`: one JSON object a line, else text.
+pub fn init(json: bool, filter: &str) -> Result<(), String> {
     let filter = EnvFilter::try_new(filter)
         .map_err(|e| format!("RUST_LOG (--log): invalid filter {filter:?}: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(ScrubbingStderr {
-            escape_controls: format == LogFormat::Text,
+            escape_controls: !json,
         })
         .with_ansi(false)
         .with_target(false);
-    let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let result = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
     };
     result.map_err(|e| format!("cannot install the logger: {e}"))
 }

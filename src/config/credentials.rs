@@ -1,8 +1,9 @@
 //! The tokens a run may use: an IAT (or open registration), and the admin credential, a
 //! ready token or a client-credentials client. Secrets come from `NAME` or `NAME_FILE`.
 
+use super::name;
 use super::{Target, non_empty};
-use crate::cli::{TokenArgs, name};
+use crate::cli::TokenArgs;
 use crate::error::{Error, Result};
 use crate::idp::profile::Profile;
 use crate::idp::{ClientAuth, MintSettings};
@@ -175,7 +176,7 @@ impl Credentials {
                 label: a.iat_label.clone(),
                 expires_in: a.iat_expires_in,
                 max_uses: a.iat_max_uses,
-                max_uses_field: a.iat_max_uses_field.clone(),
+                max_uses_field: a.iat_max_uses_field,
             },
         })
     }

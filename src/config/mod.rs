@@ -8,15 +8,17 @@ pub mod metadata;
 
 pub use credentials::{AdminAuth, Credentials, RegistrationToken};
 
-use crate::cli::{IdpArgs, KeyArgs, MetadataArgs, Opts, OutputArgs, TimingArgs, name};
+use crate::cli::{Cli, IdpArgs, KeyArgs, MetadataArgs, Opts, OutputArgs, PolicyArgs, TimingArgs};
 use crate::error::{Error, Result};
 use crate::idp::UpdateMethod;
 use crate::idp::keycloak::Version as KeycloakVersion;
 use crate::idp::profile::{self, Endpoints, Explicit, MintStyle, Profile};
-use crate::keyset::SharedPolicy;
 use crate::local::keyring::KeyPolicy;
-use crate::reconcile::{ExistingPolicy, RedirectMode, StalePolicy};
+use crate::local::keys::KeyAlg;
+use crate::local::keyset::SharedPolicy;
+use crate::policy::{ExistingPolicy, RedirectMode, StalePolicy};
 use crate::url::{check_transport, parse_absolute};
+use clap::CommandFactory;
 use metadata::{DesiredMetadata, MetadataInputs};
 use reqwest::Url;
 use std::path::PathBuf;
@@ -101,6 +103,19 @@ pub struct Config {
     pub output: OutputSettings,
     pub policies: Policies,
     pub timing: Timing,
+}
+
+/// `DCR_FOO (--foo)`: how errors name an option, taken from clap so they never drift from
+/// `--help`.
+pub fn name(var: &str) -> String {
+    let cmd = Cli::command();
+    let flag = cmd
+        .get_arguments()
+        .find(|a| a.get_env().is_some_and(|e| e == var))
+        .and_then(|a| a.get_long())
+        .map(|l| format!(" (--{l})"))
+        .unwrap_or_default();
+    format!("{var}{flag}")
 }
 
 fn bad(var: &str, expected: &str, got: &str) -> Error {
@@ -213,9 +228,8 @@ impl TryFrom<&IdpArgs> for Target {
     }
 }
 
-/// The signing key settings, or `None` without `DCR_SIGNING_KEY` (then no other key option
-/// may be set).
-fn signing_key(a: &KeyArgs, allow_insecure_http: bool) -> Result<Option<SigningKeySettings>> {
+/// `BFF_KID`, checked: it names files and goes into the dotenv view.
+fn kid(a: &KeyArgs) -> Result<Option<String>> {
     let kid = non_empty(&a.kid).map(|k| k.trim().to_string());
     if let Some(k) = &kid
         && !k
@@ -227,6 +241,44 @@ fn signing_key(a: &KeyArgs, allow_insecure_http: bool) -> Result<Option<SigningK
             name("BFF_KID")
         )));
     }
+    Ok(kid)
+}
+
+/// What `keygen` makes: one private key for every replica (a Kubernetes Secret).
+#[derive(Debug, Clone)]
+pub struct KeygenSettings {
+    pub path: PathBuf,
+    pub alg: KeyAlg,
+    pub rsa_bits: u32,
+    /// `BFF_KID`, or `key`: the kid records it with the time and the thumbprint.
+    pub kid_base: String,
+}
+
+impl KeygenSettings {
+    pub fn from_args(a: &KeyArgs) -> Result<KeygenSettings> {
+        let path = a
+            .signing_key
+            .clone()
+            .filter(|p| !p.as_os_str().is_empty())
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{} is required: where to write the new private key",
+                    name("DCR_SIGNING_KEY")
+                ))
+            })?;
+        Ok(KeygenSettings {
+            path,
+            alg: a.key_alg.unwrap_or(KeyAlg::Rs256),
+            rsa_bits: a.rsa_bits,
+            kid_base: kid(a)?.unwrap_or_else(|| "key".into()),
+        })
+    }
+}
+
+/// The signing key settings, or `None` without `DCR_SIGNING_KEY` (then no other key option
+/// may be set).
+fn signing_key(a: &KeyArgs, allow_insecure_http: bool) -> Result<Option<SigningKeySettings>> {
+    let kid = kid(a)?;
     let jwks_uri = match non_empty(&a.jwks_uri) {
         Some(v) => {
             let u = parse_url("DCR_JWKS_URI", v)?;
@@ -346,7 +398,7 @@ impl OutputSettings {
 }
 
 impl Policies {
-    fn from_args(a: &OutputArgs, k: &KeyArgs, profile: Profile) -> Policies {
+    fn from_args(a: &PolicyArgs, k: &KeyArgs, profile: Profile) -> Policies {
         let shared = k.shared_client.then(|| SharedClient {
             settle: k.shared_settle,
             keys: SharedPolicy {
@@ -482,7 +534,7 @@ impl Config {
             keycloak_checks(&metadata, &credentials)?;
         }
         let output = OutputSettings::from_args(&o.output, &o.keys, needs_output)?;
-        let policies = Policies::from_args(&o.output, &o.keys, target.profile);
+        let policies = Policies::from_args(&o.policies, &o.keys, target.profile);
         if policies.shared.is_some() {
             shared_checks(&metadata, signing_key.as_ref(), target.profile)?;
         }

@@ -2,14 +2,15 @@
 //! registration access token; and fetching the admin token itself by client credentials.
 
 use super::answer::{describe, json_object, parse_iat, parse_rat};
-use super::http::{Auth, Body, Reply, form_encode};
+use super::http::{Body, Reply, form};
 use super::profile::MintStyle;
 use super::retry::Attempt;
+use super::token::{ClientCredential, client_auth};
 use super::{Call, ClientAuth, Idp, MintSettings};
 use crate::error::{Error, Result};
 use crate::secret::secret;
 use reqwest::{Method, Url};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -40,7 +41,7 @@ pub fn mint_body(s: &MintSettings, style: MintStyle) -> Value {
     match style {
         MintStyle::EmpowerNow => {
             let mut b = json!({"label": s.label, "expires_in": s.expires_in});
-            b[s.max_uses_field.as_str()] = json!(s.max_uses);
+            b[s.max_uses_field.name()] = json!(s.max_uses);
             b
         }
         MintStyle::Keycloak => json!({"expiration": s.expires_in, "count": s.max_uses}),
@@ -168,25 +169,15 @@ impl Idp {
         scope: Option<&str>,
         resource: Option<&str>,
     ) -> Result<(SecretString, Option<Duration>)> {
-        let mut form = String::from("grant_type=client_credentials");
-        if let Some(s) = scope {
-            form.push_str(&format!("&scope={}", form_encode(s)));
-        }
-        if let Some(r) = resource {
-            form.push_str(&format!("&resource={}", form_encode(r)));
-        }
-        if method == ClientAuth::Post {
-            form.push_str(&format!(
-                "&client_id={}&client_secret={}",
-                form_encode(client_id),
-                form_encode(secret_value.expose_secret())
-            ));
-        }
-        let form = secret(form);
-        let auth = match method {
-            ClientAuth::Basic => Auth::Basic(client_id, secret_value),
-            ClientAuth::Post => Auth::None,
+        let credential = match method {
+            ClientAuth::Basic => ClientCredential::Basic(secret_value),
+            ClientAuth::Post => ClientCredential::Post(secret_value),
         };
+        let (auth, mut pairs) = client_auth(client_id, credential);
+        pairs.push(("grant_type", "client_credentials"));
+        pairs.extend(scope.map(|s| ("scope", s)));
+        pairs.extend(resource.map(|r| ("resource", r)));
+        let form = form(pairs);
         let decide = |r: Reply| -> Attempt<(SecretString, Option<Duration>)> {
             if r.is_success() {
                 let doc = json_object(&r).unwrap_or_default();

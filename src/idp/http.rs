@@ -48,9 +48,18 @@ fn sensitive(value: String) -> std::result::Result<reqwest::header::HeaderValue,
     Ok(v)
 }
 
-/// Form-encodes one value (for bodies and RFC 6749 §2.3.1 Basic credentials).
-pub fn form_encode(s: &str) -> String {
+/// Form-encodes one value (RFC 6749 §2.3.1 Basic credentials).
+fn form_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// An `application/x-www-form-urlencoded` body, kept as a secret: it may carry one.
+pub fn form<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> SecretString {
+    let mut body = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        body.append_pair(k, v);
+    }
+    crate::secret::secret(body.finish())
 }
 
 /// `Debug` shows the size of the body, never the body: a mint answer carries an IAT.

@@ -57,7 +57,26 @@ pub struct MintSettings {
     pub label: String,
     pub expires_in: u64,
     pub max_uses: u64,
-    pub max_uses_field: String,
+    pub max_uses_field: MaxUsesField,
+}
+
+/// The name of the use-count member of an EmpowerNow mint request: its docs spell it both
+/// ways (`DCR_IAT_MAX_USES_FIELD`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MaxUsesField {
+    #[value(name = "max_uses")]
+    MaxUses,
+    #[value(name = "max_usages")]
+    MaxUsages,
+}
+
+impl MaxUsesField {
+    pub fn name(self) -> &'static str {
+        match self {
+            MaxUsesField::MaxUses => "max_uses",
+            MaxUsesField::MaxUsages => "max_usages",
+        }
+    }
 }
 
 /// The IdP, as one run talks to it.

@@ -2,11 +2,10 @@
 //! the IdP either authenticates the client or answers `invalid_client` (RFC 6749 §5.2).
 
 use super::answer::{describe, json_object};
-use super::http::{Auth, Body, Reply, form_encode};
+use super::http::{Auth, Body, Reply, form};
 use super::retry::Attempt;
 use super::{Call, Idp};
 use crate::error::Result;
-use crate::secret::secret;
 use reqwest::{Method, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -59,6 +58,35 @@ pub fn proof_of(r: &Reply) -> Proof {
     }
 }
 
+/// How a client authenticates at the token endpoint (RFC 6749 §2.3.1, RFC 7523 §2.2): the
+/// Authorization header, and the members it adds to the form.
+pub fn client_auth<'a>(
+    client_id: &'a str,
+    credential: ClientCredential<'a>,
+) -> (Auth<'a>, Vec<(&'a str, &'a str)>) {
+    match credential {
+        ClientCredential::Basic(s) => (Auth::Basic(client_id, s), Vec::new()),
+        ClientCredential::Post(s) => (
+            Auth::None,
+            vec![
+                ("client_id", client_id),
+                ("client_secret", s.expose_secret()),
+            ],
+        ),
+        ClientCredential::Assertion(a) => (
+            Auth::None,
+            vec![
+                ("client_id", client_id),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", a.expose_secret()),
+            ],
+        ),
+    }
+}
+
 impl Idp {
     /// One client-credentials request authenticated as `client_id`; the token, if any, is
     /// discarded (it is remembered as a secret so no log can show it).
@@ -71,31 +99,10 @@ impl Idp {
         credential: ClientCredential<'_>,
         scope: Option<&str>,
     ) -> Result<Proof> {
-        let mut form = String::from("grant_type=client_credentials");
-        if let Some(s) = scope {
-            form.push_str(&format!("&scope={}", form_encode(s)));
-        }
-        let auth = match credential {
-            ClientCredential::Basic(s) => Auth::Basic(client_id, s),
-            ClientCredential::Post(s) => {
-                form.push_str(&format!(
-                    "&client_id={}&client_secret={}",
-                    form_encode(client_id),
-                    form_encode(s.expose_secret())
-                ));
-                Auth::None
-            }
-            ClientCredential::Assertion(a) => {
-                form.push_str(&format!(
-                    "&client_id={}&client_assertion_type={}&client_assertion={}",
-                    form_encode(client_id),
-                    form_encode("urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
-                    a.expose_secret()
-                ));
-                Auth::None
-            }
-        };
-        let form = secret(form);
+        let (auth, mut pairs) = client_auth(client_id, credential);
+        pairs.push(("grant_type", "client_credentials"));
+        pairs.extend(scope.map(|s| ("scope", s)));
+        let form = form(pairs);
         let decide = |r: Reply| -> Attempt<Proof> {
             if let Some(t) = json_object(&r).and_then(|o| {
                 o.get("access_token")

@@ -1,7 +1,7 @@
 //! The subcommands besides the job: `check` (offline), `deregister`, `mint-iat`.
 
 use super::{Session, load_ring};
-use crate::config::{AdminAuth, Config, RegistrationToken};
+use crate::config::{AdminAuth, Config, KeygenSettings, RegistrationToken};
 use crate::error::{Error, Result};
 use crate::idp::admin::mint_body;
 use crate::local::keyring::pending_path;
@@ -246,33 +246,19 @@ pub async fn mint_iat(cfg: &Config) -> Result<()> {
 /// `DCR_SIGNING_KEY` with mode 0600, never over an existing file. Its kid records when it was
 /// made (`<BFF_KID or "key">-<unix time>-<thumbprint prefix>`), so replicas that share the
 /// client retire it by age once a newer key has replaced it (docs/kubernetes.md).
-pub fn keygen(a: &crate::cli::KeyArgs) -> Result<Value> {
-    let Some(path) = a
-        .signing_key
-        .as_deref()
-        .filter(|p| !p.as_os_str().is_empty())
-    else {
-        return Err(Error::Config(format!(
-            "{} is required: where to write the new private key",
-            crate::cli::name("DCR_SIGNING_KEY")
-        )));
-    };
+pub fn keygen(k: &KeygenSettings) -> Result<Value> {
+    let path = &k.path;
     if std::fs::symlink_metadata(path).is_ok() {
         return Err(Error::Config(format!(
             "{}: {} exists; keygen never overwrites a key (a key in use would be lost). Choose a new path",
-            crate::cli::name("DCR_SIGNING_KEY"),
+            crate::config::name("DCR_SIGNING_KEY"),
             path.display()
         )));
     }
-    let alg = a.key_alg.unwrap_or(KeyAlg::Rs256);
-    let m = keys::generate(alg, a.rsa_bits)?;
-    let base = a
-        .kid
-        .as_deref()
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .unwrap_or("key");
-    let kid = crate::local::keyring::dated_kid(base, std::time::SystemTime::now(), &m.thumbprint);
+    let alg = k.alg;
+    let m = keys::generate(alg, k.rsa_bits)?;
+    let kid =
+        crate::local::keyring::dated_kid(&k.kid_base, std::time::SystemTime::now(), &m.thumbprint);
     store::write_atomic(path, keys::pem_bytes(&m), 0o600, None)?;
     Ok(json!({
         "path": path.display().to_string(),

@@ -2,7 +2,7 @@
 //! a registration may be re-sent, and what to do when the IdP refuses a token or no longer
 //! knows the stored client. The flows ask; these answer; the tests below pin every row.
 
-use crate::reconcile::{ExistingPolicy, StalePolicy};
+use crate::policy::{ExistingPolicy, StalePolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::idp::client::{Delete, Read};
 use crate::idp::token::Proof;
 use crate::local::keyring::KeyRing;
-use crate::reconcile::StalePolicy;
+use crate::policy::StalePolicy;
 use crate::record::ClientRecord;
 use serde_json::{Map, Value};
 

@@ -344,7 +344,7 @@ impl<'a> Session<'a> {
             "{}: the IdP verifies client assertions signed with {} only (discovery's \
              token_endpoint_auth_signing_alg_values_supported), so a {alg} key could never authenticate; set \
              DCR_KEY_ALG to one of them",
-            crate::cli::name("DCR_KEY_ALG"),
+            crate::config::name("DCR_KEY_ALG"),
             algs.join(", ")
         )))
     }

@@ -12,7 +12,7 @@ use crate::config::SharedClient;
 use crate::error::{Error, Result};
 use crate::idp::UpdateMethod;
 use crate::idp::client::{Read, Update};
-use crate::keyset;
+use crate::local::keyset;
 use crate::reconcile;
 use crate::record::ClientRecord;
 use serde_json::{Map, Value, json};

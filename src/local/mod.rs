@@ -5,4 +5,5 @@ pub mod dotenv;
 pub mod keyplan;
 pub mod keyring;
 pub mod keys;
+pub mod keyset;
 pub mod store;
