@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Prints the module graph of src/ (who uses whom) and fails if it has a cycle.
+"""Prints the module graph of each crate (who uses whom) and fails if it has a cycle, or if
+the module table in src/lib.rs leaves out a module.
 
 Every `crate::a::b` or `super::x` path in a file is an edge from that file's module to the
 longest module path that names a file. Two levels are checked: files, and the top-level
 areas (job, config, idp, local, ...). Tests inside a file (`#[cfg(test)] mod tests`) are
-ignored: they may use anything.
+ignored: they may use anything. Both crates are checked: dcr-bootstrap (src/) and the
+emulator (emulator/src/).
 
 Usage: python3 scripts/module-graph.py [--quiet]
 """
@@ -12,12 +14,14 @@ import os
 import re
 import sys
 
-SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+CRATES = (("dcr-bootstrap", os.path.join(ROOT, "src")), ("dcr-idp-emulator", os.path.join(ROOT, "emulator", "src")))
 
 
-def modules():
+def modules(src):
     """module path (tuple) -> file path"""
     out = {}
+    SRC = src
     for root, _, files in os.walk(SRC):
         for f in files:
             if not f.endswith(".rs"):
@@ -129,9 +133,20 @@ def name(m):
     return "::".join(m)
 
 
-def main():
-    quiet = "--quiet" in sys.argv
-    mods = modules()
+def table_gaps(src):
+    """Top-level modules that lib.rs declares but its module table (the ```text block of its
+    doc comment) does not name."""
+    lib = open(os.path.join(src, "lib.rs")).read()
+    declared = re.findall(r"^(?:pub )?mod (\w+);", lib, re.M)
+    block = re.search(r"//! ```text\n(.*?)//! ```", lib, re.S)
+    if not block:
+        return declared
+    words = set(re.findall(r"\w+", block.group(1)))
+    return [m for m in declared if m not in words]
+
+
+def check_crate(label, src, quiet):
+    mods = modules(src)
     files = edges(mods)
     areas = {}
     for m, targets in files.items():
@@ -141,12 +156,17 @@ def main():
             if t[:1] != a:
                 areas[a].add(t[:1])
     failed = False
-    for label, graph in (("files", files), ("areas", areas)):
+    for kind, graph in (("files", files), ("areas", areas)):
         cycle = find_cycle(graph)
         if cycle:
-            print(f"CYCLE among {label}: " + " -> ".join(name(c) for c in cycle))
+            print(f"{label}: CYCLE among {kind}: " + " -> ".join(name(c) for c in cycle))
             failed = True
+    gaps = table_gaps(src) if label == "dcr-bootstrap" else []
+    if gaps:
+        print(f"{label}: src/lib.rs declares {', '.join(gaps)} but its module table does not name them")
+        failed = True
     if not quiet:
+        print(label)
         # Layers: a module sits above everything it uses.
         depth = {}
 
@@ -163,6 +183,14 @@ def main():
             for n in row:
                 uses = ", ".join(sorted(name(t) for t in areas[(n,)]))
                 print(f"  {'  ' * (max(depth.values()) - level)}{n:<10} -> {uses or '(nothing)'}")
+    return failed
+
+
+def main():
+    quiet = "--quiet" in sys.argv
+    failed = False
+    for label, src in CRATES:
+        failed |= check_crate(label, src, quiet)
     sys.exit(1 if failed else 0)
 
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Which IdP the emulator plays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
     /// The EmpowerNow IdP of `empowernow-contract.md` (the default).
@@ -13,6 +13,25 @@ pub enum Profile {
     Keycloak,
     /// A plain RFC 7591/7592 server found by discovery (Hydra, node-oidc-provider style).
     Rfc7591,
+}
+
+/// A Keycloak version, major and minor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeycloakVersion(pub u32, pub u32);
+
+impl KeycloakVersion {
+    pub fn parse(s: &str) -> Option<KeycloakVersion> {
+        let mut it = s.trim().split('.');
+        let major = it.next()?.parse().ok()?;
+        let minor = it.next().unwrap_or("0").parse().ok()?;
+        Some(KeycloakVersion(major, minor))
+    }
+}
+
+impl std::fmt::Display for KeycloakVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
 }
 
 pub struct Layout {

@@ -16,9 +16,8 @@ pub mod tls;
 pub mod token;
 pub mod validate;
 
-pub use api::keycloak::Version as KeycloakVersion;
 pub use faults::{Effect, Fault, FaultAction};
-pub use layout::Profile;
+pub use layout::{KeycloakVersion, Profile};
 pub use state::{Config, Quirks, Stats};
 pub use tls::TestPki;
 

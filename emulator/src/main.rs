@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use dcr_idp_emulator::{Config, Emulator, Fault, FaultAction};
+use dcr_idp_emulator::{Config, Emulator, Fault, FaultAction, Profile};
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -32,8 +32,8 @@ struct Args {
     /// Which IdP to play: empowernow (the EmpowerNow contract), keycloak (realm paths,
     /// clients-initial-access, RAT rotation on every use, Keycloak's error texts), or rfc7591
     /// (a plain RFC 7591/7592 server found by discovery, PUT-only management).
-    #[arg(long, default_value = "empowernow", value_parser = ["empowernow", "keycloak", "rfc7591"])]
-    profile: String,
+    #[arg(long, value_enum, default_value_t = Profile::Empowernow)]
+    profile: Profile,
     /// Keycloak realm (with --profile keycloak).
     #[arg(long, default_value = "demo")]
     realm: String,
@@ -261,16 +261,8 @@ async fn wait_for_stop(term: &mut Option<tokio::signal::unix::Signal>) {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1000)
-    } else {
-        return Err(format!("expected a duration like 500ms or 2s, got {s:?}"));
-    };
-    num.parse::<u64>()
-        .map(|n| Duration::from_millis(n * mult))
-        .map_err(|_| format!("expected a duration like 500ms or 2s, got {s:?}"))
+    humantime::parse_duration(s.trim())
+        .map_err(|_| format!("expected a duration like 500ms, 2s or 5m, got {s:?}"))
 }
 
 fn config(args: &Args) -> Result<Config, String> {
@@ -355,11 +347,7 @@ fn config(args: &Args) -> Result<Config, String> {
             args.bind
         ));
     }
-    let profile = match args.profile.as_str() {
-        "keycloak" => dcr_idp_emulator::Profile::Keycloak,
-        "rfc7591" => dcr_idp_emulator::Profile::Rfc7591,
-        _ => dcr_idp_emulator::Profile::Empowernow,
-    };
+    let profile = args.profile;
     Ok(Config {
         tls,
         profile,

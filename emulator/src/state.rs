@@ -77,7 +77,7 @@ pub struct Config {
     /// Behaviours of real servers (off by default).
     pub quirks: Quirks,
     /// The Keycloak version played (`--profile keycloak`).
-    pub keycloak_version: crate::api::keycloak::Version,
+    pub keycloak_version: crate::layout::KeycloakVersion,
 }
 
 impl Default for Config {
@@ -111,7 +111,7 @@ impl Default for Config {
             realm: "demo".into(),
             open_registration: false,
             quirks: Quirks::default(),
-            keycloak_version: crate::api::keycloak::Version(26, 8),
+            keycloak_version: crate::layout::KeycloakVersion(26, 8),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use super::{Cx, oauth_error};
 use crate::http::{Request, Response};
+use crate::layout::KeycloakVersion as Version;
 use crate::state::{Client, State};
 use serde_json::{Map, Value, json};
 
@@ -19,25 +20,6 @@ pub const OPTIONAL_SCOPES: &[&str] = &[
     "organization",
     "phone",
 ];
-
-/// A Keycloak version, major and minor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Version(pub u32, pub u32);
-
-impl Version {
-    pub fn parse(s: &str) -> Option<Version> {
-        let mut it = s.trim().split('.');
-        let major = it.next()?.parse().ok()?;
-        let minor = it.next().unwrap_or("0").parse().ok()?;
-        Some(Version(major, minor))
-    }
-}
-
-impl std::fmt::Display for Version {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.0, self.1)
-    }
-}
 
 fn version(state: &State) -> Version {
     state.config.keycloak_version
