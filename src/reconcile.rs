@@ -233,6 +233,40 @@ fn listed(k: &str, v: Option<&Value>) -> Vec<String> {
     }
 }
 
+/// The corrected value of a list member, if it needs one. Unless strict, only what we asked
+/// for is ours to add or remove: what the IdP added on its own stays in the value sent.
+fn list_change(k: &str, want: &Value, have: Option<&Value>, c: Compare<'_>) -> Option<Value> {
+    let wanted = listed(k, Some(want));
+    let before = listed(k, c.asked_before.get(k));
+    let held = held(k, have, &wanted, c.dialect);
+    if !list_differs(wanted.clone(), held.clone(), before.clone(), c.strict) {
+        return None;
+    }
+    let theirs: Vec<String> = held
+        .into_iter()
+        .filter(|h| !wanted.contains(h) && !before.contains(h))
+        .collect();
+    if c.strict || theirs.is_empty() {
+        return Some(want.clone());
+    }
+    Some(match want {
+        Value::String(s) => Value::String(
+            s.split_whitespace()
+                .map(str::to_string)
+                .chain(theirs)
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        _ => Value::Array(
+            strings(Some(want))
+                .into_iter()
+                .chain(theirs)
+                .map(Value::String)
+                .collect(),
+        ),
+    })
+}
+
 /// Whether one field we want differs from what the IdP holds. A member the IdP does not echo
 /// is not drift (RFC 7591 §2 lets a server ignore metadata, and correcting it would repeat on
 /// every start), except the keys (`jwks`, `jwks_uri`), which the IdP must hold for the client
@@ -247,16 +281,7 @@ fn field_differs(k: &str, want: &Value, have: Option<&Value>, c: Compare<'_>) ->
     }
     match k {
         "redirect_uris" => redirect_change(want, have, c.redirects, c.dialect.ordered_redirects()),
-        "scope" | "grant_types" | "response_types" => {
-            let wanted = listed(k, Some(want));
-            list_differs(
-                wanted.clone(),
-                held(k, have, &wanted, c.dialect),
-                listed(k, c.asked_before.get(k)),
-                c.strict,
-            )
-            .then(|| want.clone())
-        }
+        "scope" | "grant_types" | "response_types" => list_change(k, want, have, c),
         "jwks" => (jwks_set(Some(want)) != jwks_set(have)).then(|| want.clone()),
         _ => (!c.dialect.same(k, have, Some(want))).then(|| want.clone()),
     }
@@ -473,7 +498,30 @@ mod tests {
             asked_before: &before,
         };
         // profile was ours: removed; offline_access the IdP added: kept.
-        assert!(diff(&want, &have, c, &Map::new()).contains_key("scope"));
+        assert_eq!(
+            diff(&want, &have, c, &Map::new()),
+            m(json!({"scope": "openid offline_access"}))
+        );
+        let grants = m(json!({"grant_types": ["authorization_code"]}));
+        let held = m(json!({"grant_types": ["authorization_code", "refresh_token", "implicit"]}));
+        let grants_before = m(json!({"grant_types": ["authorization_code", "implicit"]}));
+        assert_eq!(
+            diff(
+                &grants,
+                &held,
+                Compare {
+                    asked_before: &grants_before,
+                    ..c
+                },
+                &Map::new()
+            ),
+            m(json!({"grant_types": ["authorization_code", "refresh_token"]}))
+        );
+        // Strict: the IdP's own additions go too.
+        assert_eq!(
+            diff(&want, &have, Compare { strict: true, ..c }, &Map::new()),
+            want
+        );
         let c = Compare {
             asked_before: &want,
             ..c
@@ -558,10 +606,11 @@ mod tests {
                                 "software_id": "s", "client_id": "other"}),
         );
         assert!(d(&desired, &current, RedirectMode::Auto).is_empty());
+        // profile was never asked for (no history): the IdP's, kept in the correction.
         let desired = m(json!({"scope": "openid email"}));
         assert_eq!(
             d(&desired, &current, RedirectMode::Auto)["scope"],
-            "openid email"
+            "openid email profile"
         );
     }
 

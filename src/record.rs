@@ -181,11 +181,18 @@ impl ClientRecord {
         self.doc.entry(field).or_insert(value);
     }
 
-    /// The document as the output stores it: pretty JSON and a final newline.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut bytes = serde_json::to_vec_pretty(&self.doc).unwrap_or_default();
+    /// The document as the output stores it: pretty JSON and a final newline. A JSON object
+    /// with string keys always serialises; should it ever not, the write fails loudly rather
+    /// than storing an empty document.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
+        let mut bytes = serde_json::to_vec_pretty(&self.doc).map_err(|e| {
+            format!(
+                "cannot serialise the registration of {}: {e}",
+                self.client_id()
+            )
+        })?;
         bytes.push(b'\n');
-        bytes
+        Ok(bytes)
     }
 }
 

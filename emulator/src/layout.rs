@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
-    /// The EmpowerNow IdP of `empowernow-contract.md` (the default).
+    /// The EmpowerNow IdP as its public docs describe it (the default; docs/profiles.md).
     #[default]
     Empowernow,
     /// Keycloak: realm-scoped paths, `clients-initial-access`, RAT rotation on every use.

@@ -316,7 +316,7 @@ async fn faults_fire_the_given_number_of_times_and_drop_after_commit_commits() {
     assert_eq!(emu.stats().clients_registered, 1, "but the client exists");
 }
 
-/// Security finding 15: the public default admin token never listens beyond loopback unless
+/// The public default admin token never listens beyond loopback unless
 /// asked for explicitly.
 #[test]
 fn the_default_admin_token_is_refused_on_a_non_loopback_address() {

@@ -6,7 +6,7 @@ use reqwest::Url;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Profile {
-    /// EmpowerNow (`empowernow-contract.md`): admin IAT API, `/api/oidc/...`, PATCH updates.
+    /// EmpowerNow (docs/profiles.md): admin IAT API, `/api/oidc/...`, PATCH updates.
     #[value(name = "empowernow")]
     EmpowerNow,
     /// Keycloak: realm-scoped paths, `clients-initial-access`, PUT updates, its admin API.

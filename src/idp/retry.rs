@@ -205,11 +205,25 @@ mod tests {
     #[test]
     fn backoff_is_full_jitter_under_a_doubling_cap() {
         let p = policy();
-        let mut s = Schedule::new(&p);
         let caps = [500u64, 1000, 2000, 4000, 8000, 8000, 8000];
-        for cap in caps {
-            let d = s.next_delay(false, None);
-            assert!(d <= Duration::from_millis(cap), "{d:?} > {cap}");
+        for (step, cap) in caps.into_iter().enumerate() {
+            // 2,000 draws of the delay after `step` earlier backoffs.
+            let draws: Vec<f64> = (0..2000)
+                .map(|_| {
+                    let mut s = Schedule::new(&p);
+                    for _ in 0..step {
+                        s.next_delay(false, None);
+                    }
+                    s.next_delay(false, None).as_secs_f64() * 1000.0 / cap as f64
+                })
+                .collect();
+            let max = draws.iter().cloned().fold(0.0, f64::max);
+            let min = draws.iter().cloned().fold(1.0, f64::min);
+            let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+            // Under the cap, and spread over all of [0, cap]: uniform, not a fixed step.
+            assert!(max <= 1.0, "step {step}: {max} of the cap");
+            assert!(max > 0.95 && min < 0.05, "step {step}: [{min}, {max}]");
+            assert!((0.45..0.55).contains(&mean), "step {step}: mean {mean}");
         }
     }
 

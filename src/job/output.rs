@@ -18,7 +18,8 @@ pub const ORIGIN_REGISTERED: &str = "registered";
 /// Writes the record as it is.
 pub fn save(cfg: &Config, record: &ClientRecord) -> Result<()> {
     let out = &cfg.output;
-    store::write_atomic(&out.path, &record.to_bytes(), out.mode, out.owner)
+    let bytes = record.to_bytes().map_err(Error::Io)?;
+    store::write_atomic(&out.path, &bytes, out.mode, out.owner)
 }
 
 /// Marks the record as having an update in flight: if its answer is lost (and with it a

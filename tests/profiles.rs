@@ -40,10 +40,8 @@ async fn rfc7591_open_registration_by_discovery_then_verify_then_put() {
             .contains("/register/")
     );
     h.run(&env).await.assert_code(0);
-    assert_eq!(
-        (h.stats().clients_registered, h.stats().clients_read),
-        (1, 1)
-    );
+    assert_eq!(h.stats().clients_registered, 1);
+    assert!(h.stats().clients_read >= 1);
     env.insert("DCR_REDIRECT_URIS".into(), "https://new.example/cb".into());
     h.run(&env).await.assert_code(0);
     assert_eq!(h.emu.last_update().unwrap().0, "PUT");
@@ -262,7 +260,8 @@ async fn a_public_registration_client_uri_is_rewritten_to_the_internal_base() {
         "{}",
         run.stderr
     );
-    assert_eq!(h.stats().clients_read, 1);
+    let reads = h.stats().clients_read;
+    assert!(reads >= 1);
 
     // Without the rewrite the public host is not this IdP: nothing reaches it (DNS fails and
     // the deadline passes, or, where the name resolves, TLS fails).
@@ -272,7 +271,7 @@ async fn a_public_registration_client_uri_is_rewritten_to_the_internal_base() {
     assert!(matches!(run.code, Some(3 | 4)), "{}", run.stderr);
     assert_eq!(
         h.stats().clients_read,
-        1,
+        reads,
         "the unrewritten URL never reached the emulator"
     );
 }

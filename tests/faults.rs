@@ -428,7 +428,6 @@ async fn idp_not_listening_for_1s() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "slow (a 10 s outage); the 1 s case shows the same behaviour"]
 async fn idp_not_listening_for_10s() {
     outage(10).await;
 }

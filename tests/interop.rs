@@ -1,5 +1,5 @@
 //! What real, independently written DCR servers do that our emulator otherwise does not
-//! (issue 10; docs/interop.md): each behaviour is an emulator quirk, and each test here
+//! (docs/interop.md): each behaviour is an emulator quirk, and each test here
 //! pins what dcr-bootstrap does about it. `real_servers.rs` runs the same flows against the
 //! servers themselves.
 

@@ -24,14 +24,6 @@ struct Tally {
     extra_clients_at_idp: u32,
 }
 
-/// splitmix64: a spread of kill times, reproducible from the run number.
-fn spread(seed: u64) -> u64 {
-    let mut x = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
 /// Whether the key at DCR_SIGNING_KEY is in the live client's registered jwks (vacuously true
 /// when there is no key file or no client yet).
 fn current_key_is_published(h: &Harness) -> bool {
@@ -93,7 +85,8 @@ async fn crash_runs(n: u32, fixed_client_id: bool, rotating_keys: bool) -> Tally
     for i in 0..n {
         let (h, env) = setup(fixed_client_id, rotating_keys).await;
         let run = h.spawn(&env);
-        tokio::time::sleep(Duration::from_micros(spread(u64::from(i)) % window_us)).await;
+        let at = fastrand::Rng::with_seed(u64::from(i)).u64(0..window_us);
+        tokio::time::sleep(Duration::from_micros(at)).await;
         run.signal(libc::SIGKILL);
         let killed = run.finish().await;
         t.runs += 1;

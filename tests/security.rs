@@ -1,5 +1,5 @@
 //! Attacks on what lies around the binary (docs/security.md): each test reproduces one finding
-//! of the adversarial review (issue 11) against the real binary and shows it no longer works.
+//! of the adversarial review against the real binary and shows it no longer works.
 //! `DCR_TEST_BIN=<old build> cargo test --test tests security::` shows them failing before.
 
 use crate::common::*;
@@ -469,6 +469,7 @@ async fn a_dot_dot_iat_id_is_not_path_normalised_into_another_route() {
     env.insert("DCR_KEYCLOAK_REALM".into(), "demo".into());
     env.insert("DCR_SCOPE".into(), "profile".into());
     let run = h.run(&env).await;
+    run.assert_code(0);
     let deletes: Vec<_> = h
         .emu
         .request_log()
@@ -476,11 +477,12 @@ async fn a_dot_dot_iat_id_is_not_path_normalised_into_another_route() {
         .filter(|r| r.method == "DELETE")
         .map(|r| r.path)
         .collect();
+    // `..` cannot be one path segment (URL parsers resolve it even percent-encoded, and
+    // the DELETE would land on /admin/realms/demo): no revocation is sent, the IAT expires.
+    assert!(deletes.is_empty(), "{deletes:?}; {}", run.stderr);
     assert!(
-        deletes
-            .iter()
-            .all(|p| p.starts_with("/admin/realms/demo/clients-initial-access/")),
-        "{deletes:?}; {}",
+        run.stderr.contains("could not revoke the used IAT"),
+        "{}",
         run.stderr
     );
 }

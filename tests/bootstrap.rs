@@ -90,10 +90,8 @@ async fn second_run_verifies_instead_of_registering() {
     let run = h.run(&env).await;
     run.assert_code(0);
     let s = h.stats();
-    assert_eq!(
-        (s.iats_minted, s.clients_registered, s.clients_read),
-        (1, 1, 1)
-    );
+    assert_eq!((s.iats_minted, s.clients_registered), (1, 1));
+    assert!(s.clients_read >= 1, "the stored client was read");
     assert!(run.stderr.contains("verified client"), "{}", run.stderr);
     assert_eq!(
         before,
@@ -118,7 +116,8 @@ async fn a_rotated_rat_is_saved_on_verification() {
         );
     }
     let s = h.stats();
-    assert_eq!((s.clients_registered, s.clients_read), (1, 2));
+    assert_eq!(s.clients_registered, 1);
+    assert!(s.clients_read >= 2, "each verifying start reads the client");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,10 +191,30 @@ async fn two_concurrent_runs_register_once() {
     b.assert_code(0);
     let s = h.stats();
     assert_eq!((s.clients_registered, s.iats_minted), (1, 1));
-    let logs = a.logs() + &b.logs();
+    // One registered; the other waited for its lock, then verified what it wrote.
+    let (first, second) = if a.logs().contains("registered client") {
+        (a, b)
+    } else {
+        (b, a)
+    };
     assert!(
-        logs.contains("registered client") && logs.contains("verified client"),
-        "{logs}"
+        first.logs().contains("registered client"),
+        "{}",
+        first.logs()
+    );
+    let waited = second
+        .logs()
+        .find("another dcr-bootstrap holds")
+        .expect("the second run waited for the lock");
+    let verified = second
+        .logs()
+        .find("verified client")
+        .expect("the second run verified the client");
+    assert!(waited < verified, "{}", second.logs());
+    assert!(
+        !second.logs().contains("minted an IAT"),
+        "{}",
+        second.logs()
     );
 }
 
@@ -384,8 +403,9 @@ async fn a_lost_volume_with_a_fixed_client_id_adopts_the_existing_client() {
         h.emu.current_rat("bff-server").as_deref()
     );
     // And the adopted registration verifies on the next start.
-    h.run(&env).await.assert_code(0);
-    assert_eq!(h.stats().clients_read, 2);
+    let run = h.run(&env).await;
+    run.assert_code(0);
+    assert!(run.stderr.contains("verified client"), "{}", run.stderr);
 
     std::fs::remove_file(h.out()).unwrap();
     env.insert("DCR_ON_EXISTING".into(), "fail".into());

