@@ -302,11 +302,11 @@ impl Draft {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::local::keys;
 
-    fn policy(rotate: i64, retire: i64, max: i64) -> KeyPolicy {
+    pub fn policy(rotate: i64, retire: i64, max: i64) -> KeyPolicy {
         KeyPolicy {
             alg: Some(KeyAlg::Es256),
             rsa_bits: 2048,
@@ -318,7 +318,7 @@ mod tests {
         }
     }
 
-    fn day(n: u64) -> SystemTime {
+    pub fn day(n: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + n * DAY)
     }
 

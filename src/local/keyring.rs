@@ -376,23 +376,8 @@ impl KeyRing {
 
 #[cfg(test)]
 mod tests {
+    use super::super::keyplan::tests::{day, policy};
     use super::*;
-
-    fn policy(rotate: i64, retire: i64, max: i64) -> KeyPolicy {
-        KeyPolicy {
-            alg: Some(KeyAlg::Es256),
-            rsa_bits: 2048,
-            rotate_after_days: rotate,
-            retire_after_days: retire,
-            max_keys: max,
-            kid: None,
-            dated_kids: false,
-        }
-    }
-
-    fn day(n: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000 + n * 86_400)
-    }
 
     /// Runs plan + commit as if the IdP accepted everything, returning the records.
     fn step(
