@@ -148,7 +148,8 @@ pub struct IdpArgs {
     pub allow_cleartext_proxy: bool,
 
     /// Admin endpoint that re-issues a client's registration access token; {client_id} is
-    /// replaced [default: {IDP_BASE_URL}/api/admin/dcr/clients/{client_id}/tokens].
+    /// replaced, e.g. {IDP_BASE_URL}/api/admin/dcr/clients/{client_id}/tokens (a route
+    /// EmpowerNow's docs do not document: off unless set). Keycloak's is found by itself.
     #[arg(long, global = true, env = "DCR_RAT_ENDPOINT", value_name = "URL")]
     pub rat_endpoint: Option<String>,
 }

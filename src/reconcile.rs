@@ -166,12 +166,6 @@ impl Dialect {
             && secret_auth(b)
     }
 
-    /// Whether this IdP answers with the inline `jwks` it holds. Keycloak does not (it keeps
-    /// one key as a certificate attribute and reports only a `jwks_uri`).
-    pub fn reports_jwks(self) -> bool {
-        self != Dialect::Keycloak
-    }
-
     /// Whether this IdP keeps the order of redirect URIs.
     fn ordered_redirects(self) -> bool {
         self != Dialect::Keycloak
@@ -187,14 +181,12 @@ pub struct Compare<'a> {
     /// `DCR_STRICT_READBACK`: values the IdP adds (a grant, a scope) count as drift too.
     pub strict: bool,
     /// What the previous run asked for (`dcr_bootstrap.asked`): a value the IdP holds that we
-    /// asked for then but no longer do is ours to remove, not one the IdP added; and the keys
-    /// an IdP that does not report them last accepted.
+    /// asked for then but no longer do is ours to remove, not one the IdP added.
     pub asked_before: &'a Map<String, Value>,
 }
 
-/// The members whose history matters ([`Compare::asked_before`]): the lists, and the keys
-/// (for an IdP that never answers with them).
-pub const ASKED_FIELDS: &[&str] = &["scope", "grant_types", "response_types", "jwks"];
+/// The members whose history matters ([`Compare::asked_before`]): the lists.
+pub const ASKED_FIELDS: &[&str] = &["scope", "grant_types", "response_types"];
 
 /// One-element arrays read as their element: some servers answer
 /// `"token_endpoint_auth_method": ["client_secret_basic"]`.
@@ -269,14 +261,16 @@ fn list_change(k: &str, want: &Value, have: Option<&Value>, c: Compare<'_>) -> O
 
 /// Whether one field we want differs from what the IdP holds. A member the IdP does not echo
 /// is not drift (RFC 7591 §2 lets a server ignore metadata, and correcting it would repeat on
-/// every start), except the keys (`jwks`, `jwks_uri`), which the IdP must hold for the client
-/// to authenticate.
+/// every start), except the keys (`jwks`, `jwks_uri`), without which the client cannot
+/// authenticate, and `scope`, without which it gets no token of the scopes it needs. A server
+/// that drops them again after an update is remembered (`settled`), not corrected forever.
 fn field_differs(k: &str, want: &Value, have: Option<&Value>, c: Compare<'_>) -> Option<Value> {
-    if have.is_none() && k == "jwks" && !c.dialect.reports_jwks() {
-        // Never answered: what we last had accepted is all there is to compare.
-        return (jwks_set(Some(want)) != jwks_set(c.asked_before.get(k))).then(|| want.clone());
+    if have.is_none() && !matches!(k, "jwks" | "jwks_uri" | "scope") {
+        return None;
     }
-    if have.is_none() && k != "jwks" && k != "jwks_uri" {
+    // A scope we already asked for that the IdP does not report: it does not echo scope
+    // (glewlwyd), not a change to make. One asked for since (DCR_SCOPE set later) is drift.
+    if have.is_none() && k == "scope" && c.asked_before.get(k) == Some(want) {
         return None;
     }
     match k {
@@ -303,7 +297,7 @@ pub fn diff(
             continue;
         }
         let have = current.get(k);
-        if settled.get(k) == Some(&settlement(want, have)) {
+        if is_settled(k, want, have, settled) {
             continue;
         }
         if let Some(v) = field_differs(k, want, have, c) {
@@ -316,6 +310,34 @@ pub fn diff(
         }
     }
     changes
+}
+
+/// Members a settlement never covers: who may sign in where (`redirect_uris`), with which
+/// keys (`jwks`, `jwks_uri`) and by which grants. A difference in them is corrected on every
+/// run, whatever the stored record says was settled: a planted settlement must not keep an
+/// attacker's redirect URI or key at the IdP.
+pub const NEVER_SETTLED: &[&str] = &["redirect_uris", "jwks", "jwks_uri", "grant_types"];
+
+fn is_settled(k: &str, want: &Value, have: Option<&Value>, settled: &Map<String, Value>) -> bool {
+    !NEVER_SETTLED.contains(&k) && settled.get(k) == Some(&settlement(want, have))
+}
+
+/// The members whose correction a settlement suppresses on this run (said at WARN, so that
+/// no difference is kept silently).
+pub fn suppressed(
+    desired: &Map<String, Value>,
+    current: &Map<String, Value>,
+    c: Compare<'_>,
+    settled: &Map<String, Value>,
+) -> Vec<String> {
+    desired
+        .iter()
+        .filter(|(k, want)| {
+            is_settled(k, want, current.get(k.as_str()), settled)
+                && field_differs(k, want, current.get(k.as_str()), c).is_some()
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 /// What is remembered about a correction the IdP normalised back.
@@ -332,7 +354,7 @@ pub fn unsettled(
 ) -> Map<String, Value> {
     diff(desired, after, c, &Map::new())
         .into_iter()
-        .filter(|(_, v)| !v.is_null())
+        .filter(|(k, v)| !v.is_null() && !NEVER_SETTLED.contains(&k.as_str()))
         .map(|(k, v)| {
             let s = settlement(&v, after.get(&k));
             (k, s)
@@ -347,10 +369,16 @@ pub fn put_body(
     changes: &Map<String, Value>,
     client_id: &str,
     client_secret: Option<&str>,
+    dialect: Dialect,
 ) -> Map<String, Value> {
     let mut body = current.clone();
     for f in NOT_IN_PUT.iter().chain(&["client_secret", "dcr_bootstrap"]) {
         body.remove(*f);
+    }
+    // Keycloak: a PUT without `scope` leaves the client's scopes as they are, and one that
+    // carries it fails on 25.0-26.7 for clients made in its admin API (keycloak#51311).
+    if dialect == Dialect::Keycloak && !changes.contains_key("scope") {
+        body.remove("scope");
     }
     // What the IdP answered as a one-element array goes back as the string RFC 7591 defines
     // (glewlwyd answers `["client_secret_basic"]` and refuses it in a PUT).
@@ -460,13 +488,26 @@ mod tests {
     #[test]
     fn what_servers_normalise_is_not_drift() {
         let want = m(json!({"token_endpoint_auth_method": "client_secret_basic",
-            "scope": "openid", "grant_types": ["client_credentials"], "client_name": "x"}));
-        // A one-element array, a scope the server does not echo, a grant it adds.
+            "grant_types": ["client_credentials"], "client_name": "x", "software_id": "s"}));
+        // A one-element array, a member the server does not echo, a grant it adds.
         let have = m(
             json!({"token_endpoint_auth_method": ["client_secret_basic"],
-            "grant_types": ["client_credentials", "authorization_code"]}),
+            "grant_types": ["client_credentials", "authorization_code"], "client_name": "x"}),
         );
         assert!(d(&want, &have, RedirectMode::Auto).is_empty());
+        // A scope the IdP does not hold is drift: the client would get no token of it. A
+        // server that drops it again after the update is remembered, not corrected forever.
+        let scoped = m(json!({"scope": "openid"}));
+        assert_eq!(d(&scoped, &have, RedirectMode::Auto), scoped);
+        let none = Map::new();
+        let c = Compare {
+            dialect: Dialect::Standard,
+            redirects: RedirectMode::Auto,
+            strict: false,
+            asked_before: &none,
+        };
+        let settled = unsettled(&scoped, &have, c);
+        assert!(diff(&scoped, &have, c, &settled).is_empty());
         let none = Map::new();
         let strict = Compare {
             dialect: Dialect::Standard,
@@ -645,7 +686,7 @@ mod tests {
             "client_secret": "s", "jwks": {"keys": []}}),
         );
         let changes = m(json!({"client_name": "y", "jwks": null, "jwks_uri": "https://j"}));
-        let body = put_body(&current, &changes, "c", Some("s"));
+        let body = put_body(&current, &changes, "c", Some("s"), Dialect::Standard);
         for f in NOT_IN_PUT {
             assert!(!body.contains_key(*f), "{f}");
         }

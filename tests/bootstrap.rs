@@ -379,7 +379,7 @@ async fn output_owner_is_applied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_volume_with_a_fixed_client_id_adopts_the_existing_client() {
     let h = Harness::new();
-    let mut env = h.env();
+    let mut env = h.env_with_rat_endpoint();
     env.insert("DCR_CLIENT_ID".into(), "bff-server".into());
     h.run(&env).await.assert_code(0);
     std::fs::remove_file(h.out()).unwrap();

@@ -111,6 +111,22 @@ impl Harness {
         e
     }
 
+    /// The emulator's admin re-issue route for registration access tokens (EmpowerNow's
+    /// docs name none, so it is used only when `DCR_RAT_ENDPOINT` is set).
+    pub fn rat_endpoint(&self) -> String {
+        format!(
+            "{}/api/admin/dcr/clients/{{client_id}}/tokens",
+            self.emu.base_url()
+        )
+    }
+
+    /// [`Harness::env`] with the admin re-issue route set.
+    pub fn env_with_rat_endpoint(&self) -> BTreeMap<String, String> {
+        let mut e = self.env();
+        e.insert("DCR_RAT_ENDPOINT".into(), self.rat_endpoint());
+        e
+    }
+
     pub fn command(&self, env: &BTreeMap<String, String>, args: &[&str]) -> Command {
         command(env, args)
     }
@@ -289,20 +305,29 @@ pub fn client_assertion(pem: &str, alg: &str, kid: &str, client_id: &str, aud: &
     dcr_idp_emulator::standin::client_assertion(pem, alg, kid, client_id, aud).expect("sign")
 }
 
-/// POSTs a client-credentials token request authenticated with `assertion`; the status.
-pub async fn token_with_assertion(base: &str, assertion: &str) -> u16 {
+/// Whether the emulator's token endpoint authenticates a client by this assertion: an
+/// authorization-code request with a code never issued answers `invalid_grant` only after
+/// the client authenticated (RFC 6749 §4.1.3), and `invalid_client` when it did not.
+pub async fn assertion_authenticates(base: &str, assertion: &str) -> bool {
     let body = format!(
-        "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={assertion}"
+        "grant_type=authorization_code&code=never-issued&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={assertion}"
     );
-    reqwest::Client::new()
+    let bytes = reqwest::Client::new()
         .post(format!("{base}/api/oidc/token"))
         .header("Content-Type", "application/x-www-form-urlencoded")
         .body(body)
         .send()
         .await
         .expect("token request")
-        .status()
-        .as_u16()
+        .bytes()
+        .await
+        .expect("an answer");
+    let answer: serde_json::Value = serde_json::from_slice(&bytes).expect("a JSON answer");
+    match answer["error"].as_str() {
+        Some("invalid_grant") => true,
+        Some("invalid_client") => false,
+        other => panic!("the token endpoint answered {other:?}: {answer}"),
+    }
 }
 
 /// The four invariants of every fault scenario (RELIABILITY.md): the exit code; no

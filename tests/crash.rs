@@ -49,7 +49,7 @@ fn current_key_is_published(h: &Harness) -> bool {
 /// A fresh emulator and volume, ready for the run that will be killed.
 async fn setup(fixed_client_id: bool, rotating_keys: bool) -> (Harness, BTreeMap<String, String>) {
     let h = Harness::new();
-    let mut env = h.env();
+    let mut env = h.env_with_rat_endpoint();
     env.insert("RUST_LOG".into(), "warn".into());
     if fixed_client_id {
         env.insert("DCR_CLIENT_ID".into(), "bff-server".into());

@@ -257,7 +257,7 @@ async fn secret_client_lifecycle(s: &Server) {
     );
     let secret = doc(dir.path())["client_secret"].clone();
 
-    for _ in 0..2 {
+    for restart in 0..2 {
         let run = run_bin(&env, &[]).await;
         run.assert_code(0);
         assert!(
@@ -267,7 +267,8 @@ async fn secret_client_lifecycle(s: &Server) {
         );
         assert!(
             !run.stderr.contains("updating with"),
-            "{name}: a restart sent an update"
+            "{name}: restart {restart} sent an update: {}",
+            run.stderr
         );
     }
     assert_eq!(
@@ -455,11 +456,13 @@ async fn authlib_refuses_a_bad_token_with_400_and_ignores_requested_ids() {
     d["registration_access_token"] = Value::String("not-the-token".into());
     let path = dir.path().join("keys/bff_client.json");
     std::fs::write(&path, serde_json::to_vec(&d).unwrap()).unwrap();
+    // The credentials are proven, so the app starts with them (exit 0, "unmanaged").
     env.insert("DCR_ON_STALE".into(), "reregister".into());
     let run = run_bin(&env, &[]).await;
-    run.assert_code(3);
+    run.assert_code(0);
     assert!(run.stderr.contains("400 access_denied"), "{}", run.stderr);
     assert!(run.stderr.contains("the client exists"), "{}", run.stderr);
+    assert_eq!(doc(dir.path())["dcr_bootstrap"]["action"], "unmanaged");
     // The server's PS256 refusal is known from discovery before anything is registered.
     let dir = tempfile::tempdir().unwrap();
     let mut env = out_env(&s, dir.path());

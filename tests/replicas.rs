@@ -22,7 +22,7 @@ impl Pod {
     }
 
     fn env(&self, h: &Harness) -> BTreeMap<String, String> {
-        let mut env = h.env();
+        let mut env = h.env_with_rat_endpoint();
         env.insert(
             "DCR_OUTPUT".into(),
             self.dir.join("bff_client.json").display().to_string(),
@@ -52,7 +52,7 @@ impl Pod {
         let pem = std::fs::read_to_string(self.dir.join("bff.pem")).unwrap();
         let aud = format!("{}/api/oidc/token", h.emu.base_url());
         let a = client_assertion(&pem, "ES256", kid, "bff-server", &aud);
-        token_with_assertion(&h.emu.base_url(), &a).await == 200
+        assertion_authenticates(&h.emu.base_url(), &a).await
     }
 }
 

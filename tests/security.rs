@@ -53,7 +53,9 @@ async fn victim(h: &Harness) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_output_cannot_make_the_admin_token_act_on_another_client() {
     let h = Harness::new();
-    let env = h.env(); // no DCR_CLIENT_ID: the IdP assigns one
+    // No DCR_CLIENT_ID: the IdP assigns one. The admin re-issue route is set, so that the
+    // admin token could act if the program let it.
+    let env = h.env_with_rat_endpoint();
     h.run(&env).await.assert_code(0);
     let (victim_id, victim_uri) = victim(&h).await;
     let before = h.emu.clients();

@@ -65,6 +65,13 @@ pub enum FaultAction {
     /// Handle the request (commit any state change), then close without answering:
     /// the classic lost response.
     DropAfterCommit,
+    /// Handle the request (commit), then answer this status instead of the real answer: a
+    /// gateway 504 after the upstream did the work, or a server that fails after inserting.
+    RespondAfterCommit {
+        status: u16,
+        #[serde(default)]
+        body: String,
+    },
     /// Handle the request, send half of the answer, then reset the connection.
     ResetMidResponse,
     /// Handle the request, send the head and half of the body, then stall.

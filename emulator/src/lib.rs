@@ -392,6 +392,11 @@ async fn serve<S: Conn>(
             let real = handle();
             match post {
                 FaultAction::DropAfterCommit => return,
+                FaultAction::RespondAfterCommit { status, body } => Response {
+                    status,
+                    headers: vec![("Content-Type".into(), "text/plain".into())],
+                    body: body.into_bytes(),
+                },
                 FaultAction::ResetMidResponse => {
                     use tokio::io::AsyncWriteExt;
                     let mut bytes = real.head_bytes();

@@ -168,6 +168,11 @@ struct Args {
     /// Quirk: refuse every registered client's authentication at the token endpoint.
     #[arg(long)]
     refuse_client_auth: bool,
+    /// Any other quirk of `Quirks`, by name, with a value where it takes one (repeatable),
+    /// e.g. --quirk auth-failure-empty-403 --quirk secret-ttl=30s. Names: see
+    /// `Quirks::set` (emulator/README.md).
+    #[arg(long = "quirk", value_name = "NAME[=VALUE]")]
+    quirks: Vec<String>,
     /// A fault rule as JSON (repeatable), e.g.
     /// '{"path":"/api/oidc","times":2,"action":{"kind":"respond","status":502}}'.
     #[arg(long = "fault")]
@@ -348,6 +353,27 @@ fn config(args: &Args) -> Result<Config, String> {
         ));
     }
     let profile = args.profile;
+    let mut quirks = dcr_idp_emulator::Quirks {
+        auth_method_as_array: args.auth_method_as_array,
+        forget_scope: args.forget_scope,
+        add_grant_types: args.add_grant_types.clone(),
+        new_secret_on_update: args.new_secret_on_update,
+        ignore_client_id: args.ignore_client_id,
+        patch_status: args.patch_status,
+        patch_noop: args.patch_noop,
+        token_error_400: args.token_error_400,
+        crash_on_bad_types: args.crash_on_bad_types,
+        signing_algs: (!args.signing_algs.is_empty()).then(|| args.signing_algs.clone()),
+        registration_scope: args.registration_scope.clone(),
+        refuse_client_auth: args.refuse_client_auth,
+        ..dcr_idp_emulator::Quirks::default()
+    };
+    for q in &args.quirks {
+        let (name, value) = q.split_once('=').unwrap_or((q, ""));
+        quirks
+            .set(name, value)
+            .map_err(|e| format!("--quirk {q}: {e}"))?;
+    }
     Ok(Config {
         tls,
         profile,
@@ -371,20 +397,7 @@ fn config(args: &Args) -> Result<Config, String> {
         keycloak_version: args.keycloak_version,
         missing_client_status: args.missing_client_status,
         faults,
-        quirks: dcr_idp_emulator::Quirks {
-            auth_method_as_array: args.auth_method_as_array,
-            forget_scope: args.forget_scope,
-            add_grant_types: args.add_grant_types.clone(),
-            new_secret_on_update: args.new_secret_on_update,
-            ignore_client_id: args.ignore_client_id,
-            patch_status: args.patch_status,
-            patch_noop: args.patch_noop,
-            token_error_400: args.token_error_400,
-            crash_on_bad_types: args.crash_on_bad_types,
-            signing_algs: (!args.signing_algs.is_empty()).then(|| args.signing_algs.clone()),
-            registration_scope: args.registration_scope.clone(),
-            refuse_client_auth: args.refuse_client_auth,
-        },
+        quirks,
     })
 }
 

@@ -36,6 +36,100 @@ pub struct Quirks {
     pub registration_scope: Option<String>,
     /// Refuse every registered client's authentication at the token endpoint.
     pub refuse_client_auth: bool,
+    /// Answer a failed client authentication with an empty 403 (glewlwyd).
+    pub auth_failure_empty_403: bool,
+    /// Answer every failed client authentication with `403 unauthorized_client` (a
+    /// SATOSA-style front).
+    pub auth_failure_403_unauthorized_client: bool,
+    /// Answer a grant the client is not registered for with `400 invalid_request` after
+    /// authenticating it (node-oidc-provider).
+    pub grant_not_allowed_invalid_request: bool,
+    /// Check an authorization code or refresh token before authenticating the client, so
+    /// that right and wrong credentials get the same `invalid_grant`.
+    pub grant_checked_before_auth: bool,
+    /// Client secrets expire this long after they are issued (`client_secret_expires_at`);
+    /// an expired one no longer authenticates (pyoidc: one day; others: 30 days).
+    pub secret_ttl: Option<Duration>,
+    /// Keycloak ≥ 26.4: the admin token may view the system (`view-system`), so
+    /// `/admin/serverinfo` shows the version to it.
+    pub keycloak_view_system: bool,
+    /// Answer 405 to every RFC 7592 PUT and PATCH (an OpenID Connect Dynamic Registration 1.0
+    /// server without RFC 7592 updates; pyoidc answers 403 "Unsupported operation").
+    pub no_updates: bool,
+    /// A re-issued registration access token does not revoke the earlier ones.
+    pub rat_stays_valid_after_reissue: bool,
+}
+
+impl Quirks {
+    /// Every switch by name (`--quirk NAME[=VALUE]`), so that tests and dev stacks can set
+    /// any of them, and a randomized test can draw them.
+    pub const SWITCHES: &'static [&'static str] = &[
+        "auth-method-as-array",
+        "forget-scope",
+        "new-secret-on-update",
+        "ignore-client-id",
+        "patch-noop",
+        "token-error-400",
+        "refuse-client-auth",
+        "auth-failure-empty-403",
+        "auth-failure-403-unauthorized-client",
+        "grant-not-allowed-invalid-request",
+        "grant-checked-before-auth",
+        "keycloak-view-system",
+        "no-updates",
+        "rat-stays-valid-after-reissue",
+    ];
+
+    /// Sets one quirk by name; `value` for those that take one.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
+        let flag = |f: &mut bool| {
+            *f = !matches!(value, "false" | "0" | "off");
+            Ok(())
+        };
+        match name {
+            "auth-method-as-array" => flag(&mut self.auth_method_as_array),
+            "forget-scope" => flag(&mut self.forget_scope),
+            "new-secret-on-update" => flag(&mut self.new_secret_on_update),
+            "ignore-client-id" => flag(&mut self.ignore_client_id),
+            "patch-noop" => flag(&mut self.patch_noop),
+            "token-error-400" => flag(&mut self.token_error_400),
+            "crash-on-bad-types" => flag(&mut self.crash_on_bad_types),
+            "refuse-client-auth" => flag(&mut self.refuse_client_auth),
+            "auth-failure-empty-403" => flag(&mut self.auth_failure_empty_403),
+            "auth-failure-403-unauthorized-client" => {
+                flag(&mut self.auth_failure_403_unauthorized_client)
+            }
+            "grant-not-allowed-invalid-request" => {
+                flag(&mut self.grant_not_allowed_invalid_request)
+            }
+            "grant-checked-before-auth" => flag(&mut self.grant_checked_before_auth),
+            "keycloak-view-system" => flag(&mut self.keycloak_view_system),
+            "no-updates" => flag(&mut self.no_updates),
+            "rat-stays-valid-after-reissue" => flag(&mut self.rat_stays_valid_after_reissue),
+            "patch-status" => {
+                self.patch_status = Some(value.parse().map_err(|_| "expects a status")?);
+                Ok(())
+            }
+            "secret-ttl" => {
+                let d = humantime::parse_duration(value).map_err(|e| e.to_string())?;
+                self.secret_ttl = Some(d);
+                Ok(())
+            }
+            "add-grant-types" => {
+                self.add_grant_types = value.split(',').map(str::to_string).collect();
+                Ok(())
+            }
+            "signing-algs" => {
+                self.signing_algs = Some(value.split(',').map(str::to_string).collect());
+                Ok(())
+            }
+            "registration-scope" => {
+                self.registration_scope = Some(value.to_string());
+                Ok(())
+            }
+            other => Err(format!("no quirk named {other:?}")),
+        }
+    }
 }
 
 /// How the emulator behaves; every field has a command-line flag in `main.rs`.
@@ -180,6 +274,14 @@ pub struct Client {
     /// Keycloak: the client's default and optional client scopes.
     pub default_scopes: Vec<String>,
     pub optional_scopes: Vec<String>,
+    /// When the secret stops authenticating (epoch seconds); 0: never.
+    pub secret_expires_at: u64,
+}
+
+impl Client {
+    pub fn secret_expired(&self, now: u64) -> bool {
+        self.secret_expires_at != 0 && now >= self.secret_expires_at
+    }
 }
 
 pub struct State {
@@ -314,6 +416,14 @@ impl State {
     pub fn expire_access_tokens(&mut self) {
         let now = Instant::now();
         self.admin_access_tokens.iter_mut().for_each(|t| t.1 = now);
+    }
+
+    /// When a secret issued now expires (0: never).
+    pub fn secret_expiry(&self) -> u64 {
+        self.config
+            .quirks
+            .secret_ttl
+            .map_or(0, |ttl| now_epoch() + ttl.as_secs().max(1))
     }
 
     /// Changes a stored field behind the client's back (an admin editing the client).

@@ -464,20 +464,8 @@ fn list(v: &Option<String>) -> Vec<String> {
         .collect()
 }
 
-/// The deployment shapes that cannot work for replicas, refused; those that register a
-/// client per replica, said loudly.
-fn shared_checks(
-    metadata: &DesiredMetadata,
-    key: Option<&SigningKeySettings>,
-    profile: Profile,
-) -> Result<()> {
-    if profile == Profile::Keycloak && key.is_some_and(|k| k.jwks_uri.is_none()) {
-        return Err(Error::Config(format!(
-            "{}: Keycloak keeps one key of an inline JWKS, so replicas cannot each publish their own. Give every \
-             replica the same key (dcr-bootstrap keygen, a Secret), or serve the keys at DCR_JWKS_URI",
-            name("DCR_SHARED_CLIENT")
-        )));
-    }
+/// The deployment shape that registers a client per replica, said loudly.
+fn shared_checks(metadata: &DesiredMetadata) {
     if !metadata.fields.contains_key("client_id") {
         tracing::warn!(
             "DCR_SHARED_CLIENT without DCR_CLIENT_ID: the IdP assigns the client id, so every replica that does not see \
@@ -485,7 +473,6 @@ fn shared_checks(
              serialises replicas), or register once with a Job (docs/kubernetes.md)"
         );
     }
-    Ok(())
 }
 
 /// What Keycloak refuses or changes, said before anything is sent.
@@ -536,7 +523,7 @@ impl Config {
         let output = OutputSettings::from_args(&o.output, &o.keys, needs_output)?;
         let policies = Policies::from_args(&o.policies, &o.keys, target.profile);
         if policies.shared.is_some() {
-            shared_checks(&metadata, signing_key.as_ref(), target.profile)?;
+            shared_checks(&metadata);
         }
         let timing = Timing::try_from(&o.timing)?;
         Ok(Config {
@@ -594,6 +581,22 @@ impl Config {
                     }
                     Err(_) => url.clone(),
                 }
+            }
+            _ => url.clone(),
+        }
+    }
+
+    /// The inverse of [`Config::rewrite`]: a URL at `IDP_BASE_URL` as the IdP itself names
+    /// it, under `DCR_REWRITE_PUBLIC_BASE`.
+    pub fn unrewrite(&self, url: &Url) -> Url {
+        let Some(public) = &self.target.rewrite_public_base else {
+            return url.clone();
+        };
+        let from = self.target.idp_base_url.as_str().trim_end_matches('/');
+        let to = public.as_str().trim_end_matches('/');
+        match url.as_str().strip_prefix(from) {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') || rest.starts_with('?') => {
+                Url::parse(&format!("{to}{rest}")).unwrap_or_else(|_| url.clone())
             }
             _ => url.clone(),
         }

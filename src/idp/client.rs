@@ -110,13 +110,27 @@ fn answered_id(r: &Reply) -> Option<String> {
     })
 }
 
-/// What an answer to a registration means. `maybe_committed`: an earlier attempt got no
-/// answer, so the client may exist already.
+/// When an attempt of a registration may have created the client without this run knowing:
+/// it got no answer, or a 5xx (a gateway timeout, a server that failed after inserting).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Uncertain(pub Option<std::time::SystemTime>);
+
+impl Uncertain {
+    /// "the attempt at 12:00:03Z", for messages that name a possible orphan.
+    pub fn at(&self) -> String {
+        self.0.map_or_else(String::new, |t| {
+            format!("the attempt at {}", humantime::format_rfc3339_seconds(t))
+        })
+    }
+}
+
+/// What an answer to a registration means. `uncertain`: an earlier attempt may have created
+/// the client already.
 fn sort_registration(
     r: Reply,
     endpoint: &Url,
     name: &str,
-    maybe_committed: bool,
+    uncertain: Uncertain,
 ) -> Attempt<Registration> {
     if r.is_success() {
         return match parse_client(&r) {
@@ -145,8 +159,11 @@ fn sort_registration(
     } else {
         ""
     };
-    let orphan = if maybe_committed {
-        format!("; an earlier attempt got no answer, so it may have created {name:?} at the IdP")
+    let orphan = if uncertain.0.is_some() {
+        format!(
+            "; {} got no usable answer, so it may have created {name:?} at the IdP",
+            uncertain.at()
+        )
     } else {
         String::new()
     };
@@ -168,32 +185,37 @@ fn sort_registration(
 }
 
 impl Idp {
-    /// Registers the client. `blind_retry_safe` says whether a registration that may have
-    /// reached the IdP without an answer can be re-sent without risking a duplicate client;
-    /// when it is re-sent, `maybe_committed` records it.
+    /// Registers the client. A registration is not idempotent: an attempt that got no answer,
+    /// or a 5xx, may have created the client. It is re-sent only when `blind_retry_safe`
+    /// (no duplicate can follow: the IAT was single-use), and `uncertain` records when;
+    /// otherwise the run stops, naming the possible orphan.
     pub async fn register(
         &self,
         endpoint: &Url,
         iat: Option<&SecretString>,
         metadata: &Map<String, Value>,
         blind_retry_safe: bool,
-        maybe_committed: &Cell<bool>,
+        uncertain: &Cell<Uncertain>,
     ) -> Result<Registration> {
         let body = Value::Object(metadata.clone());
         let name = display_name(metadata);
         let no_answer = |reason: &str| {
-            if blind_retry_safe {
-                maybe_committed.set(true);
-                None
-            } else {
-                Some(Error::Rejected(format!(
-                    "the registration request was sent but no answer came back ({reason}); the IdP may have created the client. \
-                     Not retrying, because a second registration could create a duplicate: look for an orphaned client {name:?} at the IdP, \
-                     delete it if present, and run again. (Retries are safe when this tool mints a single-use IAT, or with DCR_CLIENT_ID at an IdP that honours it, like EmpowerNow.)"
-                )))
+            let now = Uncertain(Some(std::time::SystemTime::now()));
+            if uncertain.get().0.is_none() {
+                uncertain.set(now);
             }
+            if blind_retry_safe {
+                return None;
+            }
+            Some(Error::Rejected(format!(
+                "the registration request sent at {} got no usable answer ({reason}); the IdP may have created the \
+                 client. Not retrying, because a second registration could create a duplicate: look for an orphaned \
+                 client {name:?} at the IdP, delete it if present, and run again. (Retries are safe when this tool \
+                 mints a single-use IAT itself.)",
+                now.at().trim_start_matches("the attempt at ")
+            )))
         };
-        let decide = |r: Reply| sort_registration(r, endpoint, &name, maybe_committed.get());
+        let decide = |r: Reply| sort_registration(r, endpoint, &name, uncertain.get());
         let call = Call::new(
             "register client",
             "DCR_REGISTRATION_ENDPOINT",

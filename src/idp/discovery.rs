@@ -16,6 +16,8 @@ pub struct Discovered {
     pub token: Option<Url>,
     /// `token_endpoint_auth_signing_alg_values_supported`, when listed.
     pub signing_algs: Option<Vec<String>>,
+    /// `token_endpoint_auth_methods_supported`, when listed.
+    pub auth_methods: Option<Vec<String>>,
     /// Which document answered.
     pub source: Url,
 }
@@ -54,21 +56,22 @@ impl Idp {
                             .and_then(Value::as_str)
                             .and_then(|u| Url::parse(u).ok())
                     };
+                    let list = |k: &str| {
+                        doc.get(k).and_then(Value::as_array).map(|a| {
+                            a.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_string)
+                                .collect::<Vec<_>>()
+                        })
+                    };
                     return Attempt::Done(Some(Discovered {
                         issuer: doc
                             .get("issuer")
                             .and_then(Value::as_str)
                             .map(str::to_string),
                         registration: get("registration_endpoint"),
-                        signing_algs: doc
-                            .get("token_endpoint_auth_signing_alg_values_supported")
-                            .and_then(Value::as_array)
-                            .map(|a| {
-                                a.iter()
-                                    .filter_map(Value::as_str)
-                                    .map(str::to_string)
-                                    .collect()
-                            }),
+                        signing_algs: list("token_endpoint_auth_signing_alg_values_supported"),
+                        auth_methods: list("token_endpoint_auth_methods_supported"),
                         token: get("token_endpoint"),
                         source: url.clone(),
                     }));

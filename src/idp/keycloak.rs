@@ -31,16 +31,9 @@ impl Version {
 
     /// Since 26.8 a registration that names scopes keeps the realm's default client scopes;
     /// before, `DescriptionConverter#toInternal` replaced them with `basic` alone, so the
-    /// client's tokens lost roles, web-origins and acr (keycloak#42339).
+    /// client's tokens lost roles, web-origins and acr (keycloak#50807, keycloak#50842).
     pub fn keeps_default_scopes(self) -> bool {
         self >= Version(26, 8)
-    }
-
-    /// Keycloak 25.0 to 26.7 answers 500 to an RFC 7592 update of a client that was created
-    /// through the admin API (keycloak#31586: the update path looks the client up by its
-    /// internal id).
-    pub fn breaks_updates_of_admin_created_clients(self) -> bool {
-        self >= Version(25, 0) && self < Version(26, 8)
     }
 }
 
@@ -51,9 +44,9 @@ impl std::fmt::Display for Version {
 }
 
 /// Added to the error of an update that keeps failing with the same 500.
-pub const UPDATE_500_HINT: &str = ". Keycloak 25.0 to 26.7 answers 500 to every RFC 7592 update of a client that was \
-     created through its admin API (keycloak#31586): upgrade to 26.8 or later, or let this tool register the client \
-     (then its updates work), or set DCR_KEYCLOAK_VERSION so that such updates are not attempted";
+pub const UPDATE_500_HINT: &str = ". Keycloak 25.0 to 26.7 answers 500 to an RFC 7592 update that carries scope, of a \
+     client created through its admin API (keycloak#51311): upgrade to 26.8 or later, let this tool register the \
+     client, or set DCR_KEYCLOAK_VERSION so that a scope change is not sent";
 
 /// The client scopes a stock realm attaches to every new client as defaults
 /// (`RealmManager`/`DefaultClientScopes`): tokens carry them without asking.
@@ -253,10 +246,6 @@ mod tests {
         assert!(!Version(26, 7).keeps_default_scopes());
         assert!(Version(26, 8).keeps_default_scopes());
         assert!(Version(27, 0).keeps_default_scopes());
-        assert!(!Version(24, 0).breaks_updates_of_admin_created_clients());
-        assert!(Version(25, 0).breaks_updates_of_admin_created_clients());
-        assert!(Version(26, 7).breaks_updates_of_admin_created_clients());
-        assert!(!Version(26, 8).breaks_updates_of_admin_created_clients());
     }
 
     #[test]

@@ -141,8 +141,9 @@ impl<'a> Call<'a> {
     }
 }
 
-/// What a request that may have reached the server without an answer means for the
-/// operation: `Some(error)` stops it, `None` retries it.
+/// What a request that may have been processed without a usable answer (none came back, or
+/// a 5xx) means for an operation that is not idempotent: `Some(error)` stops it, `None`
+/// retries it. Idempotent operations pass none and are retried.
 pub(crate) type NoAnswer<'a> = &'a dyn Fn(&str) -> Option<Error>;
 
 /// How many identical 500 answers to a write mean "this request fails", not "not ready".
@@ -288,6 +289,12 @@ fn sort<T>(
         }
         Ok(r) if transient(r.status) => {
             let reason = describe(&r);
+            // A 5xx says nothing about whether the request was carried out.
+            if r.status >= 500
+                && let Some(e) = no_answer.and_then(|f| f(&reason))
+            {
+                return Attempt::Fatal(e);
+            }
             if req.method != Method::GET && r.status == 500 && same_500.borrow_mut().again(&reason)
             {
                 return Attempt::Fatal(Error::Rejected(format!(

@@ -91,9 +91,10 @@ pub fn endpoints(profile: Profile, base: &Url, realm: Option<&str>, x: Explicit)
                 .registration
                 .or_else(|| url(under(base, "/api/oidc/dcr/register"))),
             token: x.token.or_else(|| url(under(base, "/api/oidc/token"))),
-            rat: x
-                .rat
-                .or_else(|| Some(under(base, "/api/admin/dcr/clients/{client_id}/tokens"))),
+            // EmpowerNow's public docs name no admin re-issue of a registration access token;
+            // `/api/admin/dcr/clients/{client_id}/tokens` is a guess, used only when
+            // DCR_RAT_ENDPOINT names it (docs/profiles.md).
+            rat: x.rat,
             // The BFF pages' management path (GET/PATCH /api/oidc/register/{client_id}).
             client_uri: Some(under(base, "/api/oidc/register/{client_id}")),
             keycloak: None,

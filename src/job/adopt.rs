@@ -38,6 +38,7 @@ impl Session<'_> {
         Ok(Registered {
             record: self.adopt(client_id, why).await?,
             adopted: true,
+            uncertain: crate::idp::client::Uncertain::default(),
         })
     }
 

@@ -70,9 +70,7 @@ impl Session<'_> {
             .await?;
         let current = view.as_ref().unwrap_or(current);
         let asked_before = meta_object(client.record(), "asked");
-        let changes = self
-            .drift(&client, current, &desired, &asked_before)
-            .await?;
+        let changes = self.drift(&client, current, &desired, &asked_before);
         let corrected = self
             .correct(&mut client, current, &changes, &desired, &asked_before)
             .await?;
@@ -114,12 +112,9 @@ impl Session<'_> {
         Ok(Some(plan))
     }
 
-    /// The inline keys the IdP holds; `None` when not known.
+    /// The inline keys the IdP holds; `None` in `jwks_uri` mode.
     fn idp_keys(&self, current: &ClientRecord) -> Option<Vec<Value>> {
-        let inline = self.inline_keys();
-        // An IdP that never reports its keys (Keycloak) holds unknown keys.
-        let reported = current.get("jwks").is_some() || self.dialect().reports_jwks();
-        (inline && reported).then(|| current.jwks_keys())
+        self.inline_keys().then(|| current.jwks_keys())
     }
 
     /// Keys are published inline (`jwks`), not served at `DCR_JWKS_URI`.
@@ -161,24 +156,26 @@ impl Session<'_> {
     }
 
     /// What differs at the IdP and can be corrected there.
-    async fn drift(
+    fn drift(
         &self,
         client: &ManagedClient,
         current: &ClientRecord,
         desired: &Map<String, Value>,
         asked_before: &Map<String, Value>,
-    ) -> Result<Map<String, Value>> {
+    ) -> Map<String, Value> {
         let settled = meta_object(client.record(), "settled");
-        let changes = reconcile::diff(
-            desired,
-            current.fields(),
-            self.compare(asked_before),
-            &settled,
-        );
-        if !changes.is_empty() && !self.update_can_work(client.record(), &changes).await? {
-            return Ok(Map::new());
+        let compare = self.compare(asked_before);
+        let kept = reconcile::suppressed(desired, current.fields(), compare, &settled);
+        if !kept.is_empty() {
+            tracing::warn!(
+                "client {} differs at the IdP in {} as recorded before: the IdP did not take that correction, so it \
+                 is not sent again (dcr_bootstrap.settled in {})",
+                client.id(),
+                kept.join(", "),
+                self.cfg.output.path.display()
+            );
         }
-        Ok(changes)
+        reconcile::diff(desired, current.fields(), compare, &settled)
     }
 
     /// Sends the changes and reads back what the IdP took. New keys it did not take are an
@@ -198,41 +195,33 @@ impl Session<'_> {
         let after = self
             .update_and_read_back(client, current, changes, desired, compare)
             .await?;
-        // Keys an IdP does not report count as taken once it accepted the update.
-        let mut accepted = asked_before.clone();
-        if !self.dialect().reports_jwks()
-            && let Some(j) = desired.get("jwks")
-        {
-            accepted.insert("jwks".into(), j.clone());
-        }
-        let left = reconcile::unsettled(
-            desired,
-            after.fields(),
-            reconcile::Compare {
-                asked_before: &accepted,
-                ..compare
-            },
-        );
+        let remaining = reconcile::diff(desired, after.fields(), compare, &Map::new());
         let id = client.id().to_string();
-        if left.contains_key("jwks") {
+        if remaining.contains_key("jwks") || remaining.contains_key("jwks_uri") {
             client.save(self.cfg)?;
             return Err(Error::Rejected(format!(
                 "client {id}: the IdP did not take the new signing keys (its JWKS after the update differs); \
                  the current key stays in use and nothing was promoted"
             )));
         }
-        if !left.is_empty() {
+        let left = reconcile::unsettled(desired, after.fields(), compare);
+        if !remaining.is_empty() {
             tracing::warn!(
-                "the IdP keeps {} of client {id} other than asked after an update; not sending that correction again \
-                 while it stays so",
-                left.keys()
+                "the IdP keeps {} of client {id} other than asked after an update; {}",
+                remaining
+                    .keys()
                     .map(String::as_str)
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                if remaining.len() == left.len() {
+                    "not sending that correction again while it stays so"
+                } else {
+                    "redirect URIs, keys and grants are corrected on every run, the rest is not sent again while it \
+                     stays so"
+                }
             );
         }
-        let updated = changes.keys().any(|k| after.get(k) != current.get(k))
-            || (changes.contains_key("jwks") && !self.dialect().reports_jwks());
+        let updated = changes.keys().any(|k| after.get(k) != current.get(k));
         if !updated {
             tracing::warn!("the IdP accepted the update of client {id} but changed nothing");
         }

@@ -12,6 +12,9 @@ pub enum Action {
     Verified,
     /// The stored client has no registration access token, so it was kept unchecked.
     Trusted,
+    /// The registration access token is refused and cannot be renewed, but the credentials
+    /// are proven at the token endpoint: kept as they are, nothing can be updated.
+    Unmanaged,
     /// The stored client was gone or force-replaced, and a new one was registered.
     Reregistered,
     /// `DCR_CLIENT_ID` already existed at the IdP and was taken over through the admin API.
@@ -28,6 +31,7 @@ impl Action {
             Action::Registered => "registered",
             Action::Verified => "verified",
             Action::Trusted => "trusted",
+            Action::Unmanaged => "unmanaged",
             Action::Reregistered => "re-registered",
             Action::Adopted => "adopted",
             Action::Updated => "updated",
@@ -39,7 +43,7 @@ impl Action {
     pub fn metric_status(self) -> &'static str {
         match self {
             Action::Registered | Action::Reregistered => "registered",
-            Action::Verified | Action::Trusted | Action::Adopted => "verified",
+            Action::Verified | Action::Trusted | Action::Unmanaged | Action::Adopted => "verified",
             Action::Updated => "updated",
             Action::Rotated => "rotated",
         }
@@ -57,12 +61,13 @@ pub fn reported_action(base: Action, updated: bool, keys_changed: bool) -> Actio
     }
 }
 
-/// Whether a registration that may have reached the IdP without an answer can be re-sent
-/// without risking a duplicate: the IdP refuses the second one when a single-use IAT was
-/// spent by the first, or when the requested client_id is taken by it (only where the IdP
-/// honours requested ids).
-pub fn blind_retry_safe(fixed_client_id: bool, minted_iat: bool, max_uses: u64) -> bool {
-    fixed_client_id || (minted_iat && max_uses == 1)
+/// Whether a registration that may have reached the IdP without a usable answer can be
+/// re-sent without risking a duplicate: only when the IdP must refuse the second one, because
+/// the first spent the single-use IAT this run minted for it. A requested client_id does not
+/// count: a server may assign its own (RFC 7591 §3.2.1), and nothing shows in advance whether
+/// this one honours it.
+pub fn blind_retry_safe(minted_iat: bool, max_uses: u64) -> bool {
+    minted_iat && max_uses == 1
 }
 
 /// What is known when the IdP rejects the IAT of a registration.
@@ -147,21 +152,26 @@ pub fn on_rat_refused(admin: bool, rat_endpoint: bool, proven: bool) -> OnRatRef
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnTokenRefused {
-    /// The client still exists: registering another would duplicate it. Stop.
-    Stop,
-    /// The client is gone (or cannot be shown to exist): register anew.
+    /// The credentials still authenticate: the app can run with them, and registering
+    /// another client would duplicate this one. Keep it, unmanaged, and say so loudly.
+    KeepUnmanaged,
+    /// The credentials are refused: the client is gone. Register anew (`DCR_ON_STALE`).
     Reregister,
-    /// Stop, naming the admin action (`DCR_ON_STALE=fail`).
+    /// The credentials are refused; stop, naming the admin action (`DCR_ON_STALE=fail`).
     Fail,
+    /// Whether the client exists is not proven: stop, never register a second one.
+    NotProven,
 }
 
-/// The token was refused and cannot be renewed. `exists`: what the token endpoint said of
-/// the stored credentials (`Some(true)`: they authenticate; `None`: it could not tell).
+/// The token was refused and cannot be renewed. `exists`: what a proof at the token
+/// endpoint showed of the stored credentials (`Some(true)`: they authenticate; `None`: no
+/// proof could tell).
 pub fn on_token_refused(exists: Option<bool>, on_stale: StalePolicy) -> OnTokenRefused {
     match (exists, on_stale) {
-        (Some(true), _) => OnTokenRefused::Stop,
-        (_, StalePolicy::Reregister) => OnTokenRefused::Reregister,
-        (_, StalePolicy::Fail) => OnTokenRefused::Fail,
+        (Some(true), _) => OnTokenRefused::KeepUnmanaged,
+        (None, _) => OnTokenRefused::NotProven,
+        (Some(false), StalePolicy::Reregister) => OnTokenRefused::Reregister,
+        (Some(false), StalePolicy::Fail) => OnTokenRefused::Fail,
     }
 }
 
@@ -188,10 +198,9 @@ mod tests {
 
     #[test]
     fn blind_retries_only_when_a_duplicate_is_refused() {
-        assert!(blind_retry_safe(true, false, 5));
-        assert!(blind_retry_safe(false, true, 1));
-        assert!(!blind_retry_safe(false, true, 2));
-        assert!(!blind_retry_safe(false, false, 1));
+        assert!(blind_retry_safe(true, 1));
+        assert!(!blind_retry_safe(true, 2));
+        assert!(!blind_retry_safe(false, 1));
     }
 
     #[test]
@@ -260,10 +269,11 @@ mod tests {
     fn a_client_that_still_authenticates_is_never_registered_twice() {
         use OnTokenRefused::*;
         use StalePolicy::{Fail as F, Reregister as R};
-        assert_eq!(on_token_refused(Some(true), R), Stop);
-        assert_eq!(on_token_refused(Some(true), F), Stop);
+        assert_eq!(on_token_refused(Some(true), R), KeepUnmanaged);
+        assert_eq!(on_token_refused(Some(true), F), KeepUnmanaged);
         assert_eq!(on_token_refused(Some(false), R), Reregister);
-        assert_eq!(on_token_refused(None, R), Reregister);
+        assert_eq!(on_token_refused(None, R), NotProven);
+        assert_eq!(on_token_refused(None, F), NotProven);
         assert_eq!(on_token_refused(Some(false), F), Fail);
     }
 

@@ -16,10 +16,14 @@ use serde_json::{Map, Value};
 
 /// What reading the stored client came to, when it did not find it.
 enum Missing {
-    /// 404 at its management URL, or the admin API does not know the client.
-    Gone,
+    /// The IdP said so about the client itself: 404 at the management URL it handed back,
+    /// or Keycloak's admin API knows no such clientId. The evidence.
+    Gone(String),
     /// The token was refused and could not be renewed.
     Refused(String),
+    /// 404 at a management URL this tool built (the IdP handed back none): the route's answer
+    /// or the client's, not proven which.
+    NotProven(String),
 }
 
 impl Session<'_> {
@@ -65,14 +69,19 @@ impl Session<'_> {
                     .converge(client, &current, ring, Action::Verified, Some(stored))
                     .await;
             }
-            Ok(Read::NotFound(why)) => {
-                tracing::warn!("reading client {} at {}: {why}", client.id(), client.uri());
-                Missing::Gone
+            Ok(Read::NotFound(why)) if stored.client_uri().is_some() => {
+                Missing::Gone(format!("{} answered {why}", client.uri()))
             }
+            Ok(Read::NotFound(why)) => Missing::NotProven(format!(
+                "{} (a management URL built from the profile, as the IdP handed back none) answered {why}",
+                client.uri()
+            )),
             Err(Refusal {
+                why,
                 unrenewed: Unrenewed::NoSuchClient,
-                ..
-            }) => Missing::Gone,
+            }) => Missing::Gone(format!(
+                "its registration access token was refused ({why}) and the admin API knows no such client"
+            )),
             Err(Refusal {
                 why,
                 unrenewed: Unrenewed::NotPossible,
@@ -116,7 +125,9 @@ impl Session<'_> {
     }
 
     /// The stored client was not found, or its token was refused and not renewable:
-    /// `DCR_ON_STALE` decides, unless its credentials show that it still exists.
+    /// `DCR_ON_STALE` decides once the client is shown gone, by the IdP or by a proof that its
+    /// credentials are refused. Credentials that still authenticate are kept; when nothing
+    /// tells, nothing is registered.
     async fn on_missing(
         &self,
         stored: &ClientRecord,
@@ -124,72 +135,116 @@ impl Session<'_> {
         ring: Option<&mut KeyRing>,
     ) -> Result<(Action, String)> {
         let cfg = self.cfg;
-        let id = stored.client_id();
-        let refused = match missing {
-            Missing::Gone => None,
+        let id = stored.client_id().to_string();
+        let gone = match missing {
+            Missing::Gone(evidence) => evidence,
+            Missing::NotProven(why) => return Err(self.not_proven_gone(&id, &why)),
             Missing::Refused(why) => {
                 // Refused and not renewable: is the client still there? Its credentials tell.
-                let exists = match self
+                let proof = self
                     .try_prove(stored, ring.as_deref().map(|r| (r, None)))
-                    .await?
-                {
+                    .await?;
+                let exists = match &proof {
                     Some(Proof::Authenticated(_)) => Some(true),
                     Some(Proof::Refused(_)) => Some(false),
                     _ => None,
                 };
                 match decide::on_token_refused(exists, cfg.policies.on_stale) {
-                    OnTokenRefused::Stop => return Err(self.still_exists(stored, &why)),
-                    OnTokenRefused::Fail => return Err(self.refused_fail(id, &why)),
-                    OnTokenRefused::Reregister => Some(why),
+                    OnTokenRefused::KeepUnmanaged => return self.keep_unmanaged(stored, &why),
+                    OnTokenRefused::NotProven => {
+                        let proof = match proof {
+                            Some(Proof::NotProven(p)) => p,
+                            _ => "no proof at the token endpoint was possible".into(),
+                        };
+                        return Err(self.not_proven_gone(
+                            &id,
+                            &format!("its registration access token was refused ({why}); {proof}"),
+                        ));
+                    }
+                    OnTokenRefused::Fail => return Err(self.refused_fail(&id, &why)),
+                    OnTokenRefused::Reregister => format!(
+                        "its registration access token was refused ({why}) and its credentials are refused too"
+                    ),
                 }
             }
         };
         match cfg.policies.on_stale {
             StalePolicy::Reregister => {
-                match &refused {
-                    Some(why) => tracing::warn!(
-                        "the registration access token for {id} was refused ({why}) and the client's credentials do not \
-                         show it exists; DCR_ON_STALE=reregister: registering a new client"
-                    ),
-                    None => tracing::warn!(
-                        "stored client {id} is gone at the IdP; DCR_ON_STALE=reregister: registering a new client"
-                    ),
-                }
+                tracing::warn!(
+                    "stored client {id} is gone at the IdP ({gone}); DCR_ON_STALE=reregister: registering a new client"
+                );
                 self.register_flow(Action::Reregistered, ring).await
             }
             StalePolicy::Fail => Err(Error::Rejected(format!(
-                "the stored client {id} is gone at the IdP. Set DCR_ON_STALE=reregister to register a new one \
+                "the stored client {id} is gone at the IdP ({gone}). Set DCR_ON_STALE=reregister to register a new one \
                  automatically, or DCR_FORCE_REPLACE=true for one run, or move {} away",
                 cfg.output.path.display()
             ))),
         }
     }
 
+    /// Whether the client is gone is not proven: nothing is registered, so that a client
+    /// that still exists is never duplicated.
+    fn not_proven_gone(&self, id: &str, why: &str) -> Error {
+        Error::Rejected(format!(
+            "the stored client {id} could not be read, and whether it still exists is not proven: {why}. Nothing was \
+             registered, so that a live client is never duplicated. Check the client at the IdP; if it is gone, move \
+             {} away (or set DCR_FORCE_REPLACE=true for one run)",
+            self.cfg.output.path.display()
+        ))
+    }
+
+    /// The token is refused for good but the credentials work: the app can run with them.
+    fn keep_unmanaged(&self, stored: &ClientRecord, why: &str) -> Result<(Action, String)> {
+        tracing::warn!("{}", self.still_exists(stored, why));
+        output::persist(
+            self.cfg,
+            stored.clone(),
+            Action::Unmanaged,
+            None,
+            Some(stored),
+            Map::new(),
+            self.known_registration_endpoint(),
+        )?;
+        Ok((Action::Unmanaged, stored.client_id().to_string()))
+    }
+
+    /// Deletes the stored client at the IdP (RFC 7592), renewing a refused token once. Only a
+    /// deletion the IdP confirmed (2xx, or 404 at the URL it handed back) is success:
+    /// anything else is exit 3, and the caller keeps the files, which are the only record of
+    /// a client that may live on.
     pub async fn delete_stored(&self, stored: &ClientRecord) -> Result<()> {
-        let id = stored.client_id().to_string();
-        let Some(mut client) = self.managed(stored).await? else {
-            tracing::warn!(
-                "cannot delete client {id} at the IdP: no registration_access_token stored; delete it there by hand"
-            );
-            return Ok(());
+        let id = stored.client_id().escape_debug().to_string();
+        let keep = |why: String| {
+            Error::Rejected(format!(
+                "client {id} was not deleted at the IdP: {why}. {} and the key files are kept: they are the only record \
+                 of the client. Delete it at the IdP by hand (then remove the files), or restore its management",
+                self.cfg.output.path.display()
+            ))
         };
-        // 401/403: the token may have been revoked while the client lives on: renewed once.
-        match self.delete_client(&mut client).await {
-            Ok(Ok(Delete::Deleted | Delete::NotFound))
-            | Ok(Err(Refusal {
+        let Some(mut client) = self.managed(stored).await? else {
+            return Err(keep("no registration_access_token is stored".into()));
+        };
+        match self.delete_client(&mut client).await? {
+            Ok(Delete::Deleted) => Ok(()),
+            Ok(Delete::NotFound) if stored.client_uri().is_some() => {
+                tracing::info!("client {id} was already gone at {}", client.uri());
+                Ok(())
+            }
+            Ok(Delete::NotFound) => Err(keep(format!(
+                "{} (a URL built from the profile) answered 404, which does not prove the client is gone",
+                client.uri()
+            ))),
+            Err(Refusal {
                 unrenewed: Unrenewed::NoSuchClient,
                 ..
-            })) => Ok(()),
-            Ok(Err(Refusal { why, .. })) => {
-                tracing::warn!(
-                    "client {id} may still exist at the IdP: its registration access token was refused ({why}) and cannot be renewed"
-                );
+            }) => {
+                tracing::info!("client {id} was already gone (the admin API knows no such client)");
                 Ok(())
             }
-            Err(e) => {
-                tracing::warn!("client {id} may still exist at the IdP: {e}");
-                Ok(())
-            }
+            Err(Refusal { why, .. }) => Err(keep(format!(
+                "its registration access token was refused ({why}) and could not be renewed"
+            ))),
         }
     }
 }

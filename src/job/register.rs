@@ -7,8 +7,7 @@ use super::iat::IatState;
 use super::output;
 use super::session::Session;
 use crate::error::{Error, Result};
-use crate::idp::client::{Registration, display_name};
-use crate::idp::profile::Profile;
+use crate::idp::client::{Registration, Uncertain, display_name};
 use crate::local::keyring::KeyRing;
 use crate::record::ClientRecord;
 use reqwest::Url;
@@ -19,6 +18,8 @@ use std::cell::Cell;
 pub(super) struct Registered {
     pub record: ClientRecord,
     pub adopted: bool,
+    /// An attempt before the one that registered got no usable answer.
+    pub uncertain: Uncertain,
 }
 
 impl Session<'_> {
@@ -46,27 +47,45 @@ impl Session<'_> {
         if let Some(key) = plan.as_ref().and_then(|p| p.publish.first()) {
             self.check_signing_alg(key.alg)?;
         }
-        let Registered { record, adopted } = match self.adopt_first(&metadata).await? {
+        self.check_auth_method(
+            metadata
+                .get("token_endpoint_auth_method")
+                .and_then(Value::as_str),
+        )?;
+        let Registered {
+            record,
+            adopted,
+            uncertain,
+        } = match self.adopt_first(&metadata).await? {
             Some(record) => Registered {
                 record,
                 adopted: true,
+                uncertain: Uncertain::default(),
             },
             None => self.register(&metadata, &endpoint).await?,
         };
         if adopted {
             return self.converge_adopted(record, ring).await;
         }
-        self.warn_about_new_id(&metadata, &record);
-        // Recorded first: whatever fails next, the client is never left unrecorded.
+        // Recorded first, as ours: whatever fails next (a proof, a file), the client is never
+        // left unrecorded, and the next run knows this tool made it.
+        let mut record = record;
+        record.set_meta(serde_json::json!({ "origin": output::ORIGIN_REGISTERED }));
         output::save(cfg, &record)?;
+        self.check_new_id(&metadata, &record, uncertain)?;
         self.prove(&record, ring.as_deref().map(|r| (r, plan.as_ref())))
             .await?;
+        // What the IdP registered other than asked is settled now, like a correction it did
+        // not take: the next start does not send it as an update.
+        let settled =
+            crate::reconcile::unsettled(&metadata, record.fields(), self.compare(&Map::new()));
         let extra: Map<String, Value> = [
             ("asked".to_string(), Value::Object(asked(&metadata))),
             (
                 "origin".to_string(),
                 Value::String(output::ORIGIN_REGISTERED.into()),
             ),
+            ("settled".to_string(), Value::Object(settled)),
         ]
         .into_iter()
         .collect();
@@ -83,32 +102,53 @@ impl Session<'_> {
         Ok((action, record.client_id().to_string()))
     }
 
-    /// What a new client's id means for the next run: an id the IdP assigned is found again
-    /// only through the output.
-    fn warn_about_new_id(&self, metadata: &Map<String, Value>, record: &ClientRecord) {
+    /// What a new client's id means: an id the IdP assigned is found again only through the
+    /// output; one it assigned in place of the requested `DCR_CLIENT_ID` shows that this IdP
+    /// ignores requested ids, so replicas cannot share a client that way (exit 3, once the
+    /// client is recorded), and an earlier uncertain attempt may have left an orphan.
+    fn check_new_id(
+        &self,
+        metadata: &Map<String, Value>,
+        record: &ClientRecord,
+        uncertain: Uncertain,
+    ) -> Result<()> {
         let cfg = self.cfg;
-        let id = record.client_id();
-        let asked = metadata.get("client_id").and_then(Value::as_str);
-        if asked.is_none() && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
-            tracing::warn!(
-                "registered a new client {} with an id the IdP assigned, in Kubernetes: every pod that starts without \
-                 {} (an emptyDir, a new node) registers ANOTHER client. Keep it on a volume all pods share, register \
-                 once with a Job, or use DCR_CLIENT_ID where the IdP honours it (docs/kubernetes.md)",
-                id.escape_debug(),
-                cfg.output.path.display()
-            );
+        let id = record.client_id().escape_debug().to_string();
+        let out = cfg.output.path.display();
+        let Some(asked) = metadata.get("client_id").and_then(Value::as_str) else {
+            if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+                tracing::warn!(
+                    "registered a new client {id} with an id the IdP assigned, in Kubernetes: every pod that starts \
+                     without {out} (an emptyDir, a new node) registers ANOTHER client. Keep it on a volume all pods \
+                     share, register once with a Job, or use DCR_CLIENT_ID where the IdP honours it (docs/kubernetes.md)"
+                );
+            }
+            return Ok(());
+        };
+        if asked == record.client_id() {
+            return Ok(());
         }
-        if let Some(asked) = asked
-            && asked != id
-        {
-            tracing::warn!(
-                "the IdP ignored the requested client_id {} and assigned {}: a run that loses {} registers another \
-                 client (RFC 7591 lets a server choose the id; keep the output on a persistent volume)",
-                asked.escape_debug(),
-                id.escape_debug(),
-                cfg.output.path.display()
-            );
+        let asked = asked.escape_debug();
+        let orphan = match uncertain.0 {
+            Some(_) => format!(
+                "; {} got no usable answer and may have left another client {} at the IdP: look for it",
+                uncertain.at(),
+                display_name(metadata).escape_debug()
+            ),
+            None => String::new(),
+        };
+        if cfg.policies.shared.is_some() {
+            return Err(Error::Rejected(format!(
+                "the IdP ignored the requested client_id {asked} and assigned {id}{orphan}: replicas cannot share a \
+                 client by DCR_CLIENT_ID at this IdP, each would register its own. Client {id} is recorded in {out}. \
+                 Register once with a Job, or put DCR_OUTPUT on a ReadWriteMany volume (docs/kubernetes.md)"
+            )));
         }
+        tracing::warn!(
+            "the IdP ignored the requested client_id {asked} and assigned {id}{orphan}: a run that loses {out} \
+             registers another client (RFC 7591 lets a server choose the id; keep the output on a persistent volume)"
+        );
+        Ok(())
     }
 
     /// Registers, minting an IAT first when none was given, and once more if the IdP rejects
@@ -130,23 +170,22 @@ impl Session<'_> {
         t: &mut IatState,
     ) -> Result<Registered> {
         let cfg = self.cfg;
-        let maybe_committed = Cell::new(false);
+        let uncertain = Cell::new(Uncertain::default());
         let fixed_id = metadata.get("client_id").and_then(Value::as_str);
         loop {
-            // A requested client_id only stops a duplicate where the IdP honours it
-            // (EmpowerNow); RFC 7591 lets any other server assign its own.
-            let honoured_id = fixed_id.is_some() && cfg.profile() == Profile::EmpowerNow;
-            let safe =
-                decide::blind_retry_safe(honoured_id, t.minted, cfg.credentials.mint.max_uses);
+            // A requested client_id does not stop a duplicate: RFC 7591 lets a server assign
+            // its own, and whether this one honours it is not known before it answers.
+            let safe = decide::blind_retry_safe(t.minted, cfg.credentials.mint.max_uses);
             let result = self
                 .idp
-                .register(endpoint, t.token.as_ref(), metadata, safe, &maybe_committed)
+                .register(endpoint, t.token.as_ref(), metadata, safe, &uncertain)
                 .await?;
             let why = match result {
                 Registration::Created(record) => {
                     return Ok(Registered {
                         record,
                         adopted: false,
+                        uncertain: uncertain.get(),
                     });
                 }
                 Registration::AlreadyExists(why) => {
@@ -159,7 +198,7 @@ impl Session<'_> {
             };
             let facts = IatRejected {
                 open: t.token.is_none(),
-                maybe_committed: maybe_committed.get(),
+                maybe_committed: uncertain.get().0.is_some(),
                 fixed_client_id: fixed_id.is_some(),
                 admin: cfg.credentials.admin.is_some(),
                 on_existing: Some(cfg.policies.on_existing),
@@ -172,14 +211,22 @@ impl Session<'_> {
             match decide::on_iat_rejected(facts) {
                 OnIatRejected::AdoptOurOwn => {
                     // Our own earlier attempt most likely created the client and spent the IAT.
-                    let why = format!("an earlier attempt got no answer, then {why}");
+                    let why = format!("{} got no usable answer, then {why}", uncertain.get().at());
                     return self.adopted(fixed_id.unwrap_or_default(), &why).await;
                 }
                 OnIatRejected::Remint => {
                     tracing::warn!("the IdP rejected the IAT ({why}); minting a fresh one");
                     self.remint(t).await?;
                 }
-                other => return Err(self.iat_rejected(other, &why, metadata, endpoint)),
+                other => {
+                    return Err(self.iat_rejected(
+                        other,
+                        &why,
+                        metadata,
+                        endpoint,
+                        uncertain.get(),
+                    ));
+                }
             }
         }
     }
@@ -191,6 +238,7 @@ impl Session<'_> {
         why: &str,
         metadata: &Map<String, Value>,
         endpoint: &Url,
+        uncertain: Uncertain,
     ) -> Error {
         let cfg = self.cfg;
         let name = display_name(metadata);
@@ -200,9 +248,11 @@ impl Session<'_> {
                  Set DCR_IAT, or an admin token so this tool mints one"
             ),
             OnIatRejected::LikelyOrphan => format!(
-                "the IAT was rejected ({why}) after an earlier registration attempt got no answer: \
-                 that attempt most likely created the client and spent the IAT. Look for an orphaned client {name:?} \
-                 at the IdP, delete it, and run again (with DCR_CLIENT_ID and an admin token set, it is adopted instead)"
+                "the IAT was rejected ({why}) after {} got no usable answer: that attempt most likely created the \
+                 client and spent the IAT, so no fresh IAT is minted. Look for an orphaned client {name:?} registered \
+                 then at the IdP, delete it, and run again (with DCR_CLIENT_ID, an admin token and DCR_RAT_ENDPOINT \
+                 set, it is adopted instead)",
+                uncertain.at()
             ),
             OnIatRejected::MintedRejected => format!(
                 "the IdP rejected a freshly minted IAT ({why}); check that IATs from {} are accepted at {endpoint}",

@@ -20,8 +20,9 @@ pub(super) enum Renewal {
 }
 
 impl Session<'_> {
-    /// The error for a client whose token was refused but whose credentials still work.
-    pub(super) fn still_exists(&self, stored: &ClientRecord, why: &str) -> Error {
+    /// Why a client whose token was refused but whose credentials still work is kept as it
+    /// is, and what restores its management.
+    pub(super) fn still_exists(&self, stored: &ClientRecord, why: &str) -> String {
         let cfg = self.cfg;
         let pending = stored
             .meta()
@@ -33,14 +34,15 @@ impl Session<'_> {
                 )
             })
             .unwrap_or_default();
-        Error::Rejected(format!(
+        format!(
             "the IdP refused the registration access token of client {} ({why}), but the client exists: its credentials \
-             still authenticate at the token endpoint{pending}. Registering another client would duplicate it, so \
-             nothing was registered. Admin action: {}; or delete the client at the IdP and move {} away",
+             still authenticate at the token endpoint{pending}. It is kept as it is: registering another client would \
+             duplicate it, and nothing about it (drift, keys, secret) can be updated until its management is restored. \
+             Admin action: {}; or delete the client at the IdP and move {} away",
             stored.client_id().escape_debug(),
             self.admin_action(stored.client_id()),
             cfg.output.path.display()
-        ))
+        )
     }
 
     /// How an operator gets a refused registration access token replaced.
@@ -116,23 +118,33 @@ impl Session<'_> {
         tracing::warn!(
             "the registration access token for {id} was rejected ({why}); re-issuing it with the admin token"
         );
-        let reissued = match keycloak {
+        match keycloak {
             Some(api) => {
-                self.as_admin(&api.lookup(id), |admin| async move {
-                    self.idp.keycloak_reissue_rat(api, id, &admin).await
-                })
-                .await?
+                let reissued = self
+                    .as_admin(&api.lookup(id), |admin| async move {
+                        self.idp.keycloak_reissue_rat(api, id, &admin).await
+                    })
+                    .await?;
+                // Keycloak's documented admin API, asked about this client by its clientId:
+                // no match means the realm has no such client.
+                Ok(reissued.map_or(Renewal::NoSuchClient, Renewal::Token))
             }
             None => {
                 let template = rat_endpoint.as_deref().unwrap_or_default();
                 let url = cfg.endpoint_for(template, "DCR_RAT_ENDPOINT", id)?;
-                self.reissue(&url).await?
+                match self.reissue(&url).await? {
+                    Some(t) => Ok(Renewal::Token(t)),
+                    None => {
+                        // A 404 there is the route's answer or the client's: not proven gone.
+                        tracing::warn!(
+                            "re-issuing the registration access token of {id} at {url} answered 404: the route may \
+                             not exist at this IdP, or the client may not; not proven either way"
+                        );
+                        Ok(Renewal::NotPossible)
+                    }
+                }
             }
-        };
-        Ok(match reissued {
-            Some(t) => Renewal::Token(t),
-            None => Renewal::NoSuchClient,
-        })
+        }
     }
 
     /// One RAT re-issue; `None` when the admin API does not know the client.

@@ -25,8 +25,10 @@ use std::time::{Duration, Instant, SystemTime};
 #[derive(Clone, Default)]
 struct Discovered {
     registration: Option<Url>,
-    token: Option<Url>,
+    /// The token endpoint to send requests to (rewritten) and as the IdP names it.
+    token: Option<(Url, Url)>,
     signing_algs: Option<Vec<String>>,
+    auth_methods: Option<Vec<String>>,
 }
 
 pub struct Session<'a> {
@@ -288,17 +290,19 @@ impl<'a> Session<'a> {
             self.idp.allow_origin(&u);
             Ok(Some(u))
         };
+        let published_token = d.token.clone();
         let found = Discovered {
             registration: fix(d.registration, "registration_endpoint")?,
-            token: fix(d.token, "token_endpoint")?,
+            token: fix(d.token, "token_endpoint")?.zip(published_token),
             signing_algs: d.signing_algs,
+            auth_methods: d.auth_methods,
         };
-        let show = |u: &Option<Url>| u.as_ref().map(Url::to_string).unwrap_or("(none)".into());
+        let show = |u: Option<&Url>| u.map(Url::to_string).unwrap_or("(none)".into());
         tracing::info!(
             "discovery at {}: registration_endpoint {}, token_endpoint {}",
             d.source,
-            show(&found.registration),
-            show(&found.token)
+            show(found.registration.as_ref()),
+            show(found.token.as_ref().map(|(u, _)| u))
         );
         *self.discovered.borrow_mut() = Some(found.clone());
         Ok(found)
@@ -350,14 +354,47 @@ impl<'a> Session<'a> {
     }
 
     pub async fn token_endpoint(&self) -> Result<Url> {
+        Ok(self.token_endpoint_and_audience().await?.0)
+    }
+
+    /// The token endpoint to send requests to, and as the IdP itself names it: the `aud` of
+    /// a client assertion (RFC 7523 §3), which a server checks against its own URL, not the
+    /// one this container reaches it by (`DCR_REWRITE_PUBLIC_BASE`).
+    pub async fn token_endpoint_and_audience(&self) -> Result<(Url, Url)> {
         if let Some(u) = &self.cfg.endpoints().token {
-            return Ok(u.clone());
+            return Ok((u.clone(), self.cfg.unrewrite(u)));
         }
         self.discovery().await?.token.ok_or_else(|| {
             Error::Rejected(
                 "the IdP's discovery document has no token_endpoint: set DCR_TOKEN_ENDPOINT".into(),
             )
         })
+    }
+
+    /// Refuses an auth method the IdP's discovery does not list in
+    /// `token_endpoint_auth_methods_supported`, before anything is registered with it: such a
+    /// client could never authenticate. Known only where discovery ran.
+    pub fn check_auth_method(&self, method: Option<&str>) -> Result<()> {
+        let known = self.discovered.borrow();
+        let (Some(methods), Some(method)) =
+            (known.as_ref().and_then(|d| d.auth_methods.as_ref()), method)
+        else {
+            return Ok(());
+        };
+        if methods.iter().any(|m| m == method) {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "{}: the IdP's discovery lists only {} in token_endpoint_auth_methods_supported, so a {method} client \
+             could never authenticate there; choose one of them{}",
+            self.cfg.metadata.origin("token_endpoint_auth_method"),
+            methods.join(", "),
+            if method == "private_key_jwt" {
+                " (or unset DCR_SIGNING_KEY for a secret)"
+            } else {
+                ""
+            }
+        )))
     }
 
     /// How error messages name the admin credential.

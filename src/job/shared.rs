@@ -86,6 +86,7 @@ impl Session<'_> {
                 &changes,
                 &id,
                 client.record().client_secret(),
+                self.dialect(),
             ),
         };
         // Never re-sent after a renewal: the body would be stale by then.

@@ -20,16 +20,6 @@ enum Updated {
     Unsupported(String),
 }
 
-/// Whether this tool registered the client (`dcr_bootstrap.origin`), rather than finding it
-/// made by hand or through an admin API.
-pub(super) fn registered_here(record: &ClientRecord) -> bool {
-    record
-        .meta()
-        .and_then(|m| m.get("origin"))
-        .and_then(Value::as_str)
-        == Some(super::output::ORIGIN_REGISTERED)
-}
-
 impl Session<'_> {
     /// Without `DCR_SHARED_CLIENT` the keys we publish replace what the IdP holds. Keys there
     /// that this instance never published belong to someone else (another replica, most
@@ -64,50 +54,6 @@ impl Session<'_> {
                 foreign.join(", ")
             );
         }
-    }
-
-    /// Whether an update of this client can work. Keycloak 25.0–26.7 answers 500 to any
-    /// RFC 7592 update of a client created through its admin API (keycloak#31586); a client
-    /// this tool registered is not affected. There, new keys cannot be published (an error
-    /// naming the way out), and other drift is left as is with a warning (an error when
-    /// strict).
-    pub(super) async fn update_can_work(
-        &self,
-        record: &ClientRecord,
-        changes: &Map<String, Value>,
-    ) -> Result<bool> {
-        if self.cfg.profile() != crate::idp::profile::Profile::Keycloak || registered_here(record) {
-            return Ok(true);
-        }
-        let Some(v) = self
-            .keycloak_version()
-            .await
-            .filter(|v| v.breaks_updates_of_admin_created_clients())
-        else {
-            return Ok(true);
-        };
-        let id = record.client_id();
-        let fields = changes
-            .keys()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let why = format!(
-            "client {id} differs at Keycloak in {fields}, but Keycloak {v} answers 500 to every RFC 7592 update of a client \
-             created through its admin API (keycloak#31586), so no update is sent. Upgrade Keycloak to 26.8 or later, \
-             change the client in the admin console, or let this tool register a new client (move {} away)",
-            self.cfg.output.path.display()
-        );
-        if changes.contains_key("jwks") || changes.contains_key("jwks_uri") {
-            return Err(Error::Rejected(format!(
-                "{why}. The signing keys cannot be published this way: the current key stays in use"
-            )));
-        }
-        if self.cfg.policies.strict_readback {
-            return Err(Error::Rejected(format!("{why} (DCR_STRICT_READBACK=true)")));
-        }
-        tracing::warn!("{why}");
-        Ok(false)
     }
 
     /// How drift is judged: the redirect mode, `DCR_STRICT_READBACK`, and what the previous
@@ -147,6 +93,7 @@ impl Session<'_> {
                     changes,
                     &id,
                     client.record().client_secret(),
+                    self.dialect(),
                 ),
             };
             tracing::info!(
@@ -178,7 +125,7 @@ impl Session<'_> {
             }
             let after = self.read_current(client, "was updated").await?;
             let took_nothing = changes.iter().all(|(k, _)| after.get(k) == current.get(k))
-                && !reconcile::unsettled(desired, after.fields(), compare).is_empty();
+                && !reconcile::diff(desired, after.fields(), compare, &Map::new()).is_empty();
             if took_nothing && method == UpdateMethod::Patch {
                 tracing::warn!(
                     "the IdP answered the PATCH of client {id} but holds the same as before; trying an RFC 7592 PUT"

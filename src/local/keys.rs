@@ -196,6 +196,24 @@ impl KeyMaterial {
         })?;
         Ok(secret(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))))
     }
+
+    /// An assertion like [`KeyMaterial::client_assertion`]'s (same header and claims, its own
+    /// jti) whose signature is spoiled: what a client holding the wrong key would send. The
+    /// control request of a credential proof.
+    pub fn spoiled_assertion(
+        &self,
+        alg: KeyAlg,
+        kid: &str,
+        client_id: &str,
+        audience: &str,
+    ) -> Result<SecretString> {
+        let good = self.client_assertion(alg, kid, client_id, audience)?;
+        let text = good.expose_secret();
+        let (input, sig) = text.rsplit_once('.').unwrap_or((text, ""));
+        let mut bytes = URL_SAFE_NO_PAD.decode(sig).unwrap_or_default();
+        bytes.iter_mut().for_each(|b| *b ^= 0x5a);
+        Ok(secret(format!("{input}.{}", URL_SAFE_NO_PAD.encode(bytes))))
+    }
 }
 
 /// Generates a key for `alg` (RSA of `rsa_bits` bits for RS256/PS256).

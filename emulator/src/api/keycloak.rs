@@ -93,28 +93,10 @@ pub fn as_validated(body: &Value) -> Value {
     b
 }
 
-/// `DescriptionConverter#setPublicKey`: of an inline JWKS, Keycloak keeps one key, the first
-/// for signatures (a client certificate attribute, with its kid).
-pub fn keep_one_key(metadata: &mut Map<String, Value>) {
-    let first = metadata
-        .get("jwks")
-        .and_then(|j| j.get("keys"))
-        .and_then(Value::as_array)
-        .and_then(|ks| {
-            ks.iter()
-                .find(|k| k.get("use").and_then(Value::as_str) == Some("sig"))
-                .cloned()
-        });
-    if let Some(k) = first {
-        metadata.insert("jwks".into(), json!({"keys": [k]}));
-    }
-}
-
 /// `oidc/DescriptionConverter#toExternalResponse`: how Keycloak answers a client.
 pub fn normalise(client: &Client, out: &mut Map<String, Value>) {
-    // An inline JWKS is never reported (only a jwks_uri is).
-    out.remove("jwks");
-    // Only the optional scopes are reported.
+    // The whole inline JWKS is kept (`use.jwks.string`) and answered as it was sent; every
+    // key in it authenticates. Only the optional scopes are reported.
     out.remove("scope");
     if !client.optional_scopes.is_empty() {
         out.insert("scope".into(), json!(client.optional_scopes.join(" ")));
@@ -180,11 +162,13 @@ pub fn check_jwks_use(body: &Value) -> Result<(), Response> {
     Ok(())
 }
 
-/// Keycloak ≈25.0–26.7 (keycloak#31586): an RFC 7592 update of a client created through the
-/// admin API looks the client up by internal id, finds nothing and fails with a 500.
-pub fn update_breaks(state: &State, client: &Client) -> bool {
+/// Keycloak 25.0–26.7 (keycloak#51311, fixed in 26.8 by #51635): an RFC 7592 update that
+/// carries `scope`, of a client created through the admin API, fails with a 500 (a null
+/// pointer while the scopes are resolved, before the request is authenticated). Without
+/// `scope` the update works.
+pub fn update_breaks(state: &State, client: &Client, body: &Value) -> bool {
     let v = version(state);
-    client.admin_created && v >= Version(25, 0) && v < Version(26, 8)
+    client.admin_created && v >= Version(25, 0) && v < Version(26, 8) && body.get("scope").is_some()
 }
 
 /// Keycloak ≤ 23 answers an update with the client's id appended once more to
@@ -208,6 +192,14 @@ pub fn admin(state: &mut State, req: &Request, path: &str, cx: &Cx) -> Option<Re
     let realm = &state.config.realm;
     if path == "/admin/serverinfo" && req.method == "GET" {
         return Some(match super::admin::admin_authorized(state, req) {
+            // From 26.4 the version is shown only to admins who may view the system
+            // (`view-system`, which a manage-clients service account of a realm lacks).
+            Ok(())
+                if version(state) >= Version(26, 4)
+                    && !state.config.quirks.keycloak_view_system =>
+            {
+                Response::json(200, &json!({"systemInfo": {}}))
+            }
             Ok(()) => Response::json(
                 200,
                 &json!({"systemInfo": {"version": format!("{}.0", version(state))}}),
@@ -256,6 +248,7 @@ pub fn admin(state: &mut State, req: &Request, path: &str, cx: &Cx) -> Option<Re
             admin_created: true,
             default_scopes: Vec::new(),
             optional_scopes: Vec::new(),
+            secret_expires_at: 0,
         };
         assign_scopes(state, &mut client, None);
         if let Some(r) = body.get("redirectUris") {

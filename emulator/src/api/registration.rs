@@ -139,9 +139,6 @@ pub(crate) fn register(state: &mut State, req: &Request, cx: &Cx) -> Response {
         } else {
             validate_body(state, &body)?
         };
-        if kc {
-            keycloak::keep_one_key(&mut metadata);
-        }
         let q = &state.config.quirks;
         if q.forget_scope {
             metadata.remove("scope");
@@ -186,6 +183,11 @@ pub(crate) fn register(state: &mut State, req: &Request, cx: &Cx) -> Response {
             .and_then(Value::as_str)
             .is_some_and(|m| m.starts_with("client_secret"));
         let mut client = Client {
+            secret_expires_at: if needs_secret {
+                state.secret_expiry()
+            } else {
+                0
+            },
             client_secret: needs_secret.then(|| state.token("secret")),
             rat: state.token("rat"),
             client_id: client_id.clone(),
@@ -233,7 +235,10 @@ fn representation(state: &State, client: &Client, cx: &Cx) -> Value {
     out.insert("client_id_issued_at".into(), json!(client.issued_at));
     if let Some(s) = &client.client_secret {
         out.insert("client_secret".into(), json!(s));
-        out.insert("client_secret_expires_at".into(), json!(0));
+        out.insert(
+            "client_secret_expires_at".into(),
+            json!(client.secret_expires_at),
+        );
     }
     out.insert("registration_access_token".into(), json!(client.rat));
     out.insert(
@@ -284,6 +289,7 @@ pub(crate) fn manage(state: &mut State, req: &Request, id: &str, cx: &Cx) -> Res
             let client = &state.clients[id];
             Response::json(200, &representation(state, client, cx))
         }
+        "PATCH" | "PUT" if state.config.quirks.no_updates => method_not_allowed(),
         "PATCH" if state.config.quirks.patch_status.is_some() => {
             let status = state.config.quirks.patch_status.unwrap_or(405);
             Response::json(status, &json!({"detail": "Method Not Allowed"}))
@@ -313,7 +319,7 @@ fn update(state: &mut State, req: &Request, id: &str, cx: &Cx, put: bool) -> Res
     };
     let kc = cx.layout.keycloak();
     if kc {
-        if keycloak::update_breaks(state, &state.clients[id]) {
+        if keycloak::update_breaks(state, &state.clients[id], &body) {
             return Response::json(500, &json!({"error": "unknown_error"}));
         }
         if let Err(r) = keycloak::check_jwks_use(&body)
@@ -386,13 +392,10 @@ fn update(state: &mut State, req: &Request, id: &str, cx: &Cx, put: bool) -> Res
     } else {
         validate_body(state, &candidate)
     };
-    let mut metadata = match checked {
+    let metadata = match checked {
         Ok(m) => m,
         Err(r) => return r,
     };
-    if kc {
-        keycloak::keep_one_key(&mut metadata);
-    }
     let needs_secret = metadata
         .get("token_endpoint_auth_method")
         .and_then(Value::as_str)
@@ -404,6 +407,7 @@ fn update(state: &mut State, req: &Request, id: &str, cx: &Cx, put: bool) -> Res
     updated.metadata = metadata;
     if new_secret.is_some() {
         updated.client_secret = new_secret;
+        updated.secret_expires_at = state.secret_expiry();
     }
     if kc {
         keycloak::assign_scopes(state, &mut updated, kc_scope.as_ref());
