@@ -485,6 +485,12 @@ pub struct PolicyArgs {
           action = ArgAction::Set, value_parser = parse_bool, default_value = "true")]
     pub verify_credentials: bool,
 
+    /// Renew a client secret this long before its client_secret_expires_at (an RFC 7592
+    /// update, where the IdP issues a new secret on one), and warn from then on.
+    #[arg(long, global = true, env = "DCR_SECRET_RENEW_BEFORE", value_name = "DURATION",
+          default_value = "7d", value_parser = any_duration)]
+    pub secret_renew_before: Duration,
+
     /// Delete the stored client and register afresh on every start (hard reset; turn off after).
     #[arg(long, global = true, env = "DCR_FORCE_REPLACE", value_name = "BOOL",
           action = ArgAction::Set, value_parser = parse_bool, default_value = "false")]

@@ -111,6 +111,71 @@ async fn the_readme_example_works_on_every_version_and_restarts_change_nothing()
     }
 }
 
+/// docs/profiles.md's Keycloak example, as written (an admin client by client credentials,
+/// a code-flow client with a generated key, the default DCR_VERIFY_CREDENTIALS) on every
+/// version: it registers, a restart writes nothing, and a rotation publishes the new key beside
+/// the old one, both authenticating (Keycloak keeps the whole inline JWKS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_profiles_example_registers_restarts_and_rotates_on_every_version() {
+    for v in ["23.0", "24.0", "25.0", "26.0", "26.7", "26.8"] {
+        let h = Harness::with(Config {
+            admin_clients: vec![("dcr-bootstrap".into(), "admin-client-secret-99".into())],
+            ..keycloak_config(v)
+        });
+        let mut env = BTreeMap::new();
+        let secret = h.dir.path().join("admin-secret");
+        std::fs::write(&secret, "admin-client-secret-99\n").unwrap();
+        for (k, val) in [
+            ("IDP_BASE_URL", h.emu.base_url()),
+            ("DCR_PROFILE", "keycloak".into()),
+            ("DCR_KEYCLOAK_REALM", "demo".into()),
+            ("DCR_ADMIN_CLIENT_ID", "dcr-bootstrap".into()),
+            ("DCR_ADMIN_CLIENT_SECRET_FILE", secret.display().to_string()),
+            ("DCR_CLIENT_NAME", "bff-server".into()),
+            (
+                "DCR_REDIRECT_URIS",
+                "https://app.example.com/auth/callback".into(),
+            ),
+            ("DCR_SCOPE", "openid profile email".into()),
+            (
+                "DCR_SIGNING_KEY",
+                h.dir.path().join("keys/bff.pem").display().to_string(),
+            ),
+            ("DCR_OUTPUT", h.out().display().to_string()),
+            ("DCR_TIMEOUT", "30s".into()),
+        ] {
+            env.insert(k.to_string(), val);
+        }
+        let run = h.run(&env).await;
+        run.assert_code(0);
+        assert!(
+            run.stderr.contains("authenticates at the token endpoint"),
+            "{v}: {}",
+            run.stderr
+        );
+        let written = std::fs::read(h.out()).unwrap();
+        let run = h.run(&env).await;
+        run.assert_code(0);
+        assert_eq!(
+            std::fs::read(h.out()).unwrap(),
+            written,
+            "{v}: a restart wrote"
+        );
+        assert_eq!(puts(&h), 0, "{v}");
+        env.insert("BFF_JWK_ROTATE_AFTER_DAYS".into(), "0".into());
+        let run = h.run(&env).await;
+        run.assert_code(0);
+        assert!(run.stderr.contains("rotated client"), "{v}: {}", run.stderr);
+        let (_, meta) = h.emu.clients().pop().unwrap();
+        assert_eq!(
+            meta["jwks"]["keys"].as_array().unwrap().len(),
+            2,
+            "{v}: overlap"
+        );
+        assert_eq!(h.stats().clients_registered, 1);
+    }
+}
+
 /// an optional scope is sent where Keycloak keeps the default scopes (26.8+), and
 /// withheld before (where sending it would replace them with `basic`): the client still has
 /// every default scope and the stock optional ones.

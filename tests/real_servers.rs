@@ -227,9 +227,8 @@ async fn key_authenticates(s: &Server, dir: &Path, pem: &Path, kid: &str) -> boo
     let pem = std::fs::read_to_string(pem).expect("pem");
     let jwt = client_assertion(&pem, "ES256", kid, &id, &token_endpoint(s));
     let form = format!(
-        "grant_type=client_credentials&scope=openid&{}",
-        dcr_idp_emulator::standin::assertion_form(&jwt)
-            .trim_start_matches("grant_type=client_credentials&")
+        "grant_type=client_credentials&scope=openid&client_assertion_type={}&client_assertion={jwt}",
+        "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
     );
     authenticates(s, form, None).await
 }

@@ -10,6 +10,7 @@ mod config;
 mod crash;
 mod docker;
 mod environment;
+mod evidence;
 mod faults;
 mod interop;
 mod keycloak;

@@ -115,6 +115,11 @@ impl Emulator {
         self.lock().faults.push(fault);
     }
 
+    /// Makes every client secret expire now.
+    pub fn expire_secrets(&self) {
+        self.lock().expire_secrets();
+    }
+
     /// Deletes a client behind the bootstrapper's back (an admin cleaning up).
     pub fn remove_client(&self, client_id: &str) -> bool {
         self.lock().remove_client(client_id)

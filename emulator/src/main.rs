@@ -228,9 +228,11 @@ async fn bff_standin(
             .and_then(|pem| standin::client_assertion(&pem, alg, kid, &creds.client_id, url))
             .and_then(|jwt| standin::post_form(url, &standin::assertion_form(&jwt)));
         match proof {
-            Ok(200) => println!("bff-standin: private_key_jwt ({kid}) accepted at {url}"),
-            Ok(status) => {
-                eprintln!("bff-standin: the token endpoint {url} answered {status}");
+            Ok((status, body)) if standin::authenticated(status, &body) => {
+                println!("bff-standin: private_key_jwt ({kid}) accepted at {url}")
+            }
+            Ok((status, body)) => {
+                eprintln!("bff-standin: the token endpoint {url} answered {status}: {body}");
                 return ExitCode::from(1);
             }
             Err(e) => {

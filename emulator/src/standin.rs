@@ -93,17 +93,24 @@ pub fn client_assertion(
     Ok(format!("{input}.{}", B64.encode(sig)))
 }
 
-/// The form body of a client-credentials request authenticated by `assertion`.
+/// The form body of an authorization-code request with a code never issued, authenticated
+/// by `assertion`: a code-flow client (the application's kind) may send it, and the IdP
+/// judges the code only after authenticating the client, so `invalid_grant` proves the key.
 pub fn assertion_form(assertion: &str) -> String {
     format!(
-        "grant_type=client_credentials&client_assertion_type={}&client_assertion={assertion}",
+        "grant_type=authorization_code&code=never-issued&client_assertion_type={}&client_assertion={assertion}",
         "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
     )
 }
 
+/// Whether a token endpoint's answer to [`assertion_form`] shows the client authenticated.
+pub fn authenticated(status: u16, body: &str) -> bool {
+    status == 200 || (status == 400 && body.contains("invalid_grant"))
+}
+
 /// POSTs a form to a plain-http URL (the compose network) and returns the status: just
 /// enough HTTP/1.1 for the proof, no dependency on an HTTP client crate.
-pub fn post_form(url: &str, body: &str) -> Result<u16, String> {
+pub fn post_form(url: &str, body: &str) -> Result<(u16, String), String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or("only http:// URLs are supported")?;
@@ -121,11 +128,16 @@ pub fn post_form(url: &str, body: &str) -> Result<u16, String> {
         body.len()
     );
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut head = [0u8; 64];
-    let n = s.read(&mut head).map_err(|e| e.to_string())?;
-    let line = String::from_utf8_lossy(&head[..n]);
-    line.split_whitespace()
+    let mut answer = Vec::new();
+    s.take(64 * 1024)
+        .read_to_end(&mut answer)
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("not an HTTP answer: {line:?}"))
+        .ok_or_else(|| format!("not an HTTP answer: {:?}", text.lines().next()))?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Ok((status, body.to_string()))
 }

@@ -58,6 +58,9 @@ pub struct Quirks {
     pub no_updates: bool,
     /// A re-issued registration access token does not revoke the earlier ones.
     pub rat_stays_valid_after_reissue: bool,
+    /// List only these in discovery's `token_endpoint_auth_methods_supported`, and refuse
+    /// client authentication by any other method at the token endpoint.
+    pub auth_methods: Option<Vec<String>>,
 }
 
 impl Quirks {
@@ -121,6 +124,10 @@ impl Quirks {
             }
             "signing-algs" => {
                 self.signing_algs = Some(value.split(',').map(str::to_string).collect());
+                Ok(())
+            }
+            "auth-methods" => {
+                self.auth_methods = Some(value.split(',').map(str::to_string).collect());
                 Ok(())
             }
             "registration-scope" => {
@@ -410,6 +417,15 @@ impl State {
     /// Uses up every IAT minted so far.
     pub fn exhaust_iats(&mut self) {
         self.iats.iter_mut().for_each(|i| i.remaining = 0);
+    }
+
+    /// Makes every client secret expire now (`client_secret_expires_at` passes).
+    pub fn expire_secrets(&mut self) {
+        let past = now_epoch().saturating_sub(1);
+        self.clients
+            .values_mut()
+            .filter(|c| c.client_secret.is_some())
+            .for_each(|c| c.secret_expires_at = past);
     }
 
     /// Expires every access token issued by the token endpoint.

@@ -72,6 +72,8 @@ pub struct Policies {
     pub strict_readback: bool,
     /// `DCR_VERIFY_CREDENTIALS`: prove written credentials at the token endpoint.
     pub verify_credentials: bool,
+    /// `DCR_SECRET_RENEW_BEFORE`: how long before its expiry a client secret is renewed.
+    pub secret_renew_before: Duration,
     /// `DCR_SHARED_CLIENT`: replicas share the client.
     pub shared: Option<SharedClient>,
 }
@@ -426,6 +428,7 @@ impl Policies {
             },
             strict_readback: a.strict_readback,
             verify_credentials: a.verify_credentials,
+            secret_renew_before: a.secret_renew_before,
         }
     }
 }

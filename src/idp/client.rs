@@ -43,6 +43,9 @@ pub enum Update {
     Answer(Map<String, Value>),
     /// 405/501: the IdP does not update clients with this method.
     Unsupported(String),
+    /// 403 without `invalid_token`: the token is good (RFC 6750 §3.1) but the IdP does not
+    /// allow this update (pyoidc: "Unsupported operation").
+    Forbidden(String),
     /// 404/410: no such client, or (for PATCH) no such route.
     NotFound(String),
 }
@@ -76,6 +79,13 @@ pub fn token_refused(r: &Reply) -> bool {
             }),
         _ => false,
     }
+}
+
+/// Whether an answer names the token as the problem (RFC 6750 §3.1 `invalid_token`).
+fn says_invalid_token(r: &Reply) -> bool {
+    json_object(r)
+        .and_then(|o| o.get("error").and_then(Value::as_str).map(str::to_string))
+        .is_some_and(|e| e == "invalid_token")
 }
 
 /// A policy refusal (RFC 6750 §3.1 `insufficient_scope`; Keycloak's registration policies)
@@ -294,6 +304,9 @@ impl Idp {
                 ));
             }
             let detail = describe(&r);
+            if r.status == 403 && !says_invalid_token(&r) {
+                return done(Update::Forbidden(detail));
+            }
             if token_refused(&r) {
                 return Attempt::Done(Managed::TokenRefused(detail));
             }

@@ -38,6 +38,8 @@ struct Correction {
     updated: bool,
     /// What the IdP keeps other than asked (`dcr_bootstrap.settled`).
     settled: Map<String, Value>,
+    /// The IdP does not update clients at all: nothing changed there, no key is promoted.
+    unsupported: bool,
 }
 
 impl Session<'_> {
@@ -75,8 +77,24 @@ impl Session<'_> {
             .correct(&mut client, current, &changes, &desired, &asked_before)
             .await?;
         let extra = settle(&client, &desired, &changes, corrected.settled);
+        let plan = match (plan, corrected.unsupported) {
+            // New keys that could not be published: the pending key is dropped (it was never
+            // published) and the files stay as they are.
+            (Some(p), true) if p.rotated => {
+                if let Some(r) = ring.as_deref_mut() {
+                    r.discard_pending();
+                }
+                None
+            }
+            (plan, _) => plan,
+        };
+        let renewed = self.keep_secret_fresh(&mut client, current).await?;
         let keys_changed = plan.as_ref().is_some_and(|p| p.rotated || p.repaired);
-        let action = decide::reported_action(base, corrected.updated || keys_shared, keys_changed);
+        let action = decide::reported_action(
+            base,
+            corrected.updated || keys_shared || renewed,
+            keys_changed,
+        );
         let record = client.into_record();
         if action != Action::Verified {
             // What changed must work before the run says so (and before a key is promoted).
@@ -192,9 +210,15 @@ impl Session<'_> {
             return Ok(Correction::default());
         }
         let compare = self.compare(asked_before);
-        let after = self
+        let Some(after) = self
             .update_and_read_back(client, current, changes, desired, compare)
-            .await?;
+            .await?
+        else {
+            return Ok(Correction {
+                unsupported: true,
+                ..Correction::default()
+            });
+        };
         let remaining = reconcile::diff(desired, after.fields(), compare, &Map::new());
         let id = client.id().to_string();
         if remaining.contains_key("jwks") || remaining.contains_key("jwks_uri") {
@@ -229,6 +253,7 @@ impl Session<'_> {
         Ok(Correction {
             updated,
             settled: left,
+            unsupported: false,
         })
     }
 }

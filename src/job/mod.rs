@@ -12,6 +12,7 @@ pub mod commands;
 mod converge;
 pub mod decide;
 mod existing;
+mod expiry;
 mod iat;
 mod managed;
 mod output;

@@ -81,7 +81,12 @@ pub fn persist(
         meta["signing_keys"] = serde_json::to_value(&records).unwrap_or_default();
     }
     record.set_meta(meta);
-    if previous.is_none_or(|p| differs_beyond_timestamps(&record, p)) {
+    // Compared with the file as it is now, not as the run found it: the run may have saved a
+    // token or a pending-update mark since.
+    let on_disk = store::load(&cfg.output.path, cfg.output.owner)
+        .ok()
+        .flatten();
+    if on_disk.is_none_or(|p| differs_beyond_timestamps(&record, &p)) {
         save(cfg, &record)?;
     }
     // An unchanged file keeps its content, but not a mode wider than configured.

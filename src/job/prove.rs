@@ -223,10 +223,11 @@ impl Session<'_> {
                 Ok(())
             }
             Some(Proof::Refused(why)) => Err(Error::Rejected(format!(
-                "client {id} is recorded in {}, but the IdP refuses its credentials at the token endpoint ({why}); \
+                "client {id} is recorded in {}, but the IdP refuses its credentials at the token endpoint ({why}){}; \
                  no key was promoted. Check the client's auth method and keys at the IdP \
                  (DCR_VERIFY_CREDENTIALS=false skips this proof)",
-                self.cfg.output.path.display()
+                self.cfg.output.path.display(),
+                super::expiry::expired_cause(record, std::time::SystemTime::now())
             ))),
         }
     }

@@ -115,11 +115,13 @@ impl Session<'_> {
                 *method = UpdateMethod::Put;
                 Ok(false)
             }
-            Ok(Update::Unsupported(why) | Update::NotFound(why)) => Err(Error::Rejected(format!(
-                "the IdP refused the {} of the keys of client {id} at {} ({why})",
-                method.verb(),
-                client.uri()
-            ))),
+            Ok(Update::Unsupported(why) | Update::Forbidden(why) | Update::NotFound(why)) => {
+                Err(Error::Rejected(format!(
+                    "the IdP refused the {} of the keys of client {id} at {} ({why})",
+                    method.verb(),
+                    client.uri()
+                )))
+            }
         }
     }
 

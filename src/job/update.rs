@@ -81,10 +81,11 @@ impl Session<'_> {
         changes: &Map<String, Value>,
         desired: &Map<String, Value>,
         compare: reconcile::Compare<'_>,
-    ) -> Result<ClientRecord> {
+    ) -> Result<Option<ClientRecord>> {
         let cfg = self.cfg;
         let id = client.id().to_string();
         let mut method = cfg.policies.update_method;
+        let mut refusals = Vec::new();
         loop {
             let body = match method {
                 UpdateMethod::Patch => changes.clone(),
@@ -109,18 +110,17 @@ impl Session<'_> {
             match self.send_update(client, method, &body).await? {
                 Updated::Answer => {}
                 Updated::Unsupported(why) if method == UpdateMethod::Patch => {
-                    tracing::warn!(
+                    tracing::info!(
                         "the IdP has no PATCH for clients ({why}); using an RFC 7592 PUT (set DCR_UPDATE_METHOD=put to skip the PATCH)"
                     );
+                    refusals.push(format!("PATCH: {why}"));
                     method = UpdateMethod::Put;
                     continue;
                 }
                 Updated::Unsupported(why) => {
-                    return Err(Error::Rejected(format!(
-                        "the IdP refused the {} of client {id} at {} ({why})",
-                        method.verb(),
-                        client.uri()
-                    )));
+                    refusals.push(format!("PUT: {why}"));
+                    self.say_no_updates(client, changes, &refusals);
+                    return Ok(None);
                 }
             }
             let after = self.read_current(client, "was updated").await?;
@@ -135,8 +135,36 @@ impl Session<'_> {
             }
             client.overlay(cfg, after.fields())?;
             client.save(cfg)?;
-            return Ok(after);
+            return Ok(Some(after));
         }
+    }
+
+    /// An IdP without RFC 7592 updates (405/501, or 403 to a token it just accepted): what
+    /// differs stays as it is and the current key stays in use. Said once a run, with the
+    /// settings that stop the attempts.
+    fn say_no_updates(
+        &self,
+        client: &ManagedClient,
+        changes: &Map<String, Value>,
+        refusals: &[String],
+    ) {
+        let fields = changes
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let keys = if changes.contains_key("jwks") || changes.contains_key("jwks_uri") {
+            "; the current signing key stays in use (BFF_JWK_ROTATE_AFTER_DAYS=-1 stops rotating it)"
+        } else {
+            ""
+        };
+        tracing::warn!(
+            "the IdP does not update clients ({}): client {} keeps {fields} as it is{keys}. Make the configuration match \
+             the IdP (DCR_REDIRECT_UPDATE_MODE=none leaves redirect URIs alone), or register anew \
+             (DCR_FORCE_REPLACE=true for one run)",
+            refusals.join("; "),
+            client.id()
+        );
     }
 
     /// One PATCH or PUT; a refused token is renewed (once, or contended for by replicas).
@@ -153,7 +181,7 @@ impl Session<'_> {
             .await?
         {
             Ok(Update::Answer(_)) => Ok(Updated::Answer),
-            Ok(Update::Unsupported(why)) => Ok(Updated::Unsupported(why)),
+            Ok(Update::Unsupported(why) | Update::Forbidden(why)) => Ok(Updated::Unsupported(why)),
             Ok(Update::NotFound(why)) => {
                 // 404 to a PATCH is ambiguous: no such client, or no PATCH route. A read tells.
                 let exists = matches!(

@@ -345,6 +345,21 @@ impl KeyRing {
         Ok(())
     }
 
+    /// Drops the pending key: it was generated for a rotation the IdP could not take, and was
+    /// never published. The current key stays.
+    pub fn discard_pending(&mut self) {
+        if self.keys.pending.take().is_some() {
+            match std::fs::remove_file(&self.pending_path) {
+                Ok(()) => tracing::info!(
+                    "dropped the unpublished key {}",
+                    self.pending_path.display()
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!("cannot remove {}: {e}", self.pending_path.display()),
+            }
+        }
+    }
+
     /// The private key with this thumbprint, if the ring holds it (current, pending or earlier).
     pub fn material(&self, thumbprint: &str) -> Option<&KeyMaterial> {
         [&self.keys.current, &self.keys.pending]

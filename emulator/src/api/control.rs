@@ -67,5 +67,8 @@ pub(crate) fn discovery(state: &State, cx: &Cx) -> Value {
     if let Some(algs) = &state.config.quirks.signing_algs {
         doc["token_endpoint_auth_signing_alg_values_supported"] = json!(algs);
     }
+    if let Some(methods) = &state.config.quirks.auth_methods {
+        doc["token_endpoint_auth_methods_supported"] = json!(methods);
+    }
     doc
 }

@@ -213,6 +213,15 @@ fn grant(state: &mut State, req: &Request, cx: &Cx) -> Result<Response, Response
         return Err(invalid_grant(cx, &grant));
     }
     let (method, client_id) = authenticate(state, req, &params, cx)?;
+    if let Some(methods) = &state.config.quirks.auth_methods
+        && !methods.iter().any(|m| m == method)
+    {
+        return Err(auth_refused(
+            state,
+            cx,
+            &format!("{method} is not supported"),
+        ));
+    }
     if !known.contains(&grant.as_str()) {
         return Err(oauth_error(
             400,
