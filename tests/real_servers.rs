@@ -1,7 +1,10 @@
 //! dcr-bootstrap against real, independently written RFC 7591/7592 servers, started here on
 //! loopback: glewlwyd (C, Debian package `glewlwyd`; tests/interop/glewlwyd.sh configures it
-//! through its own admin API) and Authlib (Python, PyPI; tests/interop/authlib_server.py is a
-//! thin glue around Authlib's own registration, management and token endpoints).
+//! through its own admin API), Authlib (Python, PyPI; tests/interop/authlib_server.py is a
+//! thin glue around Authlib's own registration, management and token endpoints) and pyoidc
+//! (Python, PyPI package `oic`; tests/interop/pyoidc_server.py routes HTTP to its OpenID
+//! Provider: Dynamic Registration 1.0 without updates, secrets that expire after a day, and a
+//! token endpoint that words a wrong secret and an unknown code alike).
 //!
 //! For each server: register; unchanged restarts send no update and the application's secret
 //! keeps working; drift is updated and read back; a key rotation is proved at the token
@@ -149,6 +152,35 @@ fn authlib() -> Server {
     env.insert("DCR_IAT".into(), iat.into());
     Server {
         name: "authlib",
+        base,
+        env,
+        process: Process::Child(child),
+        _dir: dir,
+    }
+}
+
+fn pyoidc() -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let child = StdCommand::new("python3")
+        .arg(script("pyoidc_server.py"))
+        .arg(port.to_string())
+        .stdout(std::fs::File::create(dir.path().join("log")).expect("log"))
+        .stderr(std::fs::File::create(dir.path().join("err")).expect("log"))
+        .spawn()
+        .expect("python3 tests/interop/pyoidc_server.py (needs oic)");
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for(&format!("{base}/.well-known/openid-configuration"));
+    let mut env = base_env(&base, &base);
+    // Open registration, a code-flow client with a secret.
+    env.insert("DCR_IAT".into(), "none".into());
+    env.remove("DCR_GRANT_TYPES");
+    env.insert(
+        "DCR_TOKEN_ENDPOINT_AUTH_METHOD".into(),
+        "client_secret_basic".into(),
+    );
+    Server {
+        name: "pyoidc",
         base,
         env,
         process: Process::Child(child),
@@ -478,4 +510,64 @@ async fn authlib_refuses_a_bad_token_with_400_and_ignores_requested_ids() {
         "{}",
         run.stderr
     );
+}
+
+/// pyoidc: what the program can know of a server that cannot update or delete clients, whose
+/// secrets end after a day, and whose token endpoint words a wrong secret and an unknown code
+/// alike. Registration works; the proof says "not proven" and goes on; every restart reads
+/// the client at its query-string URI, warns when the secret ends, and sends nothing else;
+/// drift is kept with one warning; deregister is exit 3 with the files kept. One client
+/// throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Python oic (PyPI); .ci/run installs it"]
+async fn pyoidc_no_updates_expiring_secrets_and_ambiguous_refusals() {
+    let s = pyoidc();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = out_env(&s, dir.path());
+    let registered = || async {
+        let r = reqwest::get(format!("{}/_stats", s.base)).await.unwrap();
+        let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        v["registered"].as_u64().unwrap()
+    };
+    let run = run_bin(&env, &[]).await;
+    run.assert_code(0);
+    assert!(run.stderr.contains("not proven"), "{}", run.stderr);
+    let d = doc(dir.path());
+    assert!(
+        d["registration_client_uri"]
+            .as_str()
+            .unwrap()
+            .contains("?client_id=")
+    );
+    assert!(d["client_secret_expires_at"].as_u64().unwrap() > 0);
+    let held = read_back(dir.path()).await.expect("read back");
+    assert_eq!(held["client_id"], d["client_id"]);
+
+    // A restart: read back at the query-string URI, the secret's end warned about (the
+    // update that would renew it is refused with 403), nothing registered.
+    let run = run_bin(&env, &[]).await;
+    run.assert_code(0);
+    assert!(run.stderr.contains("verified client"), "{}", run.stderr);
+    assert!(run.stderr.contains("expires at"), "{}", run.stderr);
+
+    // Drift: pyoidc updates nothing; the client is kept as it is, with one warning.
+    env.insert("DCR_CLIENT_NAME".into(), "bff-renamed".into());
+    let run = run_bin(&env, &[]).await;
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("does not update clients"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        read_back(dir.path()).await.expect("read")["client_name"],
+        "bff-server"
+    );
+
+    // deregister: the delete is refused, and the files stay.
+    let run = run_bin(&env, &["deregister"]).await;
+    run.assert_code(3);
+    assert!(run.stderr.contains("refuses to delete"), "{}", run.stderr);
+    assert!(dir.path().join("keys/bff_client.json").exists());
+    assert_eq!(registered().await, 1);
 }

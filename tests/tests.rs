@@ -13,6 +13,7 @@ mod environment;
 mod evidence;
 mod faults;
 mod interop;
+mod invariants;
 mod keycloak;
 mod profiles;
 mod properties;

@@ -115,6 +115,38 @@ impl Emulator {
         self.lock().faults.push(fault);
     }
 
+    /// Whether the token endpoint would authenticate `client_id` with these credentials: its
+    /// secret, or an assertion signed by `key` (PEM, kid, alg), checked with the emulator's
+    /// own verifier against the client's registered JWKS. For tests that judge a run by what
+    /// the IdP would really accept.
+    pub fn credentials_work(
+        &self,
+        client_id: &str,
+        secret: Option<&str>,
+        key: Option<(&str, &str, &str)>,
+    ) -> bool {
+        let state = self.lock();
+        let Some(client) = state.clients.get(client_id) else {
+            return false;
+        };
+        if state.config.quirks.refuse_client_auth {
+            return false;
+        }
+        let now = state::now_epoch();
+        if let Some(s) = secret {
+            return client.client_secret.as_deref() == Some(s) && !client.secret_expired(now);
+        }
+        let Some((pem, kid, alg)) = key else {
+            return false;
+        };
+        let aud = "https://emulator.invalid/token";
+        let Ok(jwt) = standin::client_assertion(pem, alg, kid, client_id, aud) else {
+            return false;
+        };
+        let jwks = client.metadata.get("jwks").cloned();
+        token::verify_assertion(&jwt, |_| jwks.clone(), &[aud.to_string()], now).is_ok()
+    }
+
     /// Makes every client secret expire now.
     pub fn expire_secrets(&self) {
         self.lock().expire_secrets();
@@ -131,6 +163,18 @@ impl Emulator {
             .clients
             .values()
             .map(|c| (c.client_id.clone(), c.metadata.clone()))
+            .collect()
+    }
+
+    /// The clients that can still authenticate in some way: a client whose secret expired
+    /// is unusable to anyone but an admin.
+    pub fn usable_clients(&self) -> Vec<String> {
+        let s = self.lock();
+        let now = state::now_epoch();
+        s.clients
+            .values()
+            .filter(|c| !c.secret_expired(now))
+            .map(|c| c.client_id.clone())
             .collect()
     }
 

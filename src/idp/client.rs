@@ -50,12 +50,15 @@ pub enum Update {
     NotFound(String),
 }
 
-/// An RFC 7592 delete that the IdP accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An RFC 7592 delete that the IdP answered with the token accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delete {
     Deleted,
     /// 404/410: it was not there (any more).
     NotFound,
+    /// 403 without `invalid_token`: the IdP does not delete clients (pyoidc: "Unsupported
+    /// operation"), or not this one.
+    Forbidden(String),
 }
 
 /// What sets the URL of RFC 7592 calls, for the message about a redirect.
@@ -334,6 +337,9 @@ impl Idp {
         let decide = |r: Reply| -> Attempt<Managed<Delete>> {
             if is_policy_refusal(&r) {
                 return Attempt::Fatal(policy_refusal("deleting the client", uri, &r));
+            }
+            if r.status == 403 && !says_invalid_token(&r) {
+                return Attempt::Done(Managed::Accepted(Delete::Forbidden(describe(&r))));
             }
             if token_refused(&r) {
                 return Attempt::Done(Managed::TokenRefused(describe(&r)));

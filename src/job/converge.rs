@@ -6,6 +6,7 @@ use super::decide::{self, Action};
 use super::managed::ManagedClient;
 use super::output;
 use super::session::Session;
+use super::update::Applied;
 use crate::error::{Error, Result};
 use crate::local::keyring::{KeyRing, Plan};
 use crate::reconcile;
@@ -40,6 +41,8 @@ struct Correction {
     settled: Map<String, Value>,
     /// The IdP does not update clients at all: nothing changed there, no key is promoted.
     unsupported: bool,
+    /// The token was refused mid-update and cannot be renewed; why.
+    unmanageable: Option<String>,
 }
 
 impl Session<'_> {
@@ -76,6 +79,13 @@ impl Session<'_> {
         let corrected = self
             .correct(&mut client, current, &changes, &desired, &asked_before)
             .await?;
+        if let Some(why) = &corrected.unmanageable {
+            // Nothing more can be changed: keep what works, if it does.
+            if let Some(r) = ring.as_deref_mut() {
+                r.discard_pending();
+            }
+            return self.keep_if_proven(client.into_record(), why).await;
+        }
         let extra = settle(&client, &desired, &changes, corrected.settled);
         let plan = match (plan, corrected.unsupported) {
             // New keys that could not be published: the pending key is dropped (it was never
@@ -210,14 +220,24 @@ impl Session<'_> {
             return Ok(Correction::default());
         }
         let compare = self.compare(asked_before);
-        let Some(after) = self
+        let after = match self
             .update_and_read_back(client, current, changes, desired, compare)
             .await?
-        else {
-            return Ok(Correction {
-                unsupported: true,
-                ..Correction::default()
-            });
+        {
+            Applied::Read(after) => after,
+            Applied::Unsupported => {
+                return Ok(Correction {
+                    unsupported: true,
+                    ..Correction::default()
+                });
+            }
+            Applied::Unmanageable(why) => {
+                return Ok(Correction {
+                    unsupported: true,
+                    unmanageable: Some(why),
+                    ..Correction::default()
+                });
+            }
         };
         let remaining = reconcile::diff(desired, after.fields(), compare, &Map::new());
         let id = client.id().to_string();
@@ -253,7 +273,7 @@ impl Session<'_> {
         Ok(Correction {
             updated,
             settled: left,
-            unsupported: false,
+            ..Correction::default()
         })
     }
 }

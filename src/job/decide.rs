@@ -159,7 +159,8 @@ pub enum OnTokenRefused {
     Reregister,
     /// The credentials are refused; stop, naming the admin action (`DCR_ON_STALE=fail`).
     Fail,
-    /// Whether the client exists is not proven: stop, never register a second one.
+    /// Whether the client exists is not proven: keep the stored credentials as they are
+    /// (they may well work), say so, and never register a second client.
     NotProven,
 }
 

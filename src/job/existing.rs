@@ -136,74 +136,160 @@ impl Session<'_> {
     ) -> Result<(Action, String)> {
         let cfg = self.cfg;
         let id = stored.client_id().to_string();
-        let gone = match missing {
-            Missing::Gone(evidence) => evidence,
-            Missing::NotProven(why) => return Err(self.not_proven_gone(&id, &why)),
-            Missing::Refused(why) => {
-                // Refused and not renewable: is the client still there? Its credentials tell.
-                let proof = self
-                    .try_prove(stored, ring.as_deref().map(|r| (r, None)))
-                    .await?;
-                let exists = match &proof {
-                    Some(Proof::Authenticated(_)) => Some(true),
-                    Some(Proof::Refused(_)) => Some(false),
-                    _ => None,
-                };
-                match decide::on_token_refused(exists, cfg.policies.on_stale) {
-                    OnTokenRefused::KeepUnmanaged => return self.keep_unmanaged(stored, &why),
-                    OnTokenRefused::NotProven => {
-                        let proof = match proof {
-                            Some(Proof::NotProven(p)) => p,
-                            _ => "no proof at the token endpoint was possible".into(),
-                        };
-                        return Err(self.not_proven_gone(
-                            &id,
-                            &format!("its registration access token was refused ({why}); {proof}"),
-                        ));
-                    }
-                    OnTokenRefused::Fail => return Err(self.refused_fail(&id, &why)),
-                    OnTokenRefused::Reregister => format!(
-                        "its registration access token was refused ({why}) and its credentials are refused too"
-                    ),
-                }
+        let (why, from_token) = match missing {
+            Missing::Gone(evidence) => {
+                return self
+                    .gone(stored, "is gone at the IdP", &evidence, ring)
+                    .await;
+            }
+            Missing::NotProven(why) => (why, false),
+            Missing::Refused(why) => (why, true),
+        };
+        // The IdP did not say: is the client still there? Its credentials tell.
+        let proof = self
+            .try_prove(stored, ring.as_deref().map(|r| (r, None)))
+            .await?;
+        // An update whose answer was lost may have carried new credentials with the new
+        // token: then refused credentials do not show the client is gone. Nothing is
+        // registered, and the app cannot start with these: exit 3.
+        let pending = stored
+            .meta()
+            .and_then(|m| m.get("pending_update"))
+            .and_then(Value::as_str);
+        if let (Some(Proof::Refused(p)), Some(at)) = (&proof, pending) {
+            return Err(Error::Rejected(format!(
+                "client {} cannot be managed ({why}) and its credentials are refused ({p}), but an update sent at {at} \
+                 got no answer, which may have carried new credentials: the client may live on, so nothing was \
+                 registered. Admin action: {}; or delete the client at the IdP and move {} away",
+                id.escape_debug(),
+                self.admin_action(&id),
+                cfg.output.path.display()
+            )));
+        }
+        let exists = match &proof {
+            Some(Proof::Authenticated(_)) => Some(true),
+            Some(Proof::Refused(_)) => Some(false),
+            _ => None,
+        };
+        let gone_why = |outcome: &str| {
+            if from_token {
+                format!("its registration access token was refused ({why}) and {outcome}")
+            } else {
+                format!("{why}, and {outcome}")
             }
         };
+        match decide::on_token_refused(exists, cfg.policies.on_stale) {
+            OnTokenRefused::KeepUnmanaged => self.keep_unmanaged(stored, &why, None),
+            OnTokenRefused::NotProven => {
+                let proof = match proof {
+                    Some(Proof::NotProven(p)) => p,
+                    _ => "no proof at the token endpoint was possible".into(),
+                };
+                self.keep_unmanaged(stored, &why, Some(&proof))
+            }
+            OnTokenRefused::Fail if from_token => Err(self.refused_fail(&id, &why)),
+            OnTokenRefused::Fail | OnTokenRefused::Reregister => {
+                let cause = super::expiry::expired_cause(stored, std::time::SystemTime::now());
+                self.gone(
+                    stored,
+                    "can no longer be used",
+                    &gone_why(&format!("its credentials are refused too{cause}")),
+                    ring,
+                )
+                .await
+            }
+        }
+    }
+
+    /// A client whose token died during this run (an update's answer was lost, or another
+    /// writer re-issued it) and cannot be renewed: its credentials decide. Working, or not
+    /// proven either way, they are kept (exit 0, "unmanaged"); refused, exit 3.
+    /// `record`: the client as this run last saved it (a token it took, a pending mark).
+    pub(super) async fn keep_if_proven(
+        &self,
+        record: ClientRecord,
+        why: &str,
+    ) -> Result<(Action, String)> {
+        let keep = record.clone();
+        match self.try_prove(&record, None).await? {
+            Some(Proof::Refused(proof)) => Err(Error::Rejected(format!(
+                "client {} cannot be managed ({why}), and the IdP refuses its credentials ({proof}). Admin action: {}",
+                record.client_id().escape_debug(),
+                self.admin_action(record.client_id())
+            ))),
+            Some(Proof::Authenticated(_)) => self.keep_unmanaged(&keep, why, None),
+            Some(Proof::NotProven(proof)) => self.keep_unmanaged(&keep, why, Some(&proof)),
+            None => self.keep_unmanaged(
+                &keep,
+                why,
+                Some("no proof at the token endpoint was possible"),
+            ),
+        }
+    }
+
+    /// The stored client is shown gone: `DCR_ON_STALE` decides.
+    /// `state` says what the evidence shows: "is gone at the IdP" only when the IdP said
+    /// so about the client itself; "can no longer be used" when its token and credentials are
+    /// both refused (deleted, or its credentials revoked or expired: the answers cannot tell).
+    async fn gone(
+        &self,
+        stored: &ClientRecord,
+        state: &str,
+        evidence: &str,
+        ring: Option<&mut KeyRing>,
+    ) -> Result<(Action, String)> {
+        let cfg = self.cfg;
+        let id = stored.client_id();
         match cfg.policies.on_stale {
             StalePolicy::Reregister => {
                 tracing::warn!(
-                    "stored client {id} is gone at the IdP ({gone}); DCR_ON_STALE=reregister: registering a new client"
+                    "stored client {id} {state} ({evidence}); DCR_ON_STALE=reregister: registering a new client"
                 );
                 self.register_flow(Action::Reregistered, ring).await
             }
             StalePolicy::Fail => Err(Error::Rejected(format!(
-                "the stored client {id} is gone at the IdP ({gone}). Set DCR_ON_STALE=reregister to register a new one \
+                "the stored client {id} {state} ({evidence}). Set DCR_ON_STALE=reregister to register a new one \
                  automatically, or DCR_FORCE_REPLACE=true for one run, or move {} away",
                 cfg.output.path.display()
             ))),
         }
     }
 
-    /// Whether the client is gone is not proven: nothing is registered, so that a client
-    /// that still exists is never duplicated.
-    fn not_proven_gone(&self, id: &str, why: &str) -> Error {
-        Error::Rejected(format!(
-            "the stored client {id} could not be read, and whether it still exists is not proven: {why}. Nothing was \
-             registered, so that a live client is never duplicated. Check the client at the IdP; if it is gone, move \
-             {} away (or set DCR_FORCE_REPLACE=true for one run)",
-            self.cfg.output.path.display()
-        ))
-    }
-
-    /// The token is refused for good but the credentials work: the app can run with them.
-    fn keep_unmanaged(&self, stored: &ClientRecord, why: &str) -> Result<(Action, String)> {
-        tracing::warn!("{}", self.still_exists(stored, why));
+    /// The token is refused for good, and the credentials work (or nothing proves they do
+    /// not: `not_proven` says why): the app can run with them, and no second client is
+    /// registered.
+    fn keep_unmanaged(
+        &self,
+        stored: &ClientRecord,
+        why: &str,
+        not_proven: Option<&str>,
+    ) -> Result<(Action, String)> {
+        match not_proven {
+            None => tracing::warn!("{}", self.still_exists(stored, why)),
+            Some(proof) => tracing::warn!(
+                "client {} could not be read ({why}), and whether its credentials still work is not proven: {proof}. \
+                 The stored credentials are kept as they are and nothing is registered, so that a live client is never \
+                 duplicated. Check the client at the IdP: if it is gone, move {} away (or set DCR_FORCE_REPLACE=true \
+                 for one run); else restore its management ({})",
+                stored.client_id().escape_debug(),
+                self.cfg.output.path.display(),
+                self.admin_action(stored.client_id())
+            ),
+        }
+        // An update in flight when the token died stays marked: later runs say why.
+        let extra: Map<String, Value> = stored
+            .meta()
+            .and_then(|m| m.get("pending_update"))
+            .map(|p| ("pending_update".to_string(), p.clone()))
+            .into_iter()
+            .collect();
         output::persist(
             self.cfg,
             stored.clone(),
             Action::Unmanaged,
             None,
             Some(stored),
-            Map::new(),
+            extra,
             self.known_registration_endpoint(),
         )?;
         Ok((Action::Unmanaged, stored.client_id().to_string()))
@@ -234,6 +320,9 @@ impl Session<'_> {
             Ok(Delete::NotFound) => Err(keep(format!(
                 "{} (a URL built from the profile) answered 404, which does not prove the client is gone",
                 client.uri()
+            ))),
+            Ok(Delete::Forbidden(why)) => Err(keep(format!(
+                "the IdP refuses to delete it ({why}); it may not delete clients at all"
             ))),
             Err(Refusal {
                 unrenewed: Unrenewed::NoSuchClient,

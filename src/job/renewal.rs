@@ -35,8 +35,8 @@ impl Session<'_> {
             })
             .unwrap_or_default();
         format!(
-            "the IdP refused the registration access token of client {} ({why}), but the client exists: its credentials \
-             still authenticate at the token endpoint{pending}. It is kept as it is: registering another client would \
+            "client {} cannot be managed ({why}), but the client exists: its credentials still authenticate at the \
+             token endpoint{pending}. It is kept as it is: registering another client would \
              duplicate it, and nothing about it (drift, keys, secret) can be updated until its management is restored. \
              Admin action: {}; or delete the client at the IdP and move {} away",
             stored.client_id().escape_debug(),

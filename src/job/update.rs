@@ -12,10 +12,23 @@ use crate::reconcile;
 use crate::record::ClientRecord;
 use serde_json::{Map, Value};
 
+/// What sending the changes came to.
+pub(super) enum Applied {
+    /// The IdP's client after the update, read back.
+    Read(ClientRecord),
+    /// The IdP does not update clients: nothing changed.
+    Unsupported,
+    /// The token was refused and cannot be renewed (it may have rotated in a lost answer):
+    /// nothing more can be changed; why.
+    Unmanageable(String),
+}
+
 /// What an update came to.
 enum Updated {
     /// The IdP took it (its answer, and any token in it, are taken by then).
     Answer,
+    /// The token was refused and cannot be renewed: the client cannot be managed now.
+    Unmanageable(String),
     /// The IdP has no such method for clients (405/501, or 404 while the client exists).
     Unsupported(String),
 }
@@ -81,7 +94,7 @@ impl Session<'_> {
         changes: &Map<String, Value>,
         desired: &Map<String, Value>,
         compare: reconcile::Compare<'_>,
-    ) -> Result<Option<ClientRecord>> {
+    ) -> Result<Applied> {
         let cfg = self.cfg;
         let id = client.id().to_string();
         let mut method = cfg.policies.update_method;
@@ -120,8 +133,9 @@ impl Session<'_> {
                 Updated::Unsupported(why) => {
                     refusals.push(format!("PUT: {why}"));
                     self.say_no_updates(client, changes, &refusals);
-                    return Ok(None);
+                    return Ok(Applied::Unsupported);
                 }
+                Updated::Unmanageable(why) => return Ok(Applied::Unmanageable(why)),
             }
             let after = self.read_current(client, "was updated").await?;
             let took_nothing = changes.iter().all(|(k, _)| after.get(k) == current.get(k))
@@ -135,7 +149,7 @@ impl Session<'_> {
             }
             client.overlay(cfg, after.fields())?;
             client.save(cfg)?;
-            return Ok(Some(after));
+            return Ok(Applied::Read(after));
         }
     }
 
@@ -195,17 +209,17 @@ impl Session<'_> {
                     "the client {id} at {uri} disappeared during the update ({why}); run again to re-register (DCR_ON_STALE=reregister)"
                 )))
             }
-            Err(Refusal { why, unrenewed }) => Err(Error::Rejected(match unrenewed {
-                Unrenewed::NoSuchClient => format!(
-                    "updating client {id} was refused ({why}) and the admin API does not know the client"
-                ),
-                Unrenewed::NotPossible => format!(
-                    "updating client {id} was refused ({why}) although reading it just worked; set an admin \
-                     token and DCR_RAT_ENDPOINT so the registration access token can be renewed"
-                ),
-                Unrenewed::StillRefused | Unrenewed::NotTried => format!(
-                    "updating client {id} was refused even with a freshly re-issued registration access token ({why})"
-                ),
+            Err(Refusal {
+                why,
+                unrenewed: Unrenewed::NoSuchClient,
+            }) => Err(Error::Rejected(format!(
+                "updating client {id} was refused ({why}) and the admin API does not know the client"
+            ))),
+            Err(Refusal { why, unrenewed }) => Ok(Updated::Unmanageable(match unrenewed {
+                Unrenewed::StillRefused => {
+                    format!("the update was refused even with a freshly re-issued token: {why}")
+                }
+                _ => format!("the update's token was refused and cannot be renewed: {why}"),
             })),
         }
     }
