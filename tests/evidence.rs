@@ -379,3 +379,19 @@ async fn a_scope_added_later_is_corrected() {
     );
     assert!(run.stderr.contains("updated client"), "{}", run.stderr);
 }
+
+/// Who made the client is recorded with the first save, before the proof: a client this run
+/// registered is known as ours even when the proof (or anything after it) fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_origin_is_recorded_before_the_proof() {
+    let h = quirky(Quirks {
+        refuse_client_auth: true,
+        ..Quirks::default()
+    });
+    let run = h.run(&secret_env(&h)).await;
+    run.assert_code(3);
+    assert_eq!(
+        h.output_json()["dcr_bootstrap"]["origin"],
+        json!("registered")
+    );
+}
