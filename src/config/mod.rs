@@ -589,6 +589,15 @@ impl Config {
         }
     }
 
+    /// The deployment a seal binds a stored record to.
+    pub fn binding(&self) -> crate::seal::Binding {
+        crate::seal::Binding {
+            idp: self.target.idp_base_url.to_string(),
+            profile: self.profile().name(),
+            output: self.output.path.display().to_string(),
+        }
+    }
+
     /// The inverse of [`Config::rewrite`]: a URL at `IDP_BASE_URL` as the IdP itself names
     /// it, under `DCR_REWRITE_PUBLIC_BASE`.
     pub fn unrewrite(&self, url: &Url) -> Url {

@@ -25,7 +25,7 @@ impl Session<'_> {
         ring: Option<&mut KeyRing>,
     ) -> Result<(Action, String)> {
         let uri = self.client_uri(&record).await?;
-        output::save(self.cfg, &record)?;
+        output::save(self.cfg, &record, output::Trust::Ours)?;
         let current = record.clone();
         let client = ManagedClient::new(record, uri, true, true).ok_or_else(|| {
             Error::Rejected("the adopted client came without a registration access token".into())

@@ -4,7 +4,7 @@
 
 use super::decide::{self, Action};
 use super::managed::ManagedClient;
-use super::output;
+use super::output::{self, Persist};
 use super::session::Session;
 use super::update::Applied;
 use crate::error::{Error, Result};
@@ -105,6 +105,7 @@ impl Session<'_> {
             corrected.updated || keys_shared || renewed,
             keys_changed,
         );
+        let trust = client.trust();
         let record = client.into_record();
         if action != Action::Verified {
             // What changed must work before the run says so (and before a key is promoted).
@@ -114,11 +115,14 @@ impl Session<'_> {
         output::persist(
             self.cfg,
             record.clone(),
-            action,
-            ring.as_deref().zip(plan.as_ref()),
-            stored,
-            extra,
-            self.known_registration_endpoint(),
+            Persist {
+                action,
+                keys: ring.as_deref().zip(plan.as_ref()),
+                previous: stored,
+                extra,
+                registration_endpoint: self.known_registration_endpoint(),
+                trust,
+            },
         )?;
         Ok((action, record.client_id().to_string()))
     }

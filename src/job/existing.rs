@@ -4,7 +4,7 @@
 
 use super::decide::{self, Action, OnTokenRefused};
 use super::managed::{ManagedClient, Refusal, Unrenewed};
-use super::output;
+use super::output::{self, Persist, Trust};
 use super::session::Session;
 use crate::error::{Error, Result};
 use crate::idp::client::{Delete, Read};
@@ -26,9 +26,22 @@ enum Missing {
     NotProven(String),
 }
 
+/// Our notes on a stored record that a run which changes nothing keeps: what was asked, what
+/// the IdP settled, an update in flight.
+fn carried_notes(stored: &ClientRecord) -> Map<String, Value> {
+    ["asked", "settled", "pending_update"]
+        .into_iter()
+        .filter_map(|k| {
+            let v = stored.meta()?.get(k)?;
+            Some((k.to_string(), v.clone()))
+        })
+        .collect()
+}
+
 impl Session<'_> {
     /// Whether a stored record is proven to be this tool's record of its client, so that the
-    /// admin token may act on that client: `DCR_CLIENT_ID` names it, or its seal verifies.
+    /// admin token may act on that client: `DCR_CLIENT_ID` names it, or its seal verifies for
+    /// this deployment. Nothing else: not a token the IdP accepted, not a file's owner.
     pub(super) fn owns(&self, record: &ClientRecord) -> bool {
         let cfg = self.cfg;
         let configured = cfg.metadata.fields.get("client_id").and_then(Value::as_str);
@@ -37,7 +50,16 @@ impl Session<'_> {
                 .credentials
                 .sealer
                 .as_ref()
-                .is_some_and(|s| s.verify(record))
+                .is_some_and(|s| s.verify(record, &cfg.binding()))
+    }
+
+    /// How a stored record is written back: sealed only when it is ours.
+    pub(super) fn trust_of(&self, record: &ClientRecord) -> Trust {
+        if self.owns(record) {
+            Trust::Ours
+        } else {
+            Trust::NotOurs
+        }
     }
 
     /// The stored client, ready to be managed: its token and management URL.
@@ -115,11 +137,14 @@ impl Session<'_> {
         output::persist(
             cfg,
             stored.clone(),
-            Action::Trusted,
-            None,
-            Some(stored),
-            Map::new(),
-            self.known_registration_endpoint(),
+            Persist {
+                action: Action::Trusted,
+                keys: None,
+                previous: Some(stored),
+                extra: carried_notes(stored),
+                registration_endpoint: self.known_registration_endpoint(),
+                trust: self.trust_of(stored),
+            },
         )?;
         Ok((Action::Trusted, id))
     }
@@ -276,21 +301,19 @@ impl Session<'_> {
                 self.admin_action(stored.client_id())
             ),
         }
-        // An update in flight when the token died stays marked: later runs say why.
-        let extra: Map<String, Value> = stored
-            .meta()
-            .and_then(|m| m.get("pending_update"))
-            .map(|p| ("pending_update".to_string(), p.clone()))
-            .into_iter()
-            .collect();
+        // Our notes stay (an update in flight when the token died: later runs say why).
+        let extra = carried_notes(stored);
         output::persist(
             self.cfg,
             stored.clone(),
-            Action::Unmanaged,
-            None,
-            Some(stored),
-            extra,
-            self.known_registration_endpoint(),
+            Persist {
+                action: Action::Unmanaged,
+                keys: None,
+                previous: Some(stored),
+                extra,
+                registration_endpoint: self.known_registration_endpoint(),
+                trust: self.trust_of(stored),
+            },
         )?;
         Ok((Action::Unmanaged, stored.client_id().to_string()))
     }

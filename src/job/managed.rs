@@ -2,7 +2,7 @@
 //! token and the URL that manage it; and the one rule for a refused token ([`Renew`]): renew
 //! it with the admin API where the record is ours, save it at once, call again.
 
-use super::output;
+use super::output::{self, Trust};
 use super::renewal::Renewal;
 use super::session::Session;
 use crate::config::Config;
@@ -23,11 +23,10 @@ pub(super) struct ManagedClient {
     record: ClientRecord,
     rat: SecretString,
     uri: Url,
-    /// The admin token may act on this client: `DCR_CLIENT_ID` names it or its seal verifies
-    /// (an accepted token also counts, see [`ManagedClient::may_renew`]).
+    /// The record is this program's (`DCR_CLIENT_ID` names it, its seal verifies, or this run
+    /// registered or adopted it): the admin token may act on the client, and the record is
+    /// sealed when saved.
     owned: bool,
-    /// The IdP accepted a token of this record for this client.
-    accepted: bool,
     /// The record lives in the output, so a new token is written there at once.
     saved: bool,
 }
@@ -73,7 +72,6 @@ impl ManagedClient {
             rat,
             uri,
             owned,
-            accepted: false,
             saved,
         })
     }
@@ -90,10 +88,13 @@ impl ManagedClient {
         &self.uri
     }
 
-    /// Whether a refused token may be renewed with the admin token: the record is ours, or
-    /// the IdP accepted its token for this client.
-    fn may_renew(&self) -> bool {
-        self.owned || self.accepted
+    /// How the record is written: sealed when it is ours.
+    pub fn trust(&self) -> Trust {
+        if self.owned {
+            Trust::Ours
+        } else {
+            Trust::NotOurs
+        }
     }
 
     /// Takes a new token and saves it (where the record lives in the output).
@@ -127,7 +128,7 @@ impl ManagedClient {
 
     pub fn save(&self, cfg: &Config) -> Result<()> {
         if self.saved {
-            output::save(cfg, &self.record)?;
+            output::save(cfg, &self.record, self.trust())?;
         }
         Ok(())
     }
@@ -135,7 +136,8 @@ impl ManagedClient {
     /// Marks an update in flight, so that a lost answer (and with it a token the IdP
     /// rotated) is recognised on the next start.
     pub fn mark_pending_update(&mut self, cfg: &Config) -> Result<()> {
-        output::mark_pending_update(cfg, &mut self.record)
+        let trust = self.trust();
+        output::mark_pending_update(cfg, &mut self.record, trust)
     }
 
     /// The record, from now on kept in the output.
@@ -172,10 +174,7 @@ impl Session<'_> {
         let mut renewals = 0u32;
         loop {
             let why = match op(&c.uri, &c.rat).await? {
-                Managed::Accepted(v) => {
-                    c.accepted = true;
-                    return Ok(Ok(v));
-                }
+                Managed::Accepted(v) => return Ok(Ok(v)),
                 Managed::TokenRefused(why) => why,
             };
             match renew {
@@ -215,7 +214,7 @@ impl Session<'_> {
         why: &str,
     ) -> Result<std::result::Result<(), Unrenewed>> {
         let id = c.id().to_string();
-        match self.renew_rat(&id, why, c.may_renew()).await? {
+        match self.renew_rat(&id, why, c.owned).await? {
             Renewal::Token(t) => {
                 c.set_rat(self.cfg, t)?;
                 Ok(Ok(()))

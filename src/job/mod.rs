@@ -62,6 +62,26 @@ pub fn load_ring(
         .transpose()
 }
 
+/// A stored record for another client than `DCR_CLIENT_ID` is refused before any request:
+/// whoever wrote it chose which client the run would act on.
+fn check_stored_client(cfg: &Config, stored: &ClientRecord) -> Result<()> {
+    let configured = cfg
+        .metadata
+        .fields
+        .get("client_id")
+        .and_then(serde_json::Value::as_str);
+    match configured {
+        Some(id) if id != stored.client_id() => Err(crate::error::Error::Io(format!(
+            "DCR_OUTPUT {} holds client {}, but DCR_CLIENT_ID is {}: refusing to act on another client than the one \
+             configured. Move the file away, or fix DCR_CLIENT_ID",
+            cfg.output.path.display(),
+            stored.client_id().escape_debug(),
+            id.escape_debug()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub async fn run(cfg: &Config) -> Result<Outcome> {
     let start = Instant::now();
     let session = Session::new(cfg)?;
@@ -85,6 +105,18 @@ pub async fn run(cfg: &Config) -> Result<Outcome> {
 
     // 2. Load what a previous run stored, and the keys.
     let stored = store::load(out, cfg.output.owner)?;
+    if let Some(s) = &stored {
+        check_stored_client(cfg, s)?;
+        if !session.owns(s) && cfg.credentials.sealer.is_some() {
+            tracing::warn!(
+                "{} is not sealed for this deployment (edited, copied from elsewhere, or written by an older \
+                 version): the admin token is not used on client {}; it is managed with its own registration access \
+                 token only",
+                out.display(),
+                s.client_id().escape_debug()
+            );
+        }
+    }
     let mut ring = load_ring(cfg, stored.as_ref(), session.now)?;
 
     // 3. Decide, call, persist.

@@ -15,9 +15,25 @@ use std::time::SystemTime;
 /// `dcr_bootstrap.origin` of a client this tool registered itself.
 pub const ORIGIN_REGISTERED: &str = "registered";
 
-/// Writes the record as it is.
-pub fn save(cfg: &Config, record: &ClientRecord) -> Result<()> {
+/// Whether a record is this program's memory: registered or adopted by it, or found sealed
+/// for this deployment. Only such a record is sealed when written; anything else is written
+/// without a seal, so that nothing read back from the volume becomes trusted by being saved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    Ours,
+    NotOurs,
+}
+
+/// Writes the record: sealed when it is ours and a sealing key is configured, unsealed when
+/// it is not ours. A run without the sealing key (no admin credential) keeps the seal the
+/// record carries: it covers only what names the client, which such a run does not change.
+pub fn save(cfg: &Config, record: &ClientRecord, trust: Trust) -> Result<()> {
     let out = &cfg.output;
+    let record = match (&cfg.credentials.sealer, trust) {
+        (Some(sealer), Trust::Ours) => sealer.sealed(record.clone(), &cfg.binding()),
+        (Some(_), Trust::NotOurs) => crate::seal::unsealed(record.clone()),
+        (None, _) => record.clone(),
+    };
     let bytes = record.to_bytes().map_err(Error::Io)?;
     store::write_atomic(&out.path, &bytes, out.mode, out.owner)
 }
@@ -25,12 +41,12 @@ pub fn save(cfg: &Config, record: &ClientRecord) -> Result<()> {
 /// Marks the record as having an update in flight: if its answer is lost (and with it a
 /// registration access token the IdP rotated), the next start knows why its token is
 /// refused. `persist` writes the record without the mark.
-pub fn mark_pending_update(cfg: &Config, record: &mut ClientRecord) -> Result<()> {
+pub fn mark_pending_update(cfg: &Config, record: &mut ClientRecord, trust: Trust) -> Result<()> {
     let mut meta = record.meta().cloned().unwrap_or_else(|| json!({}));
     meta["pending_update"] =
         Value::String(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
     record.set_meta(meta);
-    save(cfg, record)
+    save(cfg, record, trust)
 }
 
 /// The key records a previous run stored in the output.
@@ -53,19 +69,31 @@ pub fn stored_key_records(stored: Option<&ClientRecord>) -> Vec<KeyRecord> {
         .collect()
 }
 
+/// What a run persists beside the record.
+pub struct Persist<'a> {
+    pub action: Action,
+    /// The key ring and the plan the IdP now holds.
+    pub keys: Option<(&'a KeyRing, &'a Plan)>,
+    /// The record as the run found it (who made the client is carried over from it).
+    pub previous: Option<&'a ClientRecord>,
+    /// Further members of our `dcr_bootstrap` record (what was asked, what the IdP settled).
+    pub extra: Map<String, Value>,
+    pub registration_endpoint: Option<Url>,
+    pub trust: Trust,
+}
+
 /// Writes everything, in crash-safe order: the registration (with the key records as they
 /// will be), then the key files (the pending key becomes current), then the public JWKS and
 /// the dotenv views. Files whose content would not change are left alone.
-/// `extra`: further members of our `dcr_bootstrap` record (the corrections the IdP settled).
-pub fn persist(
-    cfg: &Config,
-    mut record: ClientRecord,
-    action: Action,
-    keys: Option<(&KeyRing, &Plan)>,
-    previous: Option<&ClientRecord>,
-    extra: Map<String, Value>,
-    registration_endpoint: Option<Url>,
-) -> Result<()> {
+pub fn persist(cfg: &Config, mut record: ClientRecord, p: Persist<'_>) -> Result<()> {
+    let Persist {
+        action,
+        keys,
+        previous,
+        extra,
+        registration_endpoint,
+        trust,
+    } = p;
     let records: Vec<KeyRecord> = match keys {
         Some((_, p)) => p.publish.clone(),
         None => stored_key_records(previous),
@@ -87,7 +115,7 @@ pub fn persist(
         .ok()
         .flatten();
     if on_disk.is_none_or(|p| differs_beyond_timestamps(&record, &p)) {
-        save(cfg, &record)?;
+        save(cfg, &record, trust)?;
     }
     // An unchanged file keeps its content, but not a mode wider than configured.
     files::ensure_mode(&cfg.output.path, cfg.output.mode)
@@ -103,8 +131,8 @@ pub fn persist(
     write_dotenv(cfg, &record, records.first())
 }
 
-/// Our `dcr_bootstrap` member: who wrote the record, where the client was registered, who
-/// made it, and the seal.
+/// Our `dcr_bootstrap` member: who wrote the record, where the client was registered, and
+/// who made it (the seal is added when the record is saved).
 fn provenance(
     cfg: &Config,
     record: &ClientRecord,
@@ -128,24 +156,20 @@ fn provenance(
         "written_at": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         "action": action.as_str(),
     });
-    // Who made the client is known only when it was made: carried over from then.
+    // Who made the client is known only when it was made: carried over from then, and the
+    // seal with it (a run that cannot seal keeps the one it found; `save` decides).
     if let Some(origin) = same_client
         .and_then(|p| p.meta())
         .and_then(|m| m.get("origin"))
     {
         meta["origin"] = origin.clone();
     }
-    // A run without the sealing key (no admin credential) keeps the seal it found, which
-    // still covers the same client and URI.
-    let kept = same_client
+    if let Some(seal) = same_client
         .filter(|p| p.client_uri() == record.client_uri())
         .and_then(|p| p.meta())
         .and_then(|m| m.get("seal"))
-        .cloned();
-    match (&cfg.credentials.sealer, kept) {
-        (Some(sealer), _) => meta["seal"] = Value::String(sealer.seal(record)),
-        (None, Some(seal)) => meta["seal"] = seal,
-        (None, None) => {}
+    {
+        meta["seal"] = seal.clone();
     }
     meta
 }
@@ -189,6 +213,7 @@ fn differs_beyond_timestamps(a: &ClientRecord, b: &ClientRecord) -> bool {
         if let Some(Value::Object(meta)) = m.get_mut(crate::record::META) {
             meta.remove("written_at");
             meta.remove("action");
+            meta.remove("seal");
         }
         m
     };

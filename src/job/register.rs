@@ -4,7 +4,7 @@
 use super::converge::asked;
 use super::decide::{self, Action, IatRejected, OnIatRejected};
 use super::iat::IatState;
-use super::output;
+use super::output::{self, Persist, Trust};
 use super::session::Session;
 use crate::error::{Error, Result};
 use crate::idp::client::{Registration, Uncertain, display_name};
@@ -71,7 +71,7 @@ impl Session<'_> {
         // left unrecorded, and the next run knows this tool made it.
         let mut record = record;
         record.set_meta(serde_json::json!({ "origin": output::ORIGIN_REGISTERED }));
-        output::save(cfg, &record)?;
+        output::save(cfg, &record, Trust::Ours)?;
         self.check_new_id(&metadata, &record, uncertain)?;
         self.prove(&record, ring.as_deref().map(|r| (r, plan.as_ref())))
             .await?;
@@ -92,11 +92,14 @@ impl Session<'_> {
         output::persist(
             cfg,
             record.clone(),
-            action,
-            ring.as_deref().zip(plan.as_ref()),
-            None,
-            extra,
-            self.known_registration_endpoint(),
+            Persist {
+                action,
+                keys: ring.as_deref().zip(plan.as_ref()),
+                previous: None,
+                extra,
+                registration_endpoint: self.known_registration_endpoint(),
+                trust: Trust::Ours,
+            },
         )?;
         self.check_readback(&metadata, record.fields())?;
         Ok((action, record.client_id().to_string()))
