@@ -82,7 +82,10 @@ impl Sealer {
     /// The record with a fresh seal over everything it holds.
     pub fn sealed(&self, mut record: ClientRecord, b: &Binding) -> ClientRecord {
         let tag = URL_SAFE_NO_PAD.encode(hmac::sign(&self.key, &Self::message(&record, b)));
-        let mut meta = record.meta().cloned().unwrap_or_else(|| serde_json::json!({}));
+        let mut meta = record
+            .meta()
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({}));
         meta[SEAL] = Value::String(tag);
         record.set_meta(meta);
         record
@@ -139,18 +142,27 @@ mod tests {
         // The client or its URL changed: not ours.
         for (path, value) in [
             ("client_id", serde_json::json!("theirs")),
-            ("registration_client_uri", serde_json::json!("https://idp/c/theirs")),
+            (
+                "registration_client_uri",
+                serde_json::json!("https://idp/c/theirs"),
+            ),
         ] {
             let mut d = sealed.fields().clone();
             d.insert(path.into(), value);
-            assert!(!s.verify(&ClientRecord::from_map(d).unwrap(), &here()), "{path}");
+            assert!(
+                !s.verify(&ClientRecord::from_map(d).unwrap(), &here()),
+                "{path}"
+            );
         }
         let mut d = sealed.fields().clone();
         d["dcr_bootstrap"]["origin"] = serde_json::json!("adopted");
         assert!(!s.verify(&ClientRecord::from_map(d).unwrap(), &here()));
         // A rotated token keeps the seal: a run without the sealing key may save one.
         let mut d = sealed.fields().clone();
-        d.insert("registration_access_token".into(), serde_json::json!("rotated"));
+        d.insert(
+            "registration_access_token".into(),
+            serde_json::json!("rotated"),
+        );
         assert!(s.verify(&ClientRecord::from_map(d).unwrap(), &here()));
         // Another deployment, another key, no seal: not ours.
         let elsewhere = Binding {

@@ -2,6 +2,7 @@
 //! the real `dcr-bootstrap` binary run as a child process with a clean environment.
 
 use dcr_idp_emulator::{Config, Emulator, Stats};
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -371,4 +372,32 @@ pub fn check_invariants(name: &str, h: &Harness, run: &Run, code: i32) {
             "[{name}] a secret leaked into the logs"
         );
     }
+}
+
+pub fn write_json(path: &Path, v: &Value) {
+    std::fs::write(path, serde_json::to_vec_pretty(v).unwrap()).unwrap();
+}
+
+/// A client registered behind our back (another team's), with its own registration token:
+/// its id, registration URI and secret.
+pub async fn victim(h: &Harness) -> (String, String, String) {
+    let iat = h.emu.mint_iat(Duration::from_secs(60), 1);
+    let body = json!({"client_name": "victim", "redirect_uris": ["https://victim.example/cb"]});
+    let bytes = reqwest::Client::new()
+        .post(format!("{}/api/oidc/dcr/register", h.emu.base_url()))
+        .bearer_auth(iat)
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let r: Value = serde_json::from_slice(&bytes).unwrap();
+    (
+        r["client_id"].as_str().unwrap().to_string(),
+        r["registration_client_uri"].as_str().unwrap().to_string(),
+        r["client_secret"].as_str().unwrap().to_string(),
+    )
 }

@@ -22,32 +22,6 @@ fn set_fields(path: &str, fields: Value) -> Fault {
     )
 }
 
-fn write_json(path: &Path, v: &Value) {
-    std::fs::write(path, serde_json::to_vec_pretty(v).unwrap()).unwrap();
-}
-
-/// A client registered behind our back (another team's), with its own registration token.
-async fn victim(h: &Harness) -> (String, String) {
-    let iat = h.emu.mint_iat(Duration::from_secs(60), 1);
-    let body = json!({"client_name": "victim", "redirect_uris": ["https://victim.example/cb"]});
-    let bytes = reqwest::Client::new()
-        .post(format!("{}{REGISTER}", h.emu.base_url()))
-        .bearer_auth(iat)
-        .header("Content-Type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let r: Value = serde_json::from_slice(&bytes).unwrap();
-    (
-        r["client_id"].as_str().unwrap().to_string(),
-        r["registration_client_uri"].as_str().unwrap().to_string(),
-    )
-}
-
 // 1. The stored output must not steer the admin token to another client, nor send tokens to
 //    another host.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,7 +31,7 @@ async fn an_edited_output_cannot_make_the_admin_token_act_on_another_client() {
     // admin token could act if the program let it.
     let env = h.env_with_rat_endpoint();
     h.run(&env).await.assert_code(0);
-    let (victim_id, victim_uri) = victim(&h).await;
+    let (victim_id, victim_uri, _) = victim(&h).await;
     let before = h.emu.clients();
 
     // Whoever can write the volume points our record at the victim.

@@ -23,3 +23,4 @@ mod replicas;
 mod retry;
 mod secrets;
 mod security;
+mod volume;

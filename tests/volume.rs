@@ -1,0 +1,175 @@
+//! The volume is not the program's memory (docs/security.md, "State"): whoever can write the
+//! output can edit it, and the program must act with admin powers only on what it can verify
+//! it wrote itself. Each test reproduces one attack of the second adversarial review against
+//! the real binary; `DCR_TEST_BIN=<old build> cargo test --test tests volume::` shows them
+//! failing before.
+
+use crate::common::*;
+use serde_json::json;
+
+/// The takeover through the seal: the record is pointed at another client and its token
+/// removed, saved by one run, then given a bogus token so that the next run "renews" it with
+/// the admin token. Nothing may reach the victim, with or without DCR_CLIENT_ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_pointed_at_another_client_never_gets_the_admin_token() {
+    for client_id in [None, Some("bff-server")] {
+        let h = Harness::new();
+        let mut env = h.env_with_rat_endpoint();
+        if let Some(id) = client_id {
+            env.insert("DCR_CLIENT_ID".into(), id.into());
+        }
+        let dotenv = h.dir.path().join("keys/bff.env");
+        env.insert("DCR_ENV_OUTPUT".into(), dotenv.display().to_string());
+        h.run(&env).await.assert_code(0);
+        let (victim_id, victim_uri, victim_secret) = victim(&h).await;
+        let before = h.emu.clients();
+        let reissued = h.stats().rats_reissued;
+
+        let mut doc = h.output_json();
+        doc["client_id"] = json!(victim_id);
+        doc["registration_client_uri"] = json!(victim_uri);
+        doc.as_object_mut()
+            .map(|o| o.remove("registration_access_token"));
+        doc["dcr_bootstrap"]
+            .as_object_mut()
+            .map(|o| o.remove("seal"));
+        write_json(&h.out(), &doc);
+        let first = h.run(&env).await;
+        let mut doc = h.output_json();
+        doc["registration_access_token"] = json!("any-bogus-token");
+        write_json(&h.out(), &doc);
+        let second = h.run(&env).await;
+
+        let case = format!("DCR_CLIENT_ID={client_id:?}");
+        assert_eq!(
+            h.stats().rats_reissued,
+            reissued,
+            "[{case}] the admin token re-issued the victim's token\n{}\n{}",
+            first.stderr,
+            second.stderr
+        );
+        assert_eq!(h.emu.clients(), before, "[{case}] the victim was changed");
+        assert_ne!(second.code, Some(0), "[{case}] {}", second.stderr);
+        let files = format!(
+            "{}{}",
+            std::fs::read_to_string(h.out()).unwrap_or_default(),
+            std::fs::read_to_string(&dotenv).unwrap_or_default()
+        );
+        assert!(
+            !files.contains(&victim_secret),
+            "[{case}] the victim's secret reached our files"
+        );
+        assert!(
+            h.output_json()["dcr_bootstrap"].get("seal").is_none(),
+            "[{case}] an edited record was sealed\n{}\n{}\n{}",
+            first.stderr,
+            second.stderr,
+            h.output_json()
+        );
+        if client_id.is_some() {
+            // Refused before any request: a stored record for another client.
+            first.assert_code(5);
+            assert!(first.stderr.contains(&victim_id), "{}", first.stderr);
+        }
+    }
+}
+
+/// A sealed record copied from another deployment that shares the admin token (here: the same
+/// IdP, another output) does not verify, so its client never gets the admin token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_record_from_another_deployment_is_not_ours() {
+    let h = Harness::new();
+    let other = h.env_with_rat_endpoint();
+    h.run(&other).await.assert_code(0);
+    let copied = h.output_json();
+
+    let mut ours = other.clone();
+    let out = h.dir.path().join("ours/bff_client.json");
+    ours.insert("DCR_OUTPUT".into(), out.display().to_string());
+    h.run(&ours).await.assert_code(0);
+    let before = h.emu.clients();
+    let reissued = h.stats().rats_reissued;
+
+    let mut doc = copied.clone();
+    doc["registration_access_token"] = json!("any-bogus-token");
+    write_json(&out, &doc);
+    let run = h.run(&ours).await;
+    assert_ne!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not sealed for this deployment"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        h.stats().rats_reissued,
+        reissued,
+        "the admin token re-issued the other deployment's token\n{}",
+        run.stderr
+    );
+    assert_eq!(
+        h.emu.clients(),
+        before,
+        "the other deployment's client was changed"
+    );
+}
+
+/// A planted settlement cannot keep an attacker's redirect URI (or key, or grant) at the IdP;
+/// a settlement that does suppress a correction is said at WARN on every run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planted_settlement_never_keeps_a_redirect_uri_and_is_always_said() {
+    let h = Harness::new();
+    let mut env = h.env();
+    env.insert(
+        "DCR_GRANT_TYPES".into(),
+        "authorization_code,refresh_token".into(),
+    );
+    h.run(&env).await.assert_code(0);
+    let id = h.output_json()["client_id"].as_str().unwrap().to_string();
+    let ours = h.output_json()["redirect_uris"].clone();
+    // Whoever holds the volume (and so the registration access token) changes the client at
+    // the IdP and plants settlements that would keep the changes.
+    let evil = json!(["https://attacker.example/cb"]);
+    let fewer = json!(["authorization_code"]);
+    h.emu.set_client_field(&id, "redirect_uris", evil.clone());
+    h.emu.set_client_field(&id, "grant_types", fewer.clone());
+    h.emu.set_client_field(&id, "client_name", json!("renamed"));
+    let mut doc = h.output_json();
+    doc["dcr_bootstrap"]["settled"] = json!({
+        "redirect_uris": {"asked": ours, "holds": evil},
+        "grant_types": {"asked": ["authorization_code", "refresh_token"], "holds": fewer},
+        "client_name": {"asked": "bff-server", "holds": "renamed"},
+    });
+    write_json(&h.out(), &doc);
+
+    let run = h.run(&env).await;
+    run.assert_code(0);
+    let client = h
+        .emu
+        .clients()
+        .into_iter()
+        .find(|(c, _)| *c == id)
+        .unwrap()
+        .1;
+    assert_eq!(
+        client["redirect_uris"],
+        json!([
+            "https://automate.example/auth/callback",
+            "https://authn.example/auth/callback"
+        ]),
+        "the planted redirect URI stayed\n{}",
+        run.stderr
+    );
+    assert_eq!(
+        client["grant_types"],
+        json!(["authorization_code", "refresh_token"]),
+        "the planted grants stayed\n{}",
+        run.stderr
+    );
+    // What the settlement may cover is kept, and said.
+    assert_eq!(client["client_name"], json!("renamed"));
+    assert!(
+        run.stderr.contains("WARN") && run.stderr.contains("client_name"),
+        "{}",
+        run.stderr
+    );
+}
