@@ -173,29 +173,36 @@ async fn a_rolling_update_keeps_every_live_pod_working() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_of_pods_that_are_gone_are_retired_by_age_and_by_name() {
     let h = shared_harness();
-    // Two "old" pods whose keys were made 10 days ago (keygen with a dated kid), one made by
-    // hand without a date.
+    // Two "old" pods whose keys were made 10 days ago (keygen's dated kid), one made by hand
+    // without a date.
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let mut gone = Vec::new();
-    for (i, kid) in [
-        format!("old-{}-aaaaaaaa", now - 10 * 86_400),
-        format!("old-{}-bbbbbbbb", now - 10 * 86_400),
-        "handmade".to_string(),
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (i, base) in ["old", "old", "handmade"].iter().enumerate() {
         let pod = Pod::new(&h, &format!("gone{i}"));
         let mut env = pod.env(&h);
-        env.insert("BFF_KID".into(), kid.clone());
+        env.insert("BFF_KID".into(), base.to_string());
         let run = h.run_args(&env, &["keygen"]).await;
         run.assert_code(0);
         let printed: Value = serde_json::from_str(&run.stdout).unwrap();
-        assert!(printed["kid"].as_str().unwrap().starts_with(kid.as_str()));
-        // Use the kid as given (the dated one stands for a key made 10 days ago).
+        let kid = printed["kid"].as_str().unwrap();
+        assert!(
+            kid.starts_with(&format!("{base}-{}", &now.to_string()[..5])),
+            "{kid}"
+        );
+        // The dated ones stand for keys made 10 days ago: the kid's form with an earlier time
+        // (its tag stays the key's thumbprint, which is what makes the time count).
+        let kid = match *base {
+            "old" => format!(
+                "old-{}-{}",
+                now - 10 * 86_400,
+                kid.rsplit('-').next().unwrap()
+            ),
+            _ => base.to_string(),
+        };
+        env.insert("BFF_KID".into(), kid);
         h.run(&env).await.assert_code(0);
         gone.push(pod);
     }
@@ -322,4 +329,57 @@ async fn one_key_for_all_replicas_from_keygen_and_its_rotation() {
         .map(|k| k["kid"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(kids, [kid2]);
+}
+
+/// Finding 4 of the second review: keys at the IdP whose kids are dated in the future, or
+/// foreign kids that merely hold ten digits, neither push a live pod's key out over
+/// DCR_SHARED_MAX_KEYS nor get it retired as old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn future_dated_or_foreign_kids_never_evict_a_live_pod() {
+    let h = shared_harness();
+    let live = Pod::new(&h, "live");
+    h.run(&live.env(&h)).await.assert_code(0);
+    let mut keys = published(&h);
+    for i in 0..3 {
+        let pod = Pod::new(&h, &format!("evil{i}"));
+        let run = h.run_args(&pod.env(&h), &["keygen"]).await;
+        run.assert_code(0);
+        let printed: Value = serde_json::from_str(&run.stdout).unwrap();
+        let tag = printed["kid"].as_str().unwrap().rsplit('-').next().unwrap();
+        for kid in [
+            format!("evil-999999999{i}-{tag}"),
+            format!("foreign-100000000{i}"),
+        ] {
+            let mut jwk = printed["jwk"].clone();
+            if kid.starts_with("foreign") {
+                // Another key, so that both kinds are held at once.
+                jwk["x"] = Value::String(format!("{}{i}", &jwk["x"].as_str().unwrap()[..10]));
+            }
+            jwk["kid"] = Value::String(kid);
+            keys.push(jwk);
+        }
+    }
+    assert!(
+        h.emu
+            .set_client_field("bff-server", "jwks", serde_json::json!({ "keys": keys }))
+    );
+    let pod = Pod::new(&h, "new");
+    let mut env = pod.env(&h);
+    env.insert("DCR_SHARED_MAX_KEYS".into(), "2".into());
+    env.insert("BFF_JWK_RETIRE_AFTER_DAYS".into(), "7".into());
+    let run = h.run(&env).await;
+    run.assert_code(0);
+    assert!(pod.authenticates(&h).await);
+    assert!(
+        live.authenticates(&h).await,
+        "the live pod's key was evicted\n{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("older than"), "{}", run.stderr);
+}
+
+fn kid_is_foreign(jwk: &Value) -> bool {
+    jwk["kid"]
+        .as_str()
+        .is_some_and(|k| k.starts_with("foreign"))
 }

@@ -17,26 +17,13 @@ pub use super::keyplan::{KeyPolicy, KeyRecord, Plan};
 
 use super::keyplan::{Draft, Held, Key, KeySet};
 use super::keys::{self, KeyAlg, KeyMaterial};
+pub use super::keyset::dated_kid;
 use super::store;
 use crate::error::{Error, Result};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
-
-/// A kid that records `created`, unique among replicas that share a `base`.
-pub fn dated_kid(base: &str, created: SystemTime, thumbprint: &str) -> String {
-    let secs = created
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let tag: String = thumbprint
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(8)
-        .collect();
-    format!("{base}-{secs}-{tag}")
-}
 
 pub struct KeyRing {
     current_path: PathBuf,

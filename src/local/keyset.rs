@@ -19,17 +19,40 @@ pub struct SharedPolicy {
     pub retire_kids: Vec<String>,
 }
 
-/// The creation time a kid records: `<name>-<unix seconds>` or
-/// `<name>-<unix seconds>-<suffix>`, as this tool's generated and `keygen` kids are
-/// ([`crate::local::keyring::dated_kid`]).
-pub fn kid_time(kid: &str) -> Option<SystemTime> {
-    let parts: Vec<&str> = kid.rsplitn(3, '-').collect();
-    // The stamp is one of the last two parts, and a name comes before it.
-    let stamp = parts
-        .iter()
-        .take(parts.len().saturating_sub(1).min(2))
-        .find(|p| p.len() == 10 && p.bytes().all(|b| b.is_ascii_digit()))?;
-    Some(UNIX_EPOCH + Duration::from_secs(stamp.parse().ok()?))
+/// A kid that records `created`, unique among replicas that share a `base`:
+/// `<base>-<unix seconds>-<first 8 letters and digits of the key's RFC 7638 thumbprint>`.
+pub fn dated_kid(base: &str, created: SystemTime, thumbprint: &str) -> String {
+    let secs = created
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("{base}-{secs}-{}", kid_tag(thumbprint))
+}
+
+fn kid_tag(thumbprint: &str) -> String {
+    thumbprint
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect()
+}
+
+/// When a key of another replica was made, as far as its kid shows it: only a kid in
+/// [`dated_kid`]'s form whose tag is the key's own thumbprint counts (a foreign kid that
+/// happens to hold ten digits is not a date), and a time after `now` is no date at all (a
+/// future-dated kid would otherwise outrank every live key). `None`: the age is unknown, and
+/// such a key is never retired by age, and is the first to go over the bound.
+pub fn key_time(k: &Value, now: SystemTime) -> Option<SystemTime> {
+    let mut parts = kid(k).rsplitn(3, '-');
+    let (tag, stamp, name) = (parts.next()?, parts.next()?, parts.next()?);
+    if name.is_empty() || stamp.len() != 10 || !stamp.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if tag.is_empty() || tag != kid_tag(&thumbprint(k)) {
+        return None;
+    }
+    let t = UNIX_EPOCH + Duration::from_secs(stamp.parse().ok()?);
+    (t <= now).then_some(t)
 }
 
 fn kid(k: &Value) -> &str {
@@ -59,7 +82,7 @@ pub fn merge(
         if mine.contains(&tp) || others.iter().any(|(_, o)| thumbprint(o) == tp) {
             continue;
         }
-        let created = kid_time(kid(k));
+        let created = key_time(k, now);
         let too_old = matches!((created, p.lifetime), (Some(c), Some(life))
             if now.duration_since(c).unwrap_or(Duration::ZERO) > life);
         let why = if p.retire_kids.iter().any(|r| r == kid(k)) {
@@ -144,25 +167,49 @@ mod tests {
         }
     }
 
+    /// A key of another replica whose kid records `secs` in our form.
+    fn dated(name: &str, secs: u64, x: &str) -> Value {
+        let mut k = key("", x);
+        k["kid"] = json!(dated_kid(name, at(secs), &thumbprint(&k)));
+        k
+    }
+
     #[test]
-    fn kid_times() {
-        assert_eq!(kid_time("bff-1700000000"), Some(at(1_700_000_000)));
-        assert_eq!(kid_time("bff-1700000000-AbC12345"), Some(at(1_700_000_000)));
-        assert_eq!(kid_time("bff-sig-001"), None);
-        assert_eq!(kid_time("1700000000"), None);
-        let k = crate::local::keyring::dated_kid("bff", at(1_700_000_000), "a-b_cdefghijk");
-        assert_eq!(k, "bff-1700000000-abcdefgh");
-        assert_eq!(kid_time(&k), Some(at(1_700_000_000)));
+    fn only_a_kid_in_our_form_for_its_own_key_and_not_in_the_future_is_a_date() {
+        let now = at(2_000_000_000);
+        assert_eq!(
+            dated_kid("bff", at(1_700_000_000), "a-b_cdefghijk"),
+            "bff-1700000000-abcdefgh"
+        );
+        let k = dated("bff", 1_700_000_000, "x1");
+        assert_eq!(key_time(&k, now), Some(at(1_700_000_000)));
+        // The same kid on another key: its tag is not that key's thumbprint.
+        let mut other = key("", "x2");
+        other["kid"] = k["kid"].clone();
+        assert_eq!(key_time(&other, now), None);
+        // Foreign kids that hold ten digits, and a future date.
+        for kid in [
+            "bff-1700000000",
+            "1700000000",
+            "bff-sig-001",
+            "a-1700000000-",
+        ] {
+            assert_eq!(key_time(&key(kid, "x1"), now), None, "{kid}");
+        }
+        assert_eq!(key_time(&dated("bff", 9_999_999_999, "x1"), now), None);
+        assert_eq!(key_time(&dated("bff", 2_000_000_000, "x1"), now), Some(now));
     }
 
     #[test]
     fn others_are_kept_until_retired_by_age_name_or_bound() {
         let now = at(2_000_000_000);
         let day = 86_400;
-        let ours = vec![key("me-2000000000-aaaaaaaa", "me")];
+        let ours = vec![dated("me", 2_000_000_000, "me")];
+        let old = dated("old", 1_000_000_000, "old"); // far past lifetime
+        let live = dated("live", 2_000_000_000 - day, "live"); // a day old
         let held = vec![
-            key("old-1000000000-bbbbbbbb", "old"), // far past lifetime
-            key(&format!("live-{}-cccccccc", 2_000_000_000 - day), "live"), // a day old
+            old.clone(),
+            live.clone(),
             key("undated", "undated"),
             key("gone", "gone"),
             ours[0].clone(),
@@ -171,14 +218,7 @@ mod tests {
         p.retire_kids = vec!["gone".into()];
         let (publish, retired) = merge(&ours, &held, now, &p);
         let kids: Vec<&str> = publish.iter().map(kid).collect();
-        assert_eq!(
-            kids,
-            [
-                "me-2000000000-aaaaaaaa",
-                "live-1999913600-cccccccc",
-                "undated"
-            ]
-        );
+        assert_eq!(kids, [kid(&ours[0]), kid(&live), "undated"]);
         assert_eq!(retired.len(), 2);
         assert!(holds_all(&publish, &ours));
         // The bound drops keys without a time first, then the oldest.
@@ -195,6 +235,33 @@ mod tests {
         p.max_others = 10;
         p.retire_kids.clear();
         assert_eq!(merge(&ours, &held, now, &p).0.len(), 5);
+    }
+
+    /// Finding 4: future-dated kids, or foreign kids with ten digits, neither evict live
+    /// replicas' keys over the bound nor get those keys retired as old.
+    #[test]
+    fn future_or_foreign_dates_never_evict_a_live_key() {
+        let now = at(2_000_000_000);
+        let ours = vec![dated("me", 2_000_000_000, "me")];
+        let live = dated("live", 2_000_000_000 - 3_600, "live");
+        let mut held = vec![ours[0].clone(), live.clone()];
+        for i in 0..5 {
+            held.push(dated("evil", 9_999_999_990 + i, &format!("f{i}")));
+            held.push(key(&format!("foreign-100000000{i}"), &format!("g{i}")));
+        }
+        let p = SharedPolicy {
+            max_others: 2,
+            ..policy()
+        };
+        let (publish, retired) = merge(&ours, &held, now, &p);
+        assert!(holds_all(&publish, &[live.clone()]), "{retired:?}");
+        assert!(
+            retired
+                .iter()
+                .all(|r| r.why.contains("MAX") && r.kid != kid(&live))
+        );
+        // A foreign kid holding an old-looking number is not retired as old.
+        assert!(!retired.iter().any(|r| r.why.contains("older")));
     }
 
     #[test]
