@@ -224,7 +224,12 @@ async fn a_rejected_rat_is_renewed_with_the_admin_token_and_the_update_succeeds(
         "{}",
         run.stderr
     );
-    assert_eq!(h.output_json()["dcr_bootstrap"]["action"], "unmanaged");
+    assert_eq!(
+        h.output_json()["dcr_bootstrap"]["action"],
+        "unmanaged",
+        "{}",
+        run.stderr
+    );
     assert_eq!(h.stats().clients_registered, 1);
 }
 

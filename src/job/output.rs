@@ -114,7 +114,7 @@ pub fn persist(cfg: &Config, mut record: ClientRecord, p: Persist<'_>) -> Result
     let on_disk = store::load(&cfg.output.path, cfg.output.owner)
         .ok()
         .flatten();
-    if on_disk.is_none_or(|p| differs_beyond_timestamps(&record, &p)) {
+    if on_disk.is_none_or(|p| differs_beyond_timestamps(&record, &p, action)) {
         save(cfg, &record, trust)?;
     }
     // An unchanged file keeps its content, but not a mode wider than configured.
@@ -206,14 +206,18 @@ fn write_dotenv(cfg: &Config, record: &ClientRecord, current: Option<&KeyRecord>
     )
 }
 
-/// Whether two records differ in anything but when and why they were written.
-fn differs_beyond_timestamps(a: &ClientRecord, b: &ClientRecord) -> bool {
+/// Whether two records differ in anything but when they were written. A run that found
+/// everything as recorded (`verified`) leaves the file alone; any other action is a state the
+/// file must show (an operator reads `unmanaged` or `trusted` there), written once.
+fn differs_beyond_timestamps(a: &ClientRecord, b: &ClientRecord, action: Action) -> bool {
     let strip = |r: &ClientRecord| {
         let mut m = r.fields().clone();
         if let Some(Value::Object(meta)) = m.get_mut(crate::record::META) {
             meta.remove("written_at");
-            meta.remove("action");
             meta.remove("seal");
+            if action == Action::Verified {
+                meta.remove("action");
+            }
         }
         m
     };
