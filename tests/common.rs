@@ -401,3 +401,16 @@ pub async fn victim(h: &Harness) -> (String, String, String) {
         r["client_secret"].as_str().unwrap().to_string(),
     )
 }
+
+/// [`Harness::env`] for a `private_key_jwt` client whose key (of `alg`) is generated at
+/// `keys/bff.pem`.
+pub fn key_env(h: &Harness, alg: &str) -> BTreeMap<String, String> {
+    let mut env = h.env();
+    env.insert(
+        "DCR_SIGNING_KEY".into(),
+        h.dir.path().join("keys/bff.pem").display().to_string(),
+    );
+    env.insert("DCR_KEY_ALG".into(), alg.into());
+    env.insert("DCR_CLIENT_PROFILE".into(), "code-flow-pkjwt".into());
+    env
+}

@@ -254,17 +254,6 @@ async fn strict_readback_fails_when_the_idp_grants_less() {
     assert!(run.stderr.contains("DCR_STRICT_READBACK"), "{}", run.stderr);
 }
 
-fn key_env(h: &Harness, alg: &str) -> BTreeMap<String, String> {
-    let mut env = h.env();
-    env.insert(
-        "DCR_SIGNING_KEY".into(),
-        h.dir.path().join("keys/bff.pem").display().to_string(),
-    );
-    env.insert("DCR_KEY_ALG".into(), alg.into());
-    env.insert("DCR_CLIENT_PROFILE".into(), "code-flow-pkjwt".into());
-    env
-}
-
 fn published_kids(h: &Harness) -> Vec<String> {
     idp_field(h, "jwks")["keys"]
         .as_array()

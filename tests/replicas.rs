@@ -377,9 +377,3 @@ async fn future_dated_or_foreign_kids_never_evict_a_live_pod() {
     );
     assert!(!run.stderr.contains("older than"), "{}", run.stderr);
 }
-
-fn kid_is_foreign(jwk: &Value) -> bool {
-    jwk["kid"]
-        .as_str()
-        .is_some_and(|k| k.starts_with("foreign"))
-}

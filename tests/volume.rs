@@ -173,3 +173,105 @@ async fn a_planted_settlement_never_keeps_a_redirect_uri_and_is_always_said() {
         run.stderr
     );
 }
+
+/// A stored key record decides nothing about what is published: the JWK of a key we hold is
+/// derived from its private half (an attacker's JWK under our thumbprint is not published), a
+/// record without a private half is published only if the IdP already holds that key, and a
+/// future creation time is clamped, so rotation resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_record_cannot_publish_a_key_we_do_not_hold() {
+    let h = Harness::new();
+    let env = key_env(&h, "ES256");
+    h.run(&env).await.assert_code(0);
+    let doc = h.output_json();
+    let id = doc["client_id"].as_str().unwrap().to_string();
+    let ours = doc["dcr_bootstrap"]["signing_keys"][0]["jwk"].clone();
+    let kid = ours["kid"].as_str().unwrap().to_string();
+
+    // The attacker's own key, made with our keygen.
+    let mut evil_env = env.clone();
+    let evil_pem = h.dir.path().join("evil.pem");
+    evil_env.insert("DCR_SIGNING_KEY".into(), evil_pem.display().to_string());
+    let made = h.run_args(&evil_env, &["keygen"]).await;
+    made.assert_code(0);
+    let evil: serde_json::Value = serde_json::from_str(&made.stdout).unwrap();
+    let mut doc = h.output_json();
+    let keys = &mut doc["dcr_bootstrap"]["signing_keys"];
+    let mut swapped = evil["jwk"].clone();
+    swapped["kid"] = json!(kid);
+    keys[0]["jwk"] = swapped;
+    keys[0]["created_at"] = json!("2099-01-01T00:00:00Z");
+    let mut earlier = keys[0].clone();
+    earlier["kid"] = json!("evil-old");
+    earlier["alg"] = json!("ES256");
+    earlier["jwk"] = evil["jwk"].clone();
+    earlier["jwk"]["kid"] = json!("evil-old");
+    earlier["thumbprint"] = evil["thumbprint"].clone();
+    // A day old: nothing but its missing private half retires it.
+    let yesterday = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
+    earlier["created_at"] = json!(humantime::format_rfc3339_seconds(yesterday).to_string());
+    earlier.as_object_mut().map(|o| o.remove("pem"));
+    keys.as_array_mut().unwrap().push(earlier.clone());
+    write_json(&h.out(), &doc);
+
+    let run = h.run(&env).await;
+    run.assert_code(0);
+    let client = h
+        .emu
+        .clients()
+        .into_iter()
+        .find(|(c, _)| *c == id)
+        .unwrap()
+        .1;
+    let published = client["jwks"]["keys"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        !published.is_empty() && published.iter().all(|k| k["x"] == ours["x"]),
+        "a key whose private half we do not hold is published: {published:?}\n{}",
+        run.stderr
+    );
+    let pem = std::fs::read_to_string(&evil_pem).unwrap();
+    let aud = format!("{}/api/oidc/token", h.emu.base_url());
+    for k in [kid.as_str(), "evil-old"] {
+        let a = client_assertion(&pem, "ES256", k, &id, &aud);
+        assert!(
+            !assertion_authenticates(&h.emu.base_url(), &a).await,
+            "the attacker's key authenticates as our client (kid {k})"
+        );
+    }
+    run.assert_code(0);
+    let created = h.output_json()["dcr_bootstrap"]["signing_keys"][0]["created_at"].clone();
+    let created = humantime::parse_rfc3339(created.as_str().unwrap()).unwrap();
+    assert!(
+        created <= std::time::SystemTime::now(),
+        "a future creation time was kept"
+    );
+
+    // Where the IdP's keys are not known (jwks_uri mode: the app serves DCR_JWKS_OUTPUT), a
+    // record without its private half is not published at all.
+    let mut uri_env = env.clone();
+    let jwks_out = h.dir.path().join("public/jwks.json");
+    uri_env.insert("DCR_JWKS_OUTPUT".into(), jwks_out.display().to_string());
+    uri_env.insert(
+        "DCR_JWKS_URI".into(),
+        "https://bff.example/jwks.json".into(),
+    );
+    let mut doc = h.output_json();
+    doc["dcr_bootstrap"]["signing_keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(earlier);
+    write_json(&h.out(), &doc);
+    let run = h.run(&uri_env).await;
+    run.assert_code(0);
+    let served: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&jwks_out).unwrap()).unwrap();
+    let served = served["keys"].as_array().cloned().unwrap_or_default();
+    assert!(
+        !served.is_empty() && served.iter().all(|k| k["x"] == ours["x"]),
+        "a recorded key without its private half is served: {served:?}\n{}",
+        run.stderr
+    );
+}

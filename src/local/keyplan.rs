@@ -97,8 +97,12 @@ pub struct KeySet {
     pub previous: Vec<Key>,
 }
 
-/// The keys the IdP holds, by thumbprint, with the kid it holds each under.
-pub type Held = HashMap<String, String>;
+/// The keys the IdP holds, by thumbprint, as it holds them (its JWK, with the kid).
+pub type Held = HashMap<String, Value>;
+
+fn held_kid(jwk: &Value) -> &str {
+    jwk.get("kid").and_then(Value::as_str).unwrap_or_default()
+}
 
 /// Keys as a plan is being made. Planning works on a copy, so that planning twice (a
 /// registration that turns into an adoption) gives the same keys.
@@ -173,7 +177,9 @@ impl Draft {
         };
         if let Some(kid) = idp
             .and_then(|m| m.get(&p.record.thumbprint))
+            .map(held_kid)
             .filter(|k| is_safe_kid(k))
+            .map(str::to_string)
         {
             p.record.kid = kid.clone();
             p.record.jwk["kid"] = Value::String(kid.clone());
@@ -235,7 +241,10 @@ impl Draft {
         for k in earlier {
             let by_age = p.retire_after_days > 0 && k.age_days(now) >= p.retire_after_days as u64;
             let dropped_at_idp = idp.is_some() && !held_by(idp, &k) && !demoted(&k);
-            if by_age || dropped_at_idp {
+            // A record whose private half we do not hold says only what someone wrote: it is
+            // published again only where the IdP holds exactly that key already.
+            let unbacked = k.material.is_none() && !held_by(idp, &k);
+            if by_age || dropped_at_idp || unbacked {
                 retired.push(k.record);
             } else {
                 kept.push(k);
@@ -282,6 +291,13 @@ impl Draft {
             .enumerate()
             .map(|(i, k)| {
                 let mut r = k.record.clone();
+                if k.material.is_none()
+                    && let Some(held) = idp.and_then(|m| m.get(&r.thumbprint))
+                {
+                    // Without the private half, the key is republished as the IdP holds it,
+                    // never as the record describes it.
+                    r.jwk = held.clone();
+                }
                 if i == 0 {
                     r.pem = Some(current_path.to_path_buf());
                 } else if demote.as_ref().is_some_and(|d| d.same(k)) {
@@ -340,7 +356,7 @@ pub(super) mod tests {
 
     fn held(keys: &[&Key]) -> Held {
         keys.iter()
-            .map(|k| (k.record.thumbprint.clone(), k.record.kid.clone()))
+            .map(|k| (k.record.thumbprint.clone(), k.record.jwk.clone()))
             .collect()
     }
 

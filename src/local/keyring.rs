@@ -15,7 +15,7 @@
 
 pub use super::keyplan::{KeyPolicy, KeyRecord, Plan};
 
-use super::keyplan::{Draft, Held, Key, KeySet};
+use super::keyplan::{Draft, Held, Key, KeySet, is_safe_kid};
 use super::keys::{self, KeyAlg, KeyMaterial};
 pub use super::keyset::dated_kid;
 use super::store;
@@ -31,6 +31,8 @@ pub struct KeyRing {
     policy: KeyPolicy,
     owner: Option<(u32, u32)>,
     keys: KeySet,
+    /// When the ring was loaded: no time read from a file or a record is later.
+    loaded_at: SystemTime,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -53,8 +55,41 @@ fn new_key(m: KeyMaterial, kid: String, alg: KeyAlg, created: SystemTime, path: 
     }
 }
 
-fn mtime(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+/// A key we hold, under the kid and algorithm its record gives where they fit: everything
+/// published about it is derived from the private half, never taken from the record (whoever
+/// can write the output could otherwise publish their own key as ours).
+/// `created` is the time to use when the record's is unreadable; none is later than `now`.
+fn recorded_key(
+    m: KeyMaterial,
+    r: &KeyRecord,
+    (created, now): (SystemTime, SystemTime),
+    path: &Path,
+) -> Key {
+    let kid = if is_safe_kid(&r.kid) {
+        r.kid.clone()
+    } else {
+        m.thumbprint.clone()
+    };
+    let alg = if m.fits(r.alg) {
+        r.alg
+    } else {
+        m.natural_alg()
+    };
+    let created = recorded_time(&r.created_at, now).unwrap_or(created);
+    new_key(m, kid, alg, created, path)
+}
+
+/// A creation time from a record, never later than `now`: a future time would stop rotation
+/// for good.
+fn recorded_time(text: &str, now: SystemTime) -> Option<SystemTime> {
+    humantime::parse_rfc3339(text).ok().map(|t| t.min(now))
+}
+
+/// A key file's modification time, never later than `now`.
+fn mtime(path: &Path, now: SystemTime) -> SystemTime {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map_or(now, |t| t.min(now))
 }
 
 /// Path of an earlier key's PEM: `<dir>/<stem>.<kid>.pem`, kid made filename-safe.
@@ -122,6 +157,7 @@ impl KeyRing {
             policy,
             owner,
             keys: KeySet::default(),
+            loaded_at: now,
         };
         if let Some(m) = keys::load(current_path, owner)? {
             let kid = ring
@@ -129,7 +165,7 @@ impl KeyRing {
                 .kid
                 .clone()
                 .unwrap_or_else(|| m.thumbprint.clone());
-            let created = mtime(current_path).unwrap_or(now);
+            let created = mtime(current_path, now);
             ring.keys.current = Some(ring.known_or_new(m, &by_tp, kid, created, current_path));
         }
         ring.load_pending(&by_tp, now)?;
@@ -158,7 +194,7 @@ impl KeyRing {
                 return Ok(());
             }
         };
-        let created = mtime(&path).unwrap_or(now);
+        let created = mtime(&path, now);
         let kid = self.new_kid(&m, created);
         let pending = self.known_or_new(m, by_tp, kid, created, &path);
         if self.keys.current.as_ref().map(|c| &c.record.thumbprint)
@@ -171,10 +207,11 @@ impl KeyRing {
         Ok(())
     }
 
-    /// An earlier key the output records, with its private half where it is in one of our
-    /// own key files and matches.
+    /// An earlier key the output records: with its private half where it is in one of our
+    /// own key files and matches, and then published as derived from it. Without, the record
+    /// is identified by the thumbprint of the JWK it holds (not by the one it claims), and
+    /// [`super::keyplan`] publishes it only where the IdP already holds that key.
     fn earlier_key(&self, r: &KeyRecord, now: SystemTime) -> Key {
-        let created = humantime::parse_rfc3339(&r.created_at).unwrap_or(now);
         let pem = r.pem.as_ref().filter(|p| {
             let ours = is_previous_key_file(&self.current_path, p);
             if !ours {
@@ -189,13 +226,17 @@ impl KeyRing {
         let material = pem
             .and_then(|p| keys::load(p, self.owner).ok().flatten())
             .filter(|m| m.thumbprint == r.thumbprint);
-        Key {
-            record: KeyRecord {
-                pem: material.as_ref().and(r.pem.clone()),
-                ..r.clone()
+        match (material, pem) {
+            (Some(m), Some(p)) => recorded_key(m, r, (now, now), p),
+            _ => Key {
+                record: KeyRecord {
+                    thumbprint: keys::thumbprint(&r.jwk),
+                    pem: None,
+                    ..r.clone()
+                },
+                created: recorded_time(&r.created_at, now).unwrap_or(now),
+                material: None,
             },
-            created,
-            material,
         }
     }
 
@@ -208,14 +249,7 @@ impl KeyRing {
         path: &Path,
     ) -> Key {
         match by_tp.get(m.thumbprint.as_str()) {
-            Some(r) => Key {
-                created: humantime::parse_rfc3339(&r.created_at).unwrap_or(created),
-                record: KeyRecord {
-                    pem: Some(path.to_path_buf()),
-                    ..(*r).clone()
-                },
-                material: Some(m),
-            },
+            Some(r) => recorded_key(m, r, (created, self.loaded_at), path),
             None => {
                 let alg = match self.policy.alg {
                     Some(a) if m.fits(a) => a,
@@ -252,10 +286,7 @@ impl KeyRing {
     pub fn plan(&mut self, now: SystemTime, idp_keys: Option<&[Value]>) -> Result<Plan> {
         let idp: Option<Held> = idp_keys.map(|ks| {
             ks.iter()
-                .map(|k| {
-                    let kid = k.get("kid").and_then(Value::as_str).unwrap_or_default();
-                    (keys::thumbprint(k), kid.to_string())
-                })
+                .map(|k| (keys::thumbprint(k), k.clone()))
                 .collect()
         });
         let mut draft = Draft::new(&self.keys);

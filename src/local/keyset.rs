@@ -254,7 +254,10 @@ mod tests {
             ..policy()
         };
         let (publish, retired) = merge(&ours, &held, now, &p);
-        assert!(holds_all(&publish, &[live.clone()]), "{retired:?}");
+        assert!(
+            holds_all(&publish, std::slice::from_ref(&live)),
+            "{retired:?}"
+        );
         assert!(
             retired
                 .iter()
