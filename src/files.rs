@@ -27,6 +27,60 @@ pub fn open_regular_nofollow(path: &Path) -> Result<Option<File>, String> {
     open_with(path, rustix::fs::OFlags::NOFOLLOW)
 }
 
+/// Opens a file this program wrote and will trust: a symbolic link at `path` is refused
+/// (whoever planted it chose what we read), except on a read-only mount, where nobody could
+/// have planted it: a Kubernetes Secret mounts each key as a link into `..data/`.
+pub fn open_trusted(path: &Path) -> Result<Option<File>, String> {
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if is_link && read_only_mount(&dir_of(path)) {
+        return open_regular(path);
+    }
+    open_regular_nofollow(path)
+}
+
+fn dir_of(path: &Path) -> std::path::PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    }
+}
+
+/// Whether `dir` is on a mount nobody can write (a Secret volume, a `:ro` bind mount).
+fn read_only_mount(dir: &Path) -> bool {
+    rustix::fs::statvfs(dir).is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+}
+
+/// The directory holding a file we trust must belong to us, to root, or to `owner`
+/// (`DCR_OUTPUT_OWNER`): whoever owns it can swap any file in it at any time, whatever the
+/// file's own mode. A root-owned shared directory (an `emptyDir` is root-owned 0777) is
+/// accepted: there the files' own checks hold (no link, our owner, our mode, the seal).
+pub fn check_parent(path: &Path, owner: Option<(u32, u32)>) -> Result<(), String> {
+    let dir = dir_of(path);
+    let m = match std::fs::metadata(&dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(format!(
+                "cannot inspect its directory {}: {e}",
+                dir.display()
+            ));
+        }
+    };
+    let me = euid();
+    if m.uid() == me || m.uid() == 0 || owner.is_some_and(|(uid, _)| uid == m.uid()) {
+        return Ok(());
+    }
+    Err(format!(
+        "is in {}, a directory owned by uid {}, not by this process (uid {me}), root{}: its owner can \
+         replace any file in it",
+        dir.display(),
+        m.uid(),
+        owner
+            .map(|(u, _)| format!(" or DCR_OUTPUT_OWNER (uid {u})"))
+            .unwrap_or_default()
+    ))
+}
+
 fn open_with(path: &Path, extra: rustix::fs::OFlags) -> Result<Option<File>, String> {
     let f = match OpenOptions::new()
         .read(true)

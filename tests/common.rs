@@ -414,3 +414,17 @@ pub fn key_env(h: &Harness, alg: &str) -> BTreeMap<String, String> {
     env.insert("DCR_CLIENT_PROFILE".into(), "code-flow-pkjwt".into());
     env
 }
+
+/// Tests that need mount namespaces (root with CAP_SYS_ADMIN) are `#[ignore]`d; `.ci/run`
+/// runs them as root. One that runs without the rights fails rather than passing unseen.
+pub fn assert_can_mount() {
+    let ok = std::process::Command::new("unshare")
+        .args(["-m", "true"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "needs mount namespaces (root with CAP_SYS_ADMIN); run with --ignored"
+    );
+}

@@ -110,19 +110,9 @@ async fn tls_trust_failures_fail_fast_with_exit_3_and_name_the_ca_option() {
     }
 }
 
-/// The tests below need mount namespaces and tmpfs mounts (root with CAP_SYS_ADMIN), so they
-/// are ignored by default; `.ci/run` runs them as root (`cargo test --test tests -- --ignored
-/// environment::`). One that runs without the rights fails rather than passing unseen.
-const ROOT: &str = "needs mount namespaces (root with CAP_SYS_ADMIN); run with --ignored";
-
-fn assert_can_mount() {
-    let ok = StdCommand::new("unshare")
-        .args(["-m", "true"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "{ROOT}");
-}
+// The tests below need mount namespaces and tmpfs mounts (root with CAP_SYS_ADMIN), so they
+// are ignored by default; `.ci/run` runs them as root (`cargo test --test tests -- --ignored
+// environment::`). One that runs without the rights fails rather than passing unseen.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs mount namespaces (root with CAP_SYS_ADMIN)"]

@@ -275,3 +275,165 @@ async fn a_key_record_cannot_publish_a_key_we_do_not_hold() {
         run.stderr
     );
 }
+
+/// Finding 6: a link planted at DCR_OUTPUT (here: to another instance's output, which a root
+/// run could read and act on) is refused before any request; so are links at the dotenv view
+/// and the signing key, and a directory another uid owns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planted_links_and_foreign_directories_are_refused() {
+    let h = Harness::new();
+    let other = h.env();
+    h.run(&other).await.assert_code(0);
+    let other_file = std::fs::read(h.out()).unwrap();
+    let before = h.emu.clients();
+    let requests = h.stats().requests;
+
+    let ours_dir = h.dir.path().join("ours");
+    std::fs::create_dir_all(&ours_dir).unwrap();
+    let ours_out = ours_dir.join("bff_client.json");
+    std::os::unix::fs::symlink(h.out(), &ours_out).unwrap();
+    let mut ours = other.clone();
+    ours.insert("DCR_OUTPUT".into(), ours_out.display().to_string());
+    ours.insert(
+        "DCR_REDIRECT_URIS".into(),
+        "https://ours.example/callback".into(),
+    );
+    let run = h.run(&ours).await;
+    run.assert_code(5);
+    assert!(run.stderr.contains("symbolic link"), "{}", run.stderr);
+    assert_eq!(h.stats().requests, requests, "a request was made");
+    assert_eq!(
+        h.emu.clients(),
+        before,
+        "the other instance's client changed"
+    );
+    assert_eq!(std::fs::read(h.out()).unwrap(), other_file);
+
+    // The dotenv view and the signing key.
+    std::fs::remove_file(&ours_out).unwrap();
+    let decoy = h.dir.path().join("decoy");
+    std::fs::write(&decoy, "x").unwrap();
+    let dotenv = ours_dir.join("bff.env");
+    std::os::unix::fs::symlink(&decoy, &dotenv).unwrap();
+    let mut with_dotenv = ours.clone();
+    with_dotenv.insert("DCR_ENV_OUTPUT".into(), dotenv.display().to_string());
+    let run = h.run(&with_dotenv).await;
+    assert_ne!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stderr.contains("symbolic link"), "{}", run.stderr);
+    std::fs::remove_file(&ours_out).ok();
+    let key = ours_dir.join("bff.pem");
+    std::os::unix::fs::symlink(&decoy, &key).unwrap();
+    let mut with_key = ours.clone();
+    with_key.insert("DCR_SIGNING_KEY".into(), key.display().to_string());
+    with_key.insert("DCR_CLIENT_PROFILE".into(), "code-flow-pkjwt".into());
+    let run = h.run(&with_key).await;
+    run.assert_code(5);
+    assert!(run.stderr.contains("symbolic link"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&decoy).unwrap(), "x");
+}
+
+/// A directory owned by another uid is refused: its owner could swap any file in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (chown to another uid)"]
+async fn a_directory_another_uid_owns_is_refused() {
+    let h = Harness::new();
+    let other = h.env();
+    let foreign = h.dir.path().join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::os::unix::fs::chown(&foreign, Some(4242), Some(4242)).unwrap();
+    let mut there = other.clone();
+    there.insert(
+        "DCR_OUTPUT".into(),
+        foreign.join("bff_client.json").display().to_string(),
+    );
+    let requests = h.stats().requests;
+    let run = h.run(&there).await;
+    run.assert_code(5);
+    assert!(run.stderr.contains("owned by uid 4242"), "{}", run.stderr);
+    assert_eq!(h.stats().requests, requests, "a request was made");
+    assert!(!foreign.join("bff_client.json").exists());
+}
+
+/// The one link that is followed: a key mounted from a Kubernetes Secret (`key.pem ->
+/// ..data/key.pem`) on a read-only mount, where nobody could have planted it. The same layout
+/// on a writable directory is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs mount namespaces (root with CAP_SYS_ADMIN)"]
+async fn a_secret_mounted_key_link_is_followed_only_on_a_read_only_mount() {
+    assert_can_mount();
+    let h = Harness::new();
+    let secret = h.dir.path().join("secret");
+    std::fs::create_dir_all(secret.join("..data")).unwrap();
+    let mut env = key_env(&h, "ES256");
+    env.insert(
+        "DCR_SIGNING_KEY".into(),
+        secret.join("..data/key.pem").display().to_string(),
+    );
+    h.run_args(&env, &["keygen"]).await.assert_code(0);
+    std::os::unix::fs::symlink("..data/key.pem", secret.join("key.pem")).unwrap();
+    env.insert(
+        "DCR_SIGNING_KEY".into(),
+        secret.join("key.pem").display().to_string(),
+    );
+    env.insert("BFF_JWK_ROTATE_AFTER_DAYS".into(), "-1".into());
+
+    let run = h.run(&env).await;
+    run.assert_code(5);
+    assert!(run.stderr.contains("symbolic link"), "{}", run.stderr);
+
+    let mut cmd = tokio::process::Command::new("unshare");
+    cmd.args([
+        "-m",
+        "sh",
+        "-c",
+        "mount --bind \"$0\" \"$0\" && mount -o remount,bind,ro \"$0\" && exec \"$1\"",
+    ])
+    .arg(&secret)
+    .arg(&*BIN)
+    .env_clear()
+    .env("PATH", std::env::var("PATH").unwrap_or_default())
+    .envs(&env);
+    let run = h.spawn_command(cmd).finish().await;
+    run.assert_code(0);
+    let doc = h.output_json();
+    let pem = std::fs::read_to_string(secret.join("..data/key.pem")).unwrap();
+    let kid = doc["dcr_bootstrap"]["signing_key"]["kid"].as_str().unwrap();
+    let id = doc["client_id"].as_str().unwrap();
+    let aud = format!("{}/api/oidc/token", h.emu.base_url());
+    let a = client_assertion(&pem, "ES256", kid, id, &aud);
+    assert!(assertion_authenticates(&h.emu.base_url(), &a).await);
+}
+
+/// Finding 7: a key record cannot get a file deleted that this program did not write for it:
+/// not another `<stem>.<x>.pem` beside the signing key (the exact name for the record's kid
+/// is `<stem>.<kid>.pem`), nor one at that name holding another key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_record_deletes_only_the_file_made_for_its_key() {
+    let h = Harness::new();
+    let env = key_env(&h, "ES256");
+    h.run(&env).await.assert_code(0);
+    // An operator's key beside ours, in the same name pattern.
+    let precious = h.dir.path().join("keys/bff.precious.pem");
+    let mut other = env.clone();
+    other.insert("DCR_SIGNING_KEY".into(), precious.display().to_string());
+    let made = h.run_args(&other, &["keygen"]).await;
+    made.assert_code(0);
+    let printed: serde_json::Value = serde_json::from_str(&made.stdout).unwrap();
+    let record = |kid: &str| {
+        json!({
+            "kid": kid, "alg": "ES256", "thumbprint": printed["thumbprint"],
+            "created_at": "2020-01-01T00:00:00Z", "jwk": printed["jwk"], "pem": precious,
+        })
+    };
+    let mut doc = h.output_json();
+    let keys = doc["dcr_bootstrap"]["signing_keys"].as_array_mut().unwrap();
+    keys.push(record("long-retired"));
+    write_json(&h.out(), &doc);
+    let run = h.run(&env).await;
+    run.assert_code(0);
+    assert!(
+        precious.exists(),
+        "the operator's key was deleted\n{}",
+        run.stderr
+    );
+}

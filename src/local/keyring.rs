@@ -348,9 +348,7 @@ impl KeyRing {
             );
         }
         for r in &plan.retire {
-            if let Some(p) = &r.pem
-                && is_previous_key_file(&self.current_path, p)
-            {
+            if let Some(p) = self.own_file(r) {
                 match std::fs::remove_file(p) {
                     Ok(()) => tracing::info!("retired signing key {} ({})", r.kid, p.display()),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -401,9 +399,19 @@ impl KeyRing {
             self.keys
                 .previous
                 .iter()
-                .filter_map(|k| k.record.pem.clone()),
+                .filter_map(|k| self.own_file(&k.record).cloned()),
         );
         v
+    }
+
+    /// The file of an earlier key, if it is the very file this ring writes for that key
+    /// (`<stem>.<kid>.pem`, by exact name) and holds that key (checked when it was loaded):
+    /// only such a file is ever deleted. A record naming another file beside the key, even
+    /// one of the same pattern, names nothing this program made.
+    fn own_file<'r>(&self, r: &'r KeyRecord) -> Option<&'r PathBuf> {
+        r.pem
+            .as_ref()
+            .filter(|p| **p == previous_path(&self.current_path, &r.kid))
     }
 }
 

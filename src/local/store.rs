@@ -63,8 +63,9 @@ pub fn load(path: &Path, owner: Option<(u32, u32)>) -> Result<Option<ClientRecor
     Ok(Some(stored))
 }
 
-/// A bounded read of a credentials file that only we (or root, or `owner`) may have written.
-/// `None` when it does not exist.
+/// A bounded read of a credentials file that only we (or root, or `owner`) may have written,
+/// in a directory only they own, and not through a planted symbolic link. `None` when it does
+/// not exist.
 pub fn read_trusted(path: &Path, owner: Option<(u32, u32)>, var: &str) -> Result<Option<Vec<u8>>> {
     let refuse = |why: String| {
         Error::Io(format!(
@@ -73,7 +74,8 @@ pub fn read_trusted(path: &Path, owner: Option<(u32, u32)>, var: &str) -> Result
             path.display()
         ))
     };
-    let Some(f) = files::open_regular(path).map_err(&refuse)? else {
+    files::check_parent(path, owner).map_err(&refuse)?;
+    let Some(f) = files::open_trusted(path).map_err(&refuse)? else {
         return Ok(None);
     };
     files::check_trusted(&f, owner).map_err(&refuse)?;
@@ -103,6 +105,8 @@ pub fn write_atomic(
     owner: Option<(u32, u32)>,
 ) -> Result<()> {
     let dir = dir_of(path);
+    files::check_parent(path, owner)
+        .map_err(|why| Error::Io(format!("refusing to write {}: it {why}", path.display())))?;
     let tmp = dir.join(format!(
         ".{}.{}.{:08x}.tmp",
         file_name(path),
