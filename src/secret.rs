@@ -17,17 +17,22 @@ pub fn secret(value: String) -> SecretString {
 /// of ordinary words.
 const SHORT: usize = 6;
 
-/// Remembers a secret value so that [`scrub`] removes it from any text, in the forms it takes
-/// in a log line too: as is, JSON-escaped (JSON logs), and Debug-escaped (`{:?}` fields).
+/// Remembers a secret value so that [`scrub`] removes it from any text, in every form this
+/// program sends it in or a log line shows it in: as is, JSON-escaped (JSON bodies and logs),
+/// Debug-escaped (`{:?}` fields), form-encoded (token requests) and percent-encoded (an IdP
+/// that echoes what it received). The Basic form is [`remember_basic`].
 pub fn remember(value: &str) {
     if value.is_empty() {
         return;
     }
     let inner = |quoted: String| quoted[1..quoted.len() - 1].to_string();
+    let form: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
     let forms = [
         value.to_string(),
         inner(serde_json::Value::String(value.to_string()).to_string()),
         inner(format!("{value:?}")),
+        form.replace('+', "%20"),
+        form,
     ];
     let mut known = KNOWN.write().unwrap_or_else(|p| p.into_inner());
     for f in forms {
@@ -37,6 +42,20 @@ pub fn remember(value: &str) {
     }
     // Longest first, so a secret that contains another is replaced whole.
     known.sort_by_key(|k| std::cmp::Reverse(k.len()));
+}
+
+/// Remembers the HTTP Basic credentials of `id` and `secret` (RFC 6749 §2.3.1: each
+/// form-encoded, then `id:secret` in base64, as sent; and without the encoding, as other
+/// clients send it).
+pub fn remember_basic(id: &str, secret: &str) {
+    use base64::Engine;
+    let form = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    for pair in [
+        format!("{}:{}", form(id), form(secret)),
+        format!("{id}:{secret}"),
+    ] {
+        remember(&base64::engine::general_purpose::STANDARD.encode(pair));
+    }
 }
 
 /// Remembers the secret members of an IdP document (a registration access token, a client
@@ -110,6 +129,23 @@ mod tests {
         remember("k3y");
         assert_eq!(scrub("token=k3y end"), "token=[REDACTED] end");
         assert_eq!(scrub("monk3ys are safe"), "monk3ys are safe");
+    }
+
+    /// Finding 8 of the second review: the forms in which this program sends a secret.
+    #[test]
+    fn form_percent_and_basic_forms_are_scrubbed() {
+        let s = "pa ss+/&=\u{fc}-w0rd";
+        remember(s);
+        let form: String = url::form_urlencoded::byte_serialize(s.as_bytes()).collect();
+        assert!(form.contains('+') && !scrub(&format!("client_secret={form}&x")).contains("w0rd"));
+        let pct = form.replace('+', "%20");
+        assert!(!scrub(&format!("got {pct} here")).contains("w0rd"));
+        remember_basic("cli ent", s);
+        use base64::Engine;
+        for pair in [format!("cli+ent:{form}"), format!("cli ent:{s}")] {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(pair);
+            assert_eq!(scrub(&format!("Basic {b64}")), "Basic [REDACTED]");
+        }
     }
 
     #[test]

@@ -65,10 +65,19 @@ pub fn redacted(raw: &str) -> String {
                 u.to_string()
             }
         }
-        // Not a URL: show only its shape, a query may still hold a token.
-        Err(_) => match raw.split_once(['?', '#', '@']) {
-            Some((head, _)) => format!("{head}…"),
-            None => raw.to_string(),
+        // Not a URL: nothing in it can be told apart from a password (a user-info part
+        // that did not parse, a token in a path), so at most the scheme is shown.
+        Err(_) => match raw.trim().split_once("://") {
+            Some((scheme, _))
+                if !scheme.is_empty()
+                    && scheme.len() <= 16
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
+                format!("{scheme}://…")
+            }
+            _ => "…".to_string(),
         },
     }
 }

@@ -414,6 +414,14 @@ async fn url_errors_do_not_echo_passwords_or_query_tokens() {
             "DCR_JWKS_URI",
             "ftp://user:hunter2@bff.example/jwks?token=qtok123",
         ),
+        // Unparseable (a port out of range): at most the scheme is shown.
+        ("IDP_BASE_URL", "https://admin:hunter2@idp:99999/"),
+        ("HTTPS_PROXY", "http://admin:hunter2@proxy:99999/"),
+        ("PROM_PUSHGATEWAY_URL", "http://admin:hunter2@push:99999/"),
+        ("DCR_REDIRECT_URIS", "https://admin:hunter2@app:99999/cb"),
+        ("DCR_JWKS_URI", "https://admin:hunter2@bff:99999/jwks"),
+        ("IDP_BASE_URL", "https://admin:hunter2@idp.example:99999/x"),
+        ("IDP_BASE_URL", "https://qtok123@[::1"),
     ] {
         let mut env = h.env();
         env.insert(var.into(), value.into());
@@ -422,7 +430,7 @@ async fn url_errors_do_not_echo_passwords_or_query_tokens() {
         }
         let run = h.run(&env).await;
         run.assert_code(2);
-        assert!(run.stderr.contains(var), "{}", run.stderr);
+        assert!(run.stderr.contains(var), "{var}={value}: {}", run.stderr);
         for secret in ["hunter2", "qtok123"] {
             assert!(!run.stderr.contains(secret), "{var}: {}", run.stderr);
         }
@@ -461,4 +469,58 @@ async fn a_dot_dot_iat_id_is_not_path_normalised_into_another_route() {
         "{}",
         run.stderr
     );
+}
+
+// Second review, finding 8: an IdP that echoes a credential in the form it received it
+// (Basic, form-encoded, percent-encoded), or with the secret where the log line is cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_echoed_in_any_form_we_send_it_in_is_scrubbed() {
+    use base64::Engine;
+    let secret = "admin~secret+/&=ü-9w0rd";
+    let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("registrar:{form}"));
+    let echoes = [
+        format!("Authorization: Basic {basic}"),
+        format!("client_secret={form}"),
+        format!("client_secret={}", form.replace('+', "%20")),
+        // Where the 200-character clip cuts the line.
+        format!("{}{secret}", "x".repeat(190)),
+    ];
+    for echo in echoes {
+        let h = Harness::with(dcr_idp_emulator::Config {
+            profile: dcr_idp_emulator::Profile::Rfc7591,
+            admin_clients: vec![("registrar".into(), secret.into())],
+            quirks: dcr_idp_emulator::Quirks {
+                registration_scope: Some("dcr".into()),
+                ..Default::default()
+            },
+            ..emulator_config()
+        });
+        h.emu.push_fault(Fault::action_on(
+            "/token",
+            1,
+            FaultAction::Respond {
+                status: 401,
+                headers: vec![("Content-Type".into(), "application/json".into())],
+                body: json!({"error": "invalid_client", "error_description": echo}).to_string(),
+            },
+        ));
+        let mut env = h.env();
+        env.remove("BOOTSTRAP_ADMIN_TOKEN");
+        env.insert("DCR_PROFILE".into(), "rfc7591".into());
+        env.insert("DCR_ADMIN_CLIENT_ID".into(), "registrar".into());
+        env.insert("DCR_ADMIN_CLIENT_SECRET".into(), secret.into());
+        env.insert("DCR_REGISTRATION_SCOPE".into(), "dcr".into());
+        env.insert("RUST_LOG".into(), "trace".into());
+        let run = h.run(&env).await;
+        run.assert_code(3);
+        assert!(run.stderr.contains("invalid_client"), "{}", run.stderr);
+        for piece in ["9w0rd", "admin~se", basic.as_str(), &basic[..20]] {
+            assert!(
+                !run.stderr.contains(piece),
+                "{piece:?} of {echo:?} leaked: {}",
+                run.stderr
+            );
+        }
+    }
 }

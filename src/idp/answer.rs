@@ -45,7 +45,8 @@ pub fn describe(reply: &Reply) -> String {
 
 /// One line of at most 200 characters, control characters blanked: IdP text goes into logs.
 pub fn clip(s: &str) -> String {
-    let one_line: String = s
+    // Scrubbed before it is cut: a secret cut in half no longer matches the scrubber.
+    let one_line: String = crate::secret::scrub(s)
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();

@@ -185,6 +185,7 @@ fn with_auth(
         Auth::None => return Ok(req),
         Auth::Bearer(token) => format!("Bearer {}", token.expose_secret()),
         Auth::Basic(id, secret) => {
+            crate::secret::remember_basic(id, secret.expose_secret());
             let pair = format!(
                 "{}:{}",
                 form_encode(id),
