@@ -437,3 +437,45 @@ async fn a_key_record_deletes_only_the_file_made_for_its_key() {
         run.stderr
     );
 }
+
+/// Finding 9: a guessable sealing key is refused (exit 2); a seal keyed by a short admin
+/// token is said at WARN; a strong key works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sealing_key_needs_128_bits() {
+    let h = Harness::new();
+    for weak in ["a", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "0123456"] {
+        let mut env = h.env();
+        env.insert("DCR_STATE_KEY".into(), weak.into());
+        let run = h.run(&env).await;
+        run.assert_code(2);
+        assert!(
+            run.stderr.contains("DCR_STATE_KEY") && run.stderr.contains("128"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            weak.len() < 4 || !run.stderr.contains(weak),
+            "the key was printed"
+        );
+    }
+    assert_eq!(h.stats().requests, 0);
+    let mut env = h.env();
+    env.insert("DCR_STATE_KEY".into(), "q8Zk1vX3nR7tY2mB5cW9pL4hD6".into());
+    let run = h.run(&env).await;
+    run.assert_code(0);
+    assert!(!run.stderr.contains("guessed"), "{}", run.stderr);
+
+    let h = Harness::with(dcr_idp_emulator::Config {
+        admin_token: "short-admin".into(),
+        ..emulator_config()
+    });
+    let mut env = h.env();
+    env.insert("BOOTSTRAP_ADMIN_TOKEN".into(), "short-admin".into());
+    let run = h.run(&env).await;
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("WARN") && run.stderr.contains("DCR_STATE_KEY"),
+        "{}",
+        run.stderr
+    );
+}

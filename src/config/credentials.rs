@@ -155,16 +155,31 @@ impl Credentials {
             a.state_key_file.as_deref(),
         )?;
         let sealer = match (&state_key, &admin) {
-            (Some(k), _) => Some(Sealer::new(k.expose_secret().as_bytes())),
-            (None, Some(AdminAuth::Static(t))) => Some(Sealer::new(t.expose_secret().as_bytes())),
+            (Some(k), _) => {
+                strong_enough(k.expose_secret()).map_err(|why| {
+                    Error::Config(format!(
+                        "{} {why}: it keys the seal that decides which client the admin token may act on. \
+                         Use at least 128 random bits, e.g. `openssl rand -base64 32`",
+                        name("DCR_STATE_KEY")
+                    ))
+                })?;
+                Some(Sealer::new(k.expose_secret().as_bytes()))
+            }
+            (None, Some(AdminAuth::Static(t))) => {
+                warn_if_weak("the admin token", t.expose_secret());
+                Some(Sealer::new(t.expose_secret().as_bytes()))
+            }
             (
                 None,
                 Some(AdminAuth::ClientCredentials {
                     client_id, secret, ..
                 }),
-            ) => Some(Sealer::new(
-                format!("{client_id}\0{}", secret.expose_secret()).as_bytes(),
-            )),
+            ) => {
+                warn_if_weak("DCR_ADMIN_CLIENT_SECRET", secret.expose_secret());
+                Some(Sealer::new(
+                    format!("{client_id}\0{}", secret.expose_secret()).as_bytes(),
+                ))
+            }
             (None, None) => None,
         };
         Ok(Credentials {
@@ -179,6 +194,30 @@ impl Credentials {
                 max_uses_field: a.iat_max_uses_field,
             },
         })
+    }
+}
+
+/// Whether a sealing key can hold about 128 bits: at least 22 characters (16 random bytes in
+/// base64) of at least 8 different ones. A guessable key lets whoever reads one stored seal
+/// recover it offline (the review recovered `DCR_STATE_KEY=a` in 0.27 s) and seal any record.
+fn strong_enough(key: &str) -> std::result::Result<(), String> {
+    let distinct = key.chars().collect::<std::collections::HashSet<_>>().len();
+    if key.chars().count() < 22 || distinct < 8 {
+        return Err(format!(
+            "is too weak ({} characters, {distinct} different; at least 22 and 8 are needed)",
+            key.chars().count()
+        ));
+    }
+    Ok(())
+}
+
+/// Without DCR_STATE_KEY the seal is keyed by the admin credential; a short one is said.
+fn warn_if_weak(what: &str, key: &str) {
+    if strong_enough(key).is_err() {
+        tracing::warn!(
+            "stored records are sealed with {what}, which is short enough to be guessed from one stored seal: set \
+             DCR_STATE_KEY to at least 128 random bits (e.g. `openssl rand -base64 32`)"
+        );
     }
 }
 
