@@ -353,6 +353,12 @@ pub struct KeyArgs {
               .map(|s| s.parse::<u32>().unwrap_or(2048)))]
     pub rsa_bits: u32,
 
+    /// File mode of the key files, octal [default: 0600, or 0640 when DCR_OUTPUT_MODE lets the
+    /// group read: the app that reads the output also signs with the key].
+    #[arg(long, global = true, env = "DCR_KEY_MODE", value_name = "OCTAL",
+          value_parser = parse_mode)]
+    pub key_mode: Option<u32>,
+
     /// Rotate the signing key when it is this many days old (0: on this start; negative: never).
     #[arg(long, global = true, env = "BFF_JWK_ROTATE_AFTER_DAYS", value_name = "DAYS",
           default_value_t = 30, allow_negative_numbers = true, value_parser = days())]
@@ -617,8 +623,10 @@ fn parse_mode(v: &str) -> Result<u32, String> {
             "does not let the owner read the file; the next run could not verify it".into(),
         );
     }
-    if mode & 0o002 != 0 {
-        return Err("makes credentials world-writable".into());
+    if mode & 0o022 != 0 {
+        return Err(
+            "lets others than the owner write the credentials; the next run would refuse its own file".into(),
+        );
     }
     Ok(mode)
 }

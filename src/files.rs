@@ -166,13 +166,33 @@ pub fn check_trusted(f: &File, owner: Option<(u32, u32)>) -> Result<(), String> 
                 .unwrap_or_default()
         ));
     }
-    if m.mode() & 0o022 != 0 {
+    // A kubelet `fsGroup` pass makes every file on the volume group-writable by the pod's
+    // own group: tolerated where that group is one of ours (the next write narrows the mode
+    // again). A group we are not in, or others, could have chosen the content.
+    let ours = m.mode() & 0o020 != 0 && our_groups().contains(&m.gid());
+    if m.mode() & 0o002 != 0 || (m.mode() & 0o020 != 0 && !ours) {
         return Err(format!(
-            "has mode {:04o}: group or others may write it",
-            m.mode() & 0o777
+            "has mode {:04o}: {} may write it",
+            m.mode() & 0o777,
+            if m.mode() & 0o002 != 0 {
+                "every local user".to_string()
+            } else {
+                format!("group {}, which this process is not in,", m.gid())
+            }
         ));
     }
     Ok(())
+}
+
+/// The groups this process is in: its effective group and its supplementary groups.
+fn our_groups() -> Vec<u32> {
+    let mut groups: Vec<u32> = rustix::process::getgroups()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|g| g.as_raw())
+        .collect();
+    groups.push(rustix::process::getegid().as_raw());
+    groups
 }
 
 /// Sets the mode of a file we own when it differs (a file left 0644 by an older run or by

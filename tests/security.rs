@@ -208,7 +208,7 @@ async fn a_symlinked_lock_file_is_refused_and_nothing_is_created_behind_it() {
 
 // 6. Credentials files others could have written are refused; too-open modes are narrowed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn group_writable_outputs_are_refused_and_readable_ones_narrowed() {
+async fn outputs_others_may_write_are_refused_and_wider_ones_narrowed() {
     let h = Harness::new();
     let dotenv = h.dir.path().join("keys/bff.env");
     let mut env = h.env();
@@ -224,22 +224,27 @@ async fn group_writable_outputs_are_refused_and_readable_ones_narrowed() {
     assert_eq!(file_mode(&h.out()), 0o600);
     assert_eq!(file_mode(&dotenv), 0o600);
 
-    // Group-writable: someone else may have written it; refused before any request.
+    // Writable by every local user: someone else may have written it; refused before any
+    // request. Group-writable by our own group (a kubelet fsGroup pass) is tolerated and
+    // narrowed again; by another group it is refused (volume::, needs root for chgrp).
     for f in [h.out(), dotenv.clone()] {
-        mode(&f, 0o664);
+        mode(&f, 0o666);
         let requests = h.stats().requests;
         let run = h.run(&env).await;
         run.assert_code(5);
         assert!(
-            run.stderr.contains("group or others may write"),
+            run.stderr.contains("every local user may write"),
             "{}",
             run.stderr
         );
         if f == h.out() {
             assert_eq!(h.stats().requests, requests, "a request was made");
         }
-        mode(&f, 0o600);
+        mode(&f, 0o660);
     }
+    h.run(&env).await.assert_code(0);
+    assert_eq!(file_mode(&h.out()), 0o600);
+    assert_eq!(file_mode(&dotenv), 0o600);
 
     // A world-readable mode needs an explicit opt-in.
     env.insert("DCR_OUTPUT_MODE".into(), "0644".into());

@@ -479,3 +479,73 @@ async fn the_sealing_key_needs_128_bits() {
         run.stderr
     );
 }
+
+/// Finding 10, as in deploy/kubernetes/job.yaml: the writer runs as 65532:65532 with
+/// DCR_OUTPUT_MODE=0640 and the app as uid 65533 in group 65532. The app reads every file it
+/// needs (the key too); after a kubelet-style `fsGroup` pass (group 65532, g+rw) the rerun
+/// works and narrows the modes again; a group-writable mode is refused at configuration, and
+/// a file group-writable by a group the writer is not in is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (runs the binary and cat as other uids, chgrp)"]
+async fn the_app_uid_reads_every_file_also_after_an_fs_group_pass() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = Harness::new();
+    let set_mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    set_mode(h.dir.path(), 0o755);
+    let keys = h.dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::os::unix::fs::chown(&keys, Some(65532), Some(65532)).unwrap();
+    let mut env = key_env(&h, "ES256");
+    env.insert(
+        "DCR_ENV_OUTPUT".into(),
+        keys.join("bff.env").display().to_string(),
+    );
+    env.insert("DCR_OUTPUT_MODE".into(), "0640".into());
+    let files = [h.out(), keys.join("bff.env"), keys.join("bff.pem")];
+    let as_writer = |env: &std::collections::BTreeMap<String, String>| {
+        let mut cmd = h.command(env, &[]);
+        cmd.uid(65532).gid(65532);
+        h.spawn_command(cmd)
+    };
+    let app_reads = |p: &std::path::Path| {
+        std::process::Command::new("cat")
+            .arg(p)
+            .uid(65533)
+            .gid(65532)
+            .output()
+            .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
+    };
+    use std::os::unix::process::CommandExt;
+
+    as_writer(&env).finish().await.assert_code(0);
+    for f in &files {
+        assert!(app_reads(f), "the app cannot read {}", f.display());
+    }
+
+    // The kubelet's fsGroup pass: group 65532, group read and write, setgid directory.
+    for f in &files {
+        std::os::unix::fs::chown(f, None, Some(65532)).unwrap();
+        set_mode(f, file_mode(f) | 0o060);
+    }
+    set_mode(&keys, 0o2770);
+    let run = as_writer(&env).finish().await;
+    run.assert_code(0);
+    for f in &files {
+        assert_eq!(file_mode(f), 0o640, "{} not narrowed again", f.display());
+        assert!(app_reads(f), "the app cannot read {}", f.display());
+    }
+
+    // A group-writable mode is refused at configuration; a foreign writable group at once.
+    let mut wide = env.clone();
+    wide.insert("DCR_OUTPUT_MODE".into(), "0660".into());
+    let run = as_writer(&wide).finish().await;
+    run.assert_code(2);
+    assert!(run.stderr.contains("DCR_OUTPUT_MODE"), "{}", run.stderr);
+    std::os::unix::fs::chown(h.out(), None, Some(4242)).unwrap();
+    set_mode(&h.out(), 0o660);
+    let run = as_writer(&env).finish().await;
+    run.assert_code(5);
+    assert!(run.stderr.contains("group 4242"), "{}", run.stderr);
+}

@@ -279,8 +279,21 @@ impl KeygenSettings {
 
 /// The signing key settings, or `None` without `DCR_SIGNING_KEY` (then no other key option
 /// may be set).
-fn signing_key(a: &KeyArgs, allow_insecure_http: bool) -> Result<Option<SigningKeySettings>> {
+fn signing_key(
+    a: &KeyArgs,
+    allow_insecure_http: bool,
+    output_mode: u32,
+) -> Result<Option<SigningKeySettings>> {
     let kid = kid(a)?;
+    // The app that reads the output signs with the key: the same group may read it. Never
+    // every local user.
+    let file_mode = a.key_mode.unwrap_or(0o600 | (output_mode & 0o040));
+    if file_mode & 0o004 != 0 {
+        return Err(Error::Config(format!(
+            "{}: {file_mode:04o} lets every local user read the private key; use 0600 or 0640 (group)",
+            name("DCR_KEY_MODE")
+        )));
+    }
     let jwks_uri = match non_empty(&a.jwks_uri) {
         Some(v) => {
             let u = parse_url("DCR_JWKS_URI", v)?;
@@ -319,6 +332,7 @@ fn signing_key(a: &KeyArgs, allow_insecure_http: bool) -> Result<Option<SigningK
             max_keys: a.max_keys,
             kid,
             dated_kids: a.shared_client,
+            file_mode,
         },
         jwks_uri,
     }))
@@ -510,7 +524,7 @@ impl Config {
     pub fn from_opts(o: &Opts, needs_output: bool) -> Result<Config> {
         let target = Target::try_from(&o.idp)?;
         let credentials = Credentials::from_args(&o.tokens, &target)?;
-        let signing_key = signing_key(&o.keys, target.allow_insecure_http)?;
+        let signing_key = signing_key(&o.keys, target.allow_insecure_http, o.output.output_mode)?;
         let metadata = desired_metadata(&o.metadata, signing_key.is_some())?;
         if target.profile == Profile::Keycloak && metadata.fields.contains_key("client_id") {
             return Err(Error::Config(format!(

@@ -29,6 +29,8 @@ pub struct KeyPolicy {
     /// Replicas share the client: every generated key's kid records when it was made and is
     /// unique among replicas (`<BFF_KID or "key">-<unix time>-<thumbprint prefix>`).
     pub dated_kids: bool,
+    /// Mode of the key files this ring writes (`DCR_KEY_MODE`).
+    pub file_mode: u32,
 }
 
 impl KeyPolicy {
@@ -331,6 +333,7 @@ pub(super) mod tests {
             max_keys: max,
             kid: None,
             dated_kids: false,
+            file_mode: 0o600,
         }
     }
 

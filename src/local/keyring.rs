@@ -313,7 +313,12 @@ impl KeyRing {
     fn stage_new_key(&mut self, alg: KeyAlg, now: SystemTime) -> Result<Key> {
         let m = keys::generate(alg, self.policy.rsa_bits)?;
         let kid = self.new_kid(&m, now);
-        store::write_atomic(&self.pending_path, keys::pem_bytes(&m), 0o600, self.owner)?;
+        store::write_atomic(
+            &self.pending_path,
+            keys::pem_bytes(&m),
+            self.policy.file_mode,
+            self.owner,
+        )?;
         let k = new_key(m, kid, alg, now, &self.pending_path);
         self.keys.pending = Some(k.clone());
         Ok(k)
@@ -327,7 +332,7 @@ impl KeyRing {
             && let Some(m) = &d.material
         {
             let path = previous_path(&self.current_path, &d.record.kid);
-            store::write_atomic(&path, keys::pem_bytes(m), 0o600, self.owner)?;
+            store::write_atomic(&path, keys::pem_bytes(m), self.policy.file_mode, self.owner)?;
         }
         if plan.promote.is_some() {
             std::fs::rename(&self.pending_path, &self.current_path).map_err(|e| {
@@ -347,6 +352,7 @@ impl KeyRing {
                 self.current_path.display()
             );
         }
+        self.ensure_modes(plan)?;
         for r in &plan.retire {
             if let Some(p) = self.own_file(r) {
                 match std::fs::remove_file(p) {
@@ -356,6 +362,23 @@ impl KeyRing {
                 }
             } else {
                 tracing::info!("retired signing key {}", r.kid);
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the key files this ring writes the configured mode (a key left 0600 becomes 0640
+    /// once DCR_OUTPUT_MODE lets the app's group read, and a group-writable one left by a
+    /// kubelet `fsGroup` pass is narrowed again). A key linked from a read-only Secret is not
+    /// ours to change.
+    fn ensure_modes(&self, plan: &Plan) -> Result<()> {
+        let earlier = plan.publish.iter().skip(1).filter_map(|r| self.own_file(r));
+        for path in std::iter::once(&self.current_path).chain(earlier) {
+            let linked = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+            if !linked {
+                crate::files::ensure_mode(path, self.policy.file_mode).map_err(|why| {
+                    Error::Io(format!("DCR_SIGNING_KEY {}: {why}", path.display()))
+                })?;
             }
         }
         Ok(())
