@@ -20,7 +20,21 @@ pub struct ScrubbedLine {
     escape_controls: bool,
 }
 
-/// `line` with every control character but the final newline written as `\n`, `\u{1b}`, ...
+/// Whether a character changes how a line reads without being seen: a control character,
+/// a line or paragraph separator (U+2028, U+2029: a new line to many viewers), or a Unicode
+/// format character (category Cf: bidi overrides such as U+202E, zero-width characters).
+pub fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{ad}' | '\u{600}'..='\u{605}' | '\u{61c}' | '\u{6dd}' | '\u{70f}' | '\u{890}'..='\u{891}'
+            | '\u{8e2}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}'
+            | '\u{110bd}' | '\u{110cd}' | '\u{13430}'..='\u{1343f}' | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}' | '\u{e0001}' | '\u{e0020}'..='\u{e007f}')
+}
+
+/// `line` with every hidden character ([`is_hidden`]) but the final newline written as `\n`,
+/// `\u{1b}`, `\u{202e}`, ...
 pub fn escape_controls(line: &str) -> String {
     let (body, end) = match line.strip_suffix('\n') {
         Some(b) => (b, "\n"),
@@ -28,8 +42,10 @@ pub fn escape_controls(line: &str) -> String {
     };
     let mut out = String::with_capacity(line.len());
     for c in body.chars() {
-        if c.is_control() {
+        if c.is_ascii_control() {
             out.extend(c.escape_default());
+        } else if is_hidden(c) {
+            out.extend(c.escape_unicode());
         } else {
             out.push(c);
         }
@@ -99,5 +115,23 @@ mod tests {
         let out = super::escape_controls(forged);
         assert_eq!(out.matches('\n').count(), 1, "{out}");
         assert!(out.ends_with('\n') && out.contains("\\n2026") && out.contains("\\u{0}"));
+    }
+
+    /// Second review, finding 11: separators and bidi overrides from the IdP.
+    #[test]
+    fn separators_and_format_characters_are_escaped() {
+        let line = "client a\u{2028}INFO forged\u{2029}x \u{202e}txt.exe\u{200b} \u{85}\n";
+        let out = super::escape_controls(line);
+        for raw in ['\u{2028}', '\u{2029}', '\u{202e}', '\u{200b}', '\u{85}'] {
+            assert!(!out.contains(raw), "{raw:?} raw in {out}");
+        }
+        assert!(
+            out.contains("\\u{2028}") && out.contains("\\u{202e}"),
+            "{out}"
+        );
+        assert_eq!(
+            super::escape_controls("plain é ü 漢字\n"),
+            "plain é ü 漢字\n"
+        );
     }
 }

@@ -529,3 +529,56 @@ async fn a_secret_echoed_in_any_form_we_send_it_in_is_scrubbed() {
         }
     }
 }
+
+// Second review, finding 11: a secret that `sh .` would tilde-expand is not written to the
+// dotenv view (the JSON output still holds it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_sh_would_tilde_expand_is_not_written_to_the_dotenv() {
+    for secret in ["~root", "abc:~root"] {
+        let h = Harness::new();
+        h.emu
+            .push_fault(set_fields(REGISTER, json!({ "client_secret": secret })));
+        let mut env = h.env();
+        let dotenv = h.dir.path().join("keys/bff.env");
+        env.insert("DCR_ENV_OUTPUT".into(), dotenv.display().to_string());
+        env.insert("DCR_VERIFY_CREDENTIALS".into(), "false".into());
+        let run = h.run(&env).await;
+        run.assert_code(3);
+        assert!(run.stderr.contains("home directory"), "{}", run.stderr);
+        assert!(!dotenv.exists(), "{secret}: the dotenv was written");
+    }
+}
+
+// Second review, finding 11: line separators and bidi overrides from the IdP never reach a
+// text log raw, whether in an error text (clipped) or in a value logged as is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separators_and_bidi_overrides_from_the_idp_never_reach_the_log_raw() {
+    let hidden = ['\u{2028}', '\u{2029}', '\u{202e}'];
+    let h = Harness::new();
+    h.emu.push_fault(set_fields(
+        REGISTER,
+        json!({"client_id": "evil\u{2028}2026-01-01T00:00:00Z  INFO FORGED\u{2029}\u{202e}gpj.exe"}),
+    ));
+    let run = h.run(&h.env()).await;
+    assert!(run.stderr.contains("FORGED"), "{}", run.stderr);
+    let h = Harness::new();
+    h.emu.push_fault(Fault::action_on(
+        REGISTER,
+        1,
+        FaultAction::Respond {
+            status: 400,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: json!({"error": "invalid_client_metadata",
+                         "error_description": "no\u{2028}2026-01-01T00:00:00Z INFO FORGED\u{202e}"})
+            .to_string(),
+        },
+    ));
+    let refused = h.run(&h.env()).await;
+    refused.assert_code(3);
+    for text in [&run.stderr, &refused.stderr] {
+        assert!(
+            !text.contains(hidden),
+            "a hidden character reached the log: {text}"
+        );
+    }
+}

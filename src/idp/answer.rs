@@ -43,12 +43,12 @@ pub fn describe(reply: &Reply) -> String {
     )
 }
 
-/// One line of at most 200 characters, control characters blanked: IdP text goes into logs.
+/// One line of at most 200 characters, hidden characters blanked: IdP text goes into logs.
 pub fn clip(s: &str) -> String {
     // Scrubbed before it is cut: a secret cut in half no longer matches the scrubber.
     let one_line: String = crate::secret::scrub(s)
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| if crate::logging::is_hidden(c) { ' ' } else { c })
         .collect();
     let trimmed = one_line.split_whitespace().collect::<Vec<_>>().join(" ");
     if trimmed.chars().count() > 200 {

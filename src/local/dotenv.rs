@@ -36,6 +36,13 @@ pub fn render(
                  ._~+/=:@%,- are written)"
             ));
         }
+        // POSIX sh expands a `~` at the start of an assignment's value, and after each `:` in
+        // it (`sh .` would read `~` as a home directory); other readers take it literally.
+        if v.starts_with('~') || v.contains(":~") {
+            return Err(format!(
+                "{name}'s value has a ~ at its start or after a colon, which POSIX sh expands to a home directory"
+            ));
+        }
         out.push_str(&format!("{name}={v}\n"));
     }
     Ok(out)
@@ -44,6 +51,19 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Second review, finding 11: `sh .` tilde-expands these.
+    #[test]
+    fn a_tilde_sh_would_expand_is_refused() {
+        for v in ["~", "~root", "~/x", "a:~", "a:~b"] {
+            let e = render("id", Some(v), None, None).unwrap_err();
+            assert!(
+                e.contains("AUTH_CLIENT_SECRET") && e.contains('~'),
+                "{v}: {e}"
+            );
+        }
+        assert!(render("id", Some("a~b:c~"), None, None).is_ok());
+    }
 
     #[test]
     fn plain_values_are_written_bare_and_others_refused() {
