@@ -38,4 +38,4 @@ target/debug/dcr-bootstrap
 echo
 echo "credentials: $DCR_OUTPUT"
 ls -l "$work/keys"
-echo "emulator counters: $(curl -s "$url/_emulator/stats" 2>/dev/null || echo '(curl not installed)')"
+echo "emulator counters: $(curl -s -H 'Authorization: Bearer demo-admin-token' "$url/_emulator/stats" 2>/dev/null || echo '(curl not installed)')"

@@ -139,8 +139,13 @@ impl Stack {
 
     fn stats(&self) -> serde_json::Value {
         let url = format!("{}/_emulator/stats", self.idp_url());
+        // The control routes need the emulator's admin token (the dev secret).
+        let token_file =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("compose/dev-secrets/idp-admin-token");
+        let token = std::fs::read_to_string(&token_file).expect("the dev admin token");
+        let auth = format!("Authorization: Bearer {}", token.trim_end());
         let out = Command::new("curl")
-            .args(["-sf", "--max-time", "5", &url])
+            .args(["-sf", "--max-time", "5", "-H", &auth, &url])
             .output()
             .expect("curl");
         serde_json::from_slice(&out.stdout)

@@ -582,3 +582,51 @@ async fn separators_and_bidi_overrides_from_the_idp_never_reach_the_log_raw() {
         );
     }
 }
+
+// Second review, finding 11: the emulator's control routes (faults, client deletion, every
+// secret) need its admin token, also after that token was revoked as an admin credential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emulators_control_routes_need_its_admin_token() {
+    let h = Harness::new();
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}/_emulator/{p}", h.emu.base_url());
+    let get = |auth: Option<&str>| {
+        let mut r = http.get(url("clients"));
+        if let Some(t) = auth {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(get(None).await.unwrap().status(), 401);
+    assert_eq!(get(Some("guess")).await.unwrap().status(), 401);
+    let fault =
+        json!({"method": "POST", "path": REGISTER, "action": {"kind": "respond", "status": 418}});
+    let post = |auth: &str| {
+        http.post(url("faults"))
+            .bearer_auth(auth)
+            .header("Content-Type", "application/json")
+            .body(fault.to_string())
+            .send()
+    };
+    assert_eq!(post("guess").await.unwrap().status(), 401);
+    h.run(&h.env()).await.assert_code(0);
+    assert_eq!(
+        h.stats().faults_fired,
+        0,
+        "a fault was added without the token"
+    );
+    assert_eq!(get(Some(ADMIN_TOKEN)).await.unwrap().status(), 200);
+    // The same rule is valid: with the token it is taken.
+    assert_eq!(post(ADMIN_TOKEN).await.unwrap().status(), 204);
+    h.emu.revoke_admin_token();
+    assert_eq!(get(Some(ADMIN_TOKEN)).await.unwrap().status(), 200);
+
+    let open = Harness::with(Config {
+        open_control: true,
+        ..emulator_config()
+    });
+    let r = reqwest::get(format!("{}/_emulator/stats", open.emu.base_url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -18,7 +18,7 @@ use std::time::Duration;
 /// POST /api/oidc/token (client_credentials; client_secret_basic/_post or private_key_jwt);
 /// PUT|POST /metrics/job/... (a Pushgateway stand-in);
 /// GET /.well-known/openid-configuration, /api/oidc/.well-known/openid-configuration, /health.
-/// Control: GET /_emulator/stats, GET /_emulator/clients, POST /_emulator/faults (JSON rule or
+/// Control (with `Authorization: Bearer <admin token>`): GET /_emulator/stats, GET /_emulator/clients, POST /_emulator/faults (JSON rule or
 /// array), DELETE /_emulator/clients/{id}, POST /_emulator/admin-token/revoke,
 /// POST /_emulator/iats/expire.
 /// The admin token when none is given: public, so only for loopback.
@@ -62,6 +62,10 @@ struct Args {
     /// non-loopback --bind needs --admin-token or --admin-token-file.
     #[arg(long)]
     allow_default_admin_token: bool,
+    /// Serve the /_emulator/* control routes without a credential. Without it they need
+    /// `Authorization: Bearer <the admin token>`.
+    #[arg(long)]
+    open_control: bool,
     /// Which spelling of the IAT use-count field to honour; the other one is rejected.
     #[arg(long, default_value = "max_uses", value_parser = ["max_uses", "max_usages"])]
     iat_max_uses_field: String,
@@ -397,6 +401,7 @@ fn config(args: &Args) -> Result<Config, String> {
         rotate_rat_on_get: args.rotate_rat_on_get,
         rotate_rat_on_update: args.rotate_rat_on_update,
         keycloak_version: args.keycloak_version,
+        open_control: args.open_control,
         missing_client_status: args.missing_client_status,
         faults,
         quirks,

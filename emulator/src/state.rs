@@ -179,6 +179,9 @@ pub struct Config {
     pub quirks: Quirks,
     /// The Keycloak version played (`--profile keycloak`).
     pub keycloak_version: crate::layout::KeycloakVersion,
+    /// Serve `/_emulator/*` without a credential (`--open-control`). Off, those routes need
+    /// the configured admin token: they can add faults, delete clients and read every secret.
+    pub open_control: bool,
 }
 
 impl Default for Config {
@@ -213,6 +216,7 @@ impl Default for Config {
             open_registration: false,
             quirks: Quirks::default(),
             keycloak_version: crate::layout::KeycloakVersion(26, 8),
+            open_control: false,
         }
     }
 }

@@ -88,6 +88,15 @@ pub fn handle(state: &mut State, req: &Request, scheme: &str) -> Response {
     let path = req.path.as_str();
     let m = req.method.as_str();
     if let Some(rest) = path.strip_prefix("/_emulator/") {
+        // The configured token, not the current one: revoking the admin token (a control
+        // route) must not lock the control surface.
+        if !state.config.open_control && req.bearer() != Some(state.config.admin_token.as_str()) {
+            return oauth_error(
+                401,
+                "invalid_token",
+                "the control routes need the emulator's admin token (or --open-control)",
+            );
+        }
         return control::control(state, req, rest);
     }
     if l.keycloak()
