@@ -630,3 +630,20 @@ async fn the_emulators_control_routes_need_its_admin_token() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+// Second review, finding 11: keygen takes only kids `run` takes (a newline or `$(…)` would
+// make a key no run can use) and writes nothing then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keygen_refuses_kids_that_run_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.pem");
+    for kid in ["a\nb", "bff$(id)", "a b", "x;y"] {
+        let mut env = BTreeMap::new();
+        env.insert("DCR_SIGNING_KEY".to_string(), key.display().to_string());
+        env.insert("BFF_KID".to_string(), kid.to_string());
+        let run = run_bin(&env, &["keygen"]).await;
+        run.assert_code(2);
+        assert!(run.stderr.contains("BFF_KID"), "{}", run.stderr);
+        assert!(!key.exists(), "{kid:?}: a key was written");
+    }
+}

@@ -259,7 +259,9 @@ pub fn keygen(k: &KeygenSettings) -> Result<Value> {
     let m = keys::generate(alg, k.rsa_bits)?;
     let kid =
         crate::local::keyring::dated_kid(&k.kid_base, std::time::SystemTime::now(), &m.thumbprint);
-    store::write_atomic(path, keys::pem_bytes(&m), 0o600, None)?;
+    // Never over a key: the check above says why; the link makes it hold even against a file
+    // created since.
+    store::write_new(path, keys::pem_bytes(&m), 0o600, None)?;
     Ok(json!({
         "path": path.display().to_string(),
         "kid": kid,

@@ -87,6 +87,14 @@ pub fn read_trusted(path: &Path, owner: Option<(u32, u32)>, var: &str) -> Result
 /// Removes the temp file on drop unless the rename happened.
 struct TempGuard(Option<PathBuf>);
 
+impl TempGuard {
+    fn path(&self) -> Result<&Path> {
+        self.0
+            .as_deref()
+            .ok_or_else(|| Error::Io("the temporary file was already taken".into()))
+    }
+}
+
 impl Drop for TempGuard {
     fn drop(&mut self) {
         if let Some(p) = self.0.take() {
@@ -104,6 +112,37 @@ pub fn write_atomic(
     mode: u32,
     owner: Option<(u32, u32)>,
 ) -> Result<()> {
+    let mut tmp = write_temp(path, contents, mode, owner)?;
+    let ctx = format!("cannot rename the temporary file onto {}", path.display());
+    fs::rename(tmp.path()?, path).map_err(|e| Error::io(ctx, e))?;
+    tmp.0 = None;
+    sync_dir(path)
+}
+
+/// Writes `contents` to `path`, which must not exist: the complete file appears at once
+/// (a hard link from a temporary file, which fails if anything is at `path`, even a file
+/// created between a check and the write), or not at all.
+pub fn write_new(path: &Path, contents: &[u8], mode: u32, owner: Option<(u32, u32)>) -> Result<()> {
+    let tmp = write_temp(path, contents, mode, owner)?;
+    fs::hard_link(tmp.path()?, path).map_err(|e| {
+        let what = if e.kind() == std::io::ErrorKind::AlreadyExists {
+            "something appeared at"
+        } else {
+            "cannot create"
+        };
+        Error::io(format!("{what} {}", path.display()), e)
+    })?;
+    drop(tmp);
+    sync_dir(path)
+}
+
+/// A complete, fsynced temporary file beside `path`, removed on drop unless taken.
+fn write_temp(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<TempGuard> {
     let dir = dir_of(path);
     files::check_parent(path, owner)
         .map_err(|why| Error::Io(format!("refusing to write {}: it {why}", path.display())))?;
@@ -114,7 +153,7 @@ pub fn write_atomic(
         fastrand::u32(..)
     ));
     let ctx = |what: &str| format!("{what} {}", path.display());
-    let mut guard = TempGuard(Some(tmp.clone()));
+    let guard = TempGuard(Some(tmp.clone()));
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -135,15 +174,7 @@ pub fn write_atomic(
         .map_err(|e| Error::io(ctx("cannot set the mode of"), e))?;
     f.sync_all()
         .map_err(|e| Error::io(ctx("cannot fsync"), e))?;
-    drop(f);
-    fs::rename(&tmp, path)
-        .map_err(|e| Error::io(ctx("cannot rename the temporary file onto"), e))?;
-    guard.0 = None;
-    // The rename is durable only once the directory entry is.
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("cannot fsync the directory {}", dir.display()), e))?;
-    Ok(())
+    Ok(guard)
 }
 
 /// Fsyncs the directory holding `path`, making a rename in it durable.
@@ -262,6 +293,24 @@ mod tests {
             2,
             "no temp file left"
         );
+    }
+
+    /// Second review, finding 11: keygen's write never replaces what is at the path, even a
+    /// file (or a dangling link) that appeared after its check; no temp file is left.
+    #[test]
+    fn write_new_never_replaces_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.pem");
+        write_new(&p, b"first", 0o600, None).unwrap();
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
+        assert!(write_new(&p, b"second", 0o600, None).is_err());
+        assert_eq!(fs::read(&p).unwrap(), b"first");
+        let link = dir.path().join("l.pem");
+        std::os::unix::fs::symlink(dir.path().join("target"), &link).unwrap();
+        assert!(write_new(&link, b"x", 0o600, None).is_err());
+        assert!(!dir.path().join("target").exists());
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(left.len(), 2, "a temp file was left: {left:?}");
     }
 
     #[test]
