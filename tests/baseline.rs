@@ -71,3 +71,66 @@ async fn the_python_baseline_registers() {
     assert!(h.output_json()["client_id"].is_string());
     assert_eq!(h.stats().clients_registered, 1);
 }
+
+/// The advisory snapshot is cloned again when the bundle changes (a stale clone would hide
+/// new advisories), and left alone when it does not.
+#[test]
+fn the_advisory_db_follows_its_bundle() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(["-c", "init.defaultBranch=main"])
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {o:?}");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/advisory-db.sh");
+    let db = dir.path().join("dbs/advisory-db-x");
+    let head_of_db = || {
+        let o = Command::new("git")
+            .args(["-C", db.to_str().unwrap(), "rev-parse", "HEAD"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let sync = || {
+        let s = Command::new("bash")
+            .arg(&script)
+            .arg(dir.path().join("db.bundle"))
+            .arg(&db)
+            .status()
+            .unwrap();
+        assert!(s.success());
+    };
+    git(&["init", "-q", "src"]);
+    for n in ["1", "2"] {
+        std::fs::write(dir.path().join("src/advisory"), n).unwrap();
+        git(&["-C", "src", "add", "."]);
+        git(&["-C", "src", "commit", "-qm", n]);
+        git(&[
+            "-C",
+            "src",
+            "bundle",
+            "create",
+            "-q",
+            "../db.bundle",
+            "HEAD",
+            "main",
+        ]);
+        sync();
+        assert_eq!(
+            head_of_db(),
+            git(&["-C", "src", "rev-parse", "HEAD"]),
+            "snapshot {n}"
+        );
+    }
+    // Unchanged bundle: the clone stays (a mark left in it survives).
+    std::fs::write(db.join("mark"), "x").unwrap();
+    sync();
+    assert!(db.join("mark").exists(), "re-cloned an unchanged bundle");
+}
