@@ -71,9 +71,12 @@ fn parse_and_log() -> Result<cli::Cli, u8> {
     let (cli, secret_flags) = match cli::parse() {
         Ok(c) => c,
         Err((text, code)) => {
-            // --help and --version go to stdout; refusals to stderr, before any logger.
+            // --help and --version go to stdout; refusals through the logger, in the format
+            // asked for, with their exit code like every other error.
             if code == 0 {
-                print!("{text}");
+                print_out(&text);
+            } else if logging::init(cli::early_log_format_json(), "error").is_ok() {
+                tracing::error!(exit_code = code, "{}", text.trim_end());
             } else {
                 eprintln!("dcr-bootstrap: {}", text.trim_end());
             }
@@ -83,6 +86,31 @@ fn parse_and_log() -> Result<cli::Cli, u8> {
     let log = &cli.opts.logging;
     if let Err(e) = logging::init(log.log_format == cli::LogFormat::Json, &log.log) {
         eprintln!("dcr-bootstrap: configuration error: {e}");
+        return Err(crate::error::EXIT_CONFIG);
+    }
+    let unknown =
+        cli::unknown_variables(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()));
+    for (var, meant) in &unknown {
+        match meant {
+            Some(m) => tracing::warn!(
+                "{var} is not a variable of dcr-bootstrap (did you mean {m}?); it is ignored"
+            ),
+            None => tracing::warn!(
+                "{var} is not a variable of dcr-bootstrap; it is ignored (see --help)"
+            ),
+        }
+    }
+    if log.strict_env && !unknown.is_empty() {
+        tracing::error!(
+            exit_code = crate::error::EXIT_CONFIG,
+            "configuration error: DCR_STRICT_ENV=true and {} unknown variable(s): {}",
+            unknown.len(),
+            unknown
+                .iter()
+                .map(|(v, _)| v.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         return Err(crate::error::EXIT_CONFIG);
     }
     for var in secret_flags {
@@ -134,14 +162,22 @@ fn run_command(
     }
 }
 
+/// Writes to stdout. A reader that went away (`keygen | head`) is not an error of ours: the
+/// work is done, so nothing is said and the exit code stays (println! would panic).
+fn print_out(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 /// Prints a command's JSON report (`check`, `keygen`), or fails.
 fn report(r: Result<serde_json::Value, Error>) -> u8 {
     match r {
         Ok(report) => {
-            println!(
-                "{}",
+            print_out(&format!(
+                "{}\n",
                 serde_json::to_string_pretty(&report).unwrap_or_default()
-            );
+            ));
             0
         }
         Err(e) => fail(&e),

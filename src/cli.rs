@@ -567,6 +567,61 @@ pub struct LogArgs {
         default_value = "info"
     )]
     pub log: String,
+
+    /// Exit 2 when a DCR_*, BFF_*, BOOTSTRAP_* or IDP_* variable is not one of ours (a typo
+    /// such as DCR_SCOPES); without it, such a variable is only warned about.
+    #[arg(long, global = true, env = "DCR_STRICT_ENV", value_name = "BOOL",
+          action = ArgAction::Set, value_parser = parse_bool, default_value = "false")]
+    pub strict_env: bool,
+}
+
+/// Prefixes of the variables this program reads; any other variable with one of them is
+/// probably a typo.
+const OUR_PREFIXES: &[&str] = &["DCR_", "BFF_", "BOOTSTRAP_", "IDP_"];
+
+/// Variables with our prefixes that are someone else's: the app's (the dotenv view writes
+/// them for it, and a shared env_file hands them to both).
+const THEIRS: &[&str] = &["BFF_JWT_SIGNING_KEY"];
+
+/// The variables in `env` with our prefixes that no option reads, each with the known one it
+/// most likely meant.
+pub fn unknown_variables(env: impl Iterator<Item = String>) -> Vec<(String, Option<String>)> {
+    let known: Vec<String> = Cli::command()
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    let mut unknown: Vec<(String, Option<String>)> = env
+        .filter(|v| OUR_PREFIXES.iter().any(|p| v.starts_with(p)))
+        .filter(|v| !known.contains(v) && !THEIRS.contains(&v.as_str()))
+        .map(|v| {
+            let meant = known
+                .iter()
+                .map(|k| (edit_distance(&v, k), k))
+                .filter(|(d, k)| *d <= (k.len() / 4).max(2))
+                .min()
+                .map(|(_, k)| k.clone());
+            (v, meant)
+        })
+        .collect();
+    unknown.sort();
+    unknown
+}
+
+/// Levenshtein distance, for the did-you-mean.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 /// A secret as clap hands it over: wrapped at once, so no `Debug` or error can show it.
@@ -578,7 +633,7 @@ pub fn parse_bool(v: &str) -> Result<bool, String> {
     match v.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" | "" => Ok(false),
-        _ => Err("expected true or false".into()),
+        _ => Err("expected true or false (also 1/0, yes/no, on/off, any case)".into()),
     }
 }
 
@@ -646,7 +701,11 @@ fn parse_owner(v: &str) -> Result<(u32, u32), String> {
 pub fn parse() -> Result<(Cli, Vec<&'static str>), (String, i32)> {
     use clap::FromArgMatches;
     let fail = |e: clap::Error| (explain(&e), e.exit_code());
-    let m = Cli::command().try_get_matches().map_err(fail)?;
+    // Choices (profiles, formats, methods) are matched in any case: `Keycloak` is keycloak.
+    let m = Cli::command()
+        .mut_args(|a| a.ignore_case(true))
+        .try_get_matches()
+        .map_err(fail)?;
     let cli = Cli::from_arg_matches(&m).map_err(fail)?;
     let on_command_line = [
         ("iat", "DCR_IAT"),
@@ -697,12 +756,61 @@ pub fn explain(e: &clap::Error) -> String {
             .map(|s| s.to_string())
             .unwrap_or_else(|| "invalid value".into()),
     };
-    format!("configuration error: {who}: {why}, got {got:?}")
+    // Our own parsers already quote the value; clap's choices do not.
+    if why.contains("got ") {
+        format!("configuration error: {who}: {why}")
+    } else {
+        format!("configuration error: {who}: {why}, got {got:?}")
+    }
+}
+
+/// Whether logs are JSON, read before the command line is parsed, so that a refusal of the
+/// command line is logged in the configured format too (`--log-format` or `DCR_LOG_FORMAT`,
+/// any case).
+pub fn early_log_format_json() -> bool {
+    let mut args = std::env::args().skip(1);
+    let mut flag = None;
+    while let Some(a) = args.next() {
+        if let Some(v) = a.strip_prefix("--log-format=") {
+            flag = Some(v.to_string());
+        } else if a == "--log-format" {
+            flag = args.next();
+        }
+    }
+    flag.or_else(|| std::env::var("DCR_LOG_FORMAT").ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("json"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_typo_is_named_with_the_variable_it_meant() {
+        let env = [
+            "DCR_SCOPES",
+            "DCR_CLIENTNAME",
+            "DCR_REDIRECT_URI",
+            "DCR_SCOPE",
+            "BFF_JWT_SIGNING_KEY",
+            "PATH",
+            "DCR_NOTHING_LIKE_ANYTHING_WE_READ",
+        ]
+        .map(String::from);
+        let found = unknown_variables(env.into_iter());
+        let meant = |v: &str| found.iter().find(|(u, _)| u == v).map(|(_, m)| m.clone());
+        assert_eq!(meant("DCR_SCOPES"), Some(Some("DCR_SCOPE".into())));
+        assert_eq!(
+            meant("DCR_CLIENTNAME"),
+            Some(Some("DCR_CLIENT_NAME".into()))
+        );
+        assert_eq!(
+            meant("DCR_REDIRECT_URI"),
+            Some(Some("DCR_REDIRECT_URIS".into()))
+        );
+        assert_eq!(meant("DCR_NOTHING_LIKE_ANYTHING_WE_READ"), Some(None));
+        assert_eq!(found.len(), 4, "{found:?}");
+    }
 
     #[test]
     fn every_argument_has_an_environment_variable_and_a_group() {

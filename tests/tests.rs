@@ -15,6 +15,7 @@ mod faults;
 mod interop;
 mod invariants;
 mod keycloak;
+mod operator;
 mod profiles;
 mod properties;
 mod real_servers;

@@ -1,0 +1,89 @@
+//! What a platform engineer meets in the first thirty minutes: typos, refusals in the
+//! configured log format, choices in any case, a closed pipe. Each test runs the real binary.
+
+use crate::common::*;
+use serde_json::Value;
+use std::process::Stdio;
+
+/// A misspelt variable is named with the one it probably meant; DCR_STRICT_ENV makes it
+/// exit 2 before any request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misspelt_variable_is_warned_about_and_strict_mode_refuses_it() {
+    let h = Harness::new();
+    let mut env = h.env();
+    env.insert("DCR_SCOPES".into(), "openid offline_access".into());
+    env.insert("DCR_CLIENTNAME".into(), "x".into());
+    let run = h.run(&env).await;
+    run.assert_code(0);
+    for (typo, meant) in [
+        ("DCR_SCOPES", "DCR_SCOPE"),
+        ("DCR_CLIENTNAME", "DCR_CLIENT_NAME"),
+    ] {
+        assert!(
+            run.stderr.lines().any(|l| l.contains("WARN")
+                && l.contains(typo)
+                && l.contains(&format!("did you mean {meant}?"))),
+            "{}",
+            run.stderr
+        );
+    }
+    let requests = h.stats().requests;
+    env.insert("DCR_STRICT_ENV".into(), "true".into());
+    let run = h.run(&env).await;
+    run.assert_code(2);
+    assert!(run.stderr.contains("DCR_STRICT_ENV"), "{}", run.stderr);
+    assert_eq!(h.stats().requests, requests, "a request was made");
+}
+
+/// A value clap refuses is logged like every other error: in JSON when asked for, with its
+/// exit code, once (no "got … got"); choices match in any case; bools list their spellings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_of_the_command_line_go_through_the_logger() {
+    let h = Harness::new();
+    for (var, value, needle) in [
+        ("DCR_TIMEOUT", "300", "DCR_TIMEOUT"),
+        ("DCR_VERIFY_CREDENTIALS", "maybe", "yes/no"),
+        ("DCR_PROFILE", "okta", "DCR_PROFILE"),
+    ] {
+        let mut env = h.env();
+        env.insert("DCR_LOG_FORMAT".into(), "JSON".into());
+        env.insert(var.into(), value.into());
+        let run = h.run(&env).await;
+        run.assert_code(2);
+        let line: Value = serde_json::from_str(run.stderr.trim())
+            .unwrap_or_else(|e| panic!("{var}: not one JSON line ({e}): {}", run.stderr));
+        assert_eq!(line["exit_code"], 2, "{line}");
+        assert_eq!(line["level"], "ERROR");
+        let msg = line["message"].as_str().unwrap();
+        assert!(msg.contains(needle), "{msg}");
+        assert_eq!(msg.matches("got ").count(), 1, "{msg}");
+    }
+    // Any case: a format, a profile, a policy.
+    let mut env = h.env();
+    env.insert("DCR_LOG_FORMAT".into(), "Json".into());
+    env.insert("DCR_PROFILE".into(), "EmpowerNow".into());
+    env.insert("DCR_ON_STALE".into(), "Fail".into());
+    let run = h.run_args(&env, &["check"]).await;
+    run.assert_code(0);
+    assert_eq!(h.stats().requests, 0);
+}
+
+/// `keygen | head`: a reader that went away is not a crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = std::collections::BTreeMap::new();
+    env.insert(
+        "DCR_SIGNING_KEY".to_string(),
+        dir.path().join("k.pem").display().to_string(),
+    );
+    let mut cmd = command(&env, &["keygen"]);
+    cmd.stdout(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    drop(child.stdout.take()); // the reader is gone before anything is written
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(dir.path().join("k.pem").exists());
+}
