@@ -209,13 +209,15 @@ fn summary(cfg: &Config, o: &job::Outcome) {
     tracing::info!(
         action = o.action.as_str(),
         client_id = %o.client_id,
-        attempts = o.attempts,
+        requests = o.requests,
+        retries = o.retries,
         elapsed_ms = o.elapsed.as_millis() as u64,
-        "{} client {} in {} ({} HTTP attempt(s)); credentials at {}",
+        "{} client {} in {} ({} request(s), {} retried); credentials at {}",
         o.action.as_str(),
         o.client_id,
         show(o.elapsed),
-        o.attempts,
+        o.requests,
+        o.retries,
         cfg.output.path.display()
     );
 }

@@ -424,6 +424,28 @@ async fn outage(secs: u64) {
         "noticed recovery after {:?}",
         up.elapsed()
     );
+    // A quiet wait: every attempt at DEBUG, at INFO only the first failure, one line per
+    // 10 s with the time left, and the recovery.
+    let at = |level: &str, needle: &str| {
+        run.stderr
+            .lines()
+            .filter(|l| l.contains(level) && l.contains(needle))
+            .count()
+    };
+    let attempts = at("DEBUG", "failed (");
+    let waiting = at(" INFO ", "retrying");
+    assert!(
+        attempts as u64 >= secs,
+        "{attempts} attempts: {}",
+        run.stderr
+    );
+    assert!(
+        waiting >= 1 && waiting as u64 <= 1 + (secs + 5) / 10,
+        "{waiting} INFO lines for a {secs}s wait of {attempts} attempts: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("left"), "no time left figure");
+    assert_eq!(at(" INFO ", "succeeded after"), 1, "{}", run.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -203,8 +203,9 @@ impl Idp {
     }
 
     /// HTTP attempts so far, for the summary line.
-    pub fn attempts(&self) -> u32 {
-        self.attempts.get()
+    /// HTTP requests sent so far, and how many of them were retries.
+    pub fn attempts(&self) -> (u32, u32) {
+        (self.attempts.get(), self.attempts.retries())
     }
 
     /// Refuses a request to anywhere but the IdP's origins.

@@ -44,19 +44,33 @@ pub enum Attempt<T> {
     Fatal(Error),
 }
 
-/// Counts HTTP attempts over the whole run, for the summary line.
+/// Counts HTTP requests over the whole run, and how many of them were retries, for the
+/// summary line ("5 requests, 0 retries" reads as a clean run; "5 attempts" did not).
 #[derive(Default)]
-pub struct Attempts(Cell<u32>);
+pub struct Attempts {
+    requests: Cell<u32>,
+    retries: Cell<u32>,
+}
 
 impl Attempts {
     pub fn get(&self) -> u32 {
-        self.0.get()
+        self.requests.get()
     }
-    fn bump(&self) -> u32 {
-        self.0.set(self.0.get() + 1);
-        self.0.get()
+    pub fn retries(&self) -> u32 {
+        self.retries.get()
+    }
+    fn bump(&self, retry: bool) -> u32 {
+        self.requests.set(self.requests.get() + 1);
+        if retry {
+            self.retries.set(self.retries.get() + 1);
+        }
+        self.requests.get()
     }
 }
+
+/// How often a wait is reported at INFO: the first failure, then one line per this period
+/// (each attempt is at DEBUG). Two lines a second for five minutes told nobody anything.
+const WAIT_REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// The delay schedule of one operation.
 pub struct Schedule<'a> {
@@ -117,6 +131,7 @@ impl Policy {
     {
         let mut schedule = Schedule::new(self);
         let mut tries = 0u32;
+        let mut reported = Instant::now();
         loop {
             let remaining = self.remaining();
             if remaining.is_zero() {
@@ -126,10 +141,18 @@ impl Policy {
                 )));
             }
             tries += 1;
-            let n = attempts.bump();
+            let n = attempts.bump(tries > 1);
             tracing::debug!(what, attempt = n, "sending");
             match op(self.request_timeout.min(remaining)).await {
-                Attempt::Done(v) => return Ok(v),
+                Attempt::Done(v) => {
+                    if tries > 1 {
+                        tracing::info!(
+                            "{what} succeeded after {tries} attempts in {}",
+                            show(self.start.elapsed())
+                        );
+                    }
+                    return Ok(v);
+                }
                 Attempt::Fatal(e) => return Err(e),
                 Attempt::Retry {
                     reason,
@@ -145,7 +168,23 @@ impl Policy {
                             show(self.total())
                         )));
                     }
-                    tracing::info!(
+                    if tries == 1 {
+                        tracing::info!(
+                            "{what} is not done yet ({reason}); retrying until DCR_TIMEOUT, {} left \
+                             (progress every {}s; each attempt at DEBUG)",
+                            show(remaining),
+                            WAIT_REPORT_EVERY.as_secs()
+                        );
+                        reported = Instant::now();
+                    } else if reported.elapsed() >= WAIT_REPORT_EVERY {
+                        tracing::info!(
+                            "{what}: still retrying after {tries} attempts in {} (last: {reason}); {} left of DCR_TIMEOUT",
+                            show(self.start.elapsed()),
+                            show(remaining)
+                        );
+                        reported = Instant::now();
+                    }
+                    tracing::debug!(
                         "{what} failed ({reason}); retry {tries} in {}{}",
                         show(delay),
                         retry_after

@@ -37,7 +37,9 @@ use std::time::{Duration, Instant, SystemTime};
 pub struct Outcome {
     pub action: Action,
     pub client_id: String,
-    pub attempts: u32,
+    /// HTTP requests sent, and how many of them were retries.
+    pub requests: u32,
+    pub retries: u32,
     pub elapsed: Duration,
 }
 
@@ -141,7 +143,8 @@ pub async fn run(cfg: &Config) -> Result<Outcome> {
     Ok(Outcome {
         action,
         client_id,
-        attempts: session.idp.attempts(),
+        requests: session.idp.attempts().0,
+        retries: session.idp.attempts().1,
         elapsed: start.elapsed(),
     })
 }
