@@ -184,6 +184,33 @@ pub fn check_trusted(f: &File, owner: Option<(u32, u32)>) -> Result<(), String> 
     Ok(())
 }
 
+/// For a "permission denied" on `path`: who owns its directory, its mode, who we are, and
+/// the chown that fixes it (a volume left root-owned is the usual cause). Empty for any
+/// other error.
+pub fn permission_hint(path: &Path, e: &std::io::Error) -> String {
+    if e.kind() != std::io::ErrorKind::PermissionDenied {
+        return String::new();
+    }
+    let dir = dir_of(path);
+    let (me, my_gid) = (euid(), rustix::process::getegid().as_raw());
+    match std::fs::metadata(&dir) {
+        Ok(m) => format!(
+            " ({} is owned by uid {} gid {} with mode {:04o}; this process runs as uid {me} gid {my_gid}: \
+             `chown {me}:{my_gid} {}` on the volume, run as uid {}, or set DCR_OUTPUT_OWNER)",
+            dir.display(),
+            m.uid(),
+            m.gid(),
+            m.mode() & 0o7777,
+            dir.display(),
+            m.uid()
+        ),
+        Err(_) => format!(
+            " (this process runs as uid {me} gid {my_gid}; check {})",
+            dir.display()
+        ),
+    }
+}
+
 /// The groups this process is in: its effective group and its supplementary groups.
 fn our_groups() -> Vec<u32> {
     let mut groups: Vec<u32> = rustix::process::getgroups()

@@ -87,3 +87,66 @@ async fn a_closed_stdout_is_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(dir.path().join("k.pem").exists());
 }
+
+/// The classic mistakes get a hint with the failure, not only after DCR_TIMEOUT: https to a
+/// plain-HTTP port, and localhost inside a container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_to_a_plain_port_and_loopback_in_a_container_are_hinted() {
+    let h = Harness::new();
+    let mut env = h.env();
+    env.insert(
+        "IDP_BASE_URL".into(),
+        h.emu.base_url().replace("http://", "https://"),
+    );
+    env.insert("DCR_TIMEOUT".into(), "3s".into());
+    env.insert("DCR_REQUEST_TIMEOUT".into(), "1s".into());
+    env.insert("RUST_LOG".into(), "info".into());
+    let run = h.run(&env).await;
+    run.assert_code(4);
+    let first = run.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("INFO") && first.contains("use an http:// URL"),
+        "{}",
+        run.stderr
+    );
+
+    let h = Harness::not_listening(emulator_config());
+    let mut env = h.env();
+    env.insert(
+        "IDP_BASE_URL".into(),
+        h.emu.base_url().replace("127.0.0.1", "localhost"),
+    );
+    env.insert("KUBERNETES_SERVICE_HOST".into(), "10.96.0.1".into());
+    env.insert("DCR_TIMEOUT".into(), "1s".into());
+    env.insert("RUST_LOG".into(), "info".into());
+    let run = h.run(&env).await;
+    run.assert_code(4);
+    assert!(
+        run.stderr.contains("localhost is the container itself"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// A volume the process may not write: the error names the directory's owner and mode, our
+/// uid, and the chown that fixes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (runs the binary as another uid)"]
+async fn a_permission_error_names_owner_mode_uid_and_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = Harness::new();
+    std::fs::set_permissions(h.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(h.out().parent().unwrap()).unwrap();
+    let mut cmd = h.command(&h.env(), &[]);
+    cmd.uid(65532).gid(65532);
+    let run = h.spawn_command(cmd).finish().await;
+    run.assert_code(5);
+    for needle in [
+        "owned by uid 0",
+        "mode 0755",
+        "runs as uid 65532",
+        "chown 65532:65532",
+    ] {
+        assert!(run.stderr.contains(needle), "{needle}: {}", run.stderr);
+    }
+}

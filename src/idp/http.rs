@@ -317,15 +317,48 @@ fn classify(e: reqwest::Error) -> Failure {
         return Failure::Tls(format!("{tls} ({})", url_of(&e)));
     }
     if e.is_connect() {
-        Failure::Unreachable(describe(&e))
+        Failure::Unreachable(format!("{}{}", describe(&e), loopback_hint(e.url())))
     } else if e.is_timeout() {
+        let plain = e
+            .url()
+            .is_some_and(|u| u.scheme() == "https")
+            .then_some(
+                "; if that port speaks plain HTTP, the TLS handshake waits for nothing: use an http:// URL",
+            )
+            .unwrap_or_default();
         Failure::NoAnswer(format!(
-            "no complete answer within the request timeout ({})",
+            "no complete answer within the request timeout ({}){plain}",
             url_of(&e)
         ))
     } else {
         Failure::NoAnswer(describe(&e))
     }
+}
+
+/// Inside a container, a loopback address is the container itself: an IdP published on the
+/// host's `localhost:8002` is not there. Said with the failure, so nobody waits out
+/// DCR_TIMEOUT for it.
+fn loopback_hint(url: Option<&reqwest::Url>) -> &'static str {
+    let loopback = url.is_some_and(|u| match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => false,
+    });
+    if loopback && in_a_container() {
+        "; this process runs in a container, where localhost is the container itself: use the IdP's \
+         service or host name (e.g. http://idp:8002)"
+    } else {
+        ""
+    }
+}
+
+/// Docker (`/.dockerenv`), Podman (`/run/.containerenv`) or Kubernetes (its service
+/// variables).
+fn in_a_container() -> bool {
+    std::path::Path::new("/.dockerenv").exists()
+        || std::path::Path::new("/run/.containerenv").exists()
+        || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
 }
 
 fn url_of(e: &reqwest::Error) -> String {

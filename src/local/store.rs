@@ -37,9 +37,10 @@ pub fn ensure_parent_dir(path: &Path) -> Result<()> {
         .mode(0o700)
         .create(&dir)
         .map_err(|e| {
+            let hint = files::permission_hint(&dir, &e);
             Error::io(
                 format!("cannot create the output directory {}", dir.display()),
-                e,
+                format!("{e}{hint}"),
             )
         })
 }
@@ -159,7 +160,13 @@ fn write_temp(
         .create_new(true)
         .mode(0o600)
         .open(&tmp)
-        .map_err(|e| Error::io(ctx("cannot create a temporary file to write"), e))?;
+        .map_err(|e| {
+            let hint = files::permission_hint(path, &e);
+            Error::io(
+                ctx("cannot create a temporary file to write"),
+                format!("{e}{hint}"),
+            )
+        })?;
     f.write_all(contents)
         .map_err(|e| Error::io(ctx("cannot write"), e))?;
     if let Some((uid, gid)) = owner {
@@ -244,7 +251,11 @@ pub async fn lock(output: &Path, wait: std::time::Duration) -> Result<OutputLock
                     path.display()
                 ))
             } else {
-                Error::io(format!("cannot open the lock file {}", path.display()), e)
+                let hint = files::permission_hint(&path, &e);
+                Error::io(
+                    format!("cannot open the lock file {}", path.display()),
+                    format!("{e}{hint}"),
+                )
             }
         })?;
 
