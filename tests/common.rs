@@ -193,6 +193,30 @@ impl Harness {
 }
 
 /// The binary with exactly `env` (and PATH) and `args`.
+/// [`command`] as another uid and gid. The binary is copied into `dir` (made traversable),
+/// since the build directory may be private to its owner (a `mktemp -d` clone in CI).
+pub fn command_as(env: &BTreeMap<String, String>, dir: &Path, (uid, gid): (u32, u32)) -> Command {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("dcr-bootstrap-bin");
+    if !bin.exists() {
+        std::fs::copy(&*BIN, &bin).expect("copy the binary");
+    }
+    for p in [dir, bin.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let mut cmd = Command::new(&bin);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .uid(uid)
+        .gid(gid);
+    cmd
+}
+
 pub fn command(env: &BTreeMap<String, String>, args: &[&str]) -> Command {
     let mut cmd = Command::new(&*BIN);
     cmd.args(args)

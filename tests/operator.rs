@@ -137,8 +137,7 @@ async fn a_permission_error_names_owner_mode_uid_and_the_fix() {
     let h = Harness::new();
     std::fs::set_permissions(h.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::create_dir_all(h.out().parent().unwrap()).unwrap();
-    let mut cmd = h.command(&h.env(), &[]);
-    cmd.uid(65532).gid(65532);
+    let cmd = command_as(&h.env(), h.dir.path(), (65532, 65532));
     let run = h.spawn_command(cmd).finish().await;
     run.assert_code(5);
     for needle in [

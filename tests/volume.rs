@@ -505,9 +505,7 @@ async fn the_app_uid_reads_every_file_also_after_an_fs_group_pass() {
     env.insert("DCR_OUTPUT_MODE".into(), "0640".into());
     let files = [h.out(), keys.join("bff.env"), keys.join("bff.pem")];
     let as_writer = |env: &std::collections::BTreeMap<String, String>| {
-        let mut cmd = h.command(env, &[]);
-        cmd.uid(65532).gid(65532);
-        h.spawn_command(cmd)
+        h.spawn_command(command_as(env, h.dir.path(), (65532, 65532)))
     };
     let app_reads = |p: &std::path::Path| {
         std::process::Command::new("cat")

@@ -319,13 +319,11 @@ fn classify(e: reqwest::Error) -> Failure {
     if e.is_connect() {
         Failure::Unreachable(format!("{}{}", describe(&e), loopback_hint(e.url())))
     } else if e.is_timeout() {
-        let plain = e
-            .url()
-            .is_some_and(|u| u.scheme() == "https")
-            .then_some(
-                "; if that port speaks plain HTTP, the TLS handshake waits for nothing: use an http:// URL",
-            )
-            .unwrap_or_default();
+        let plain = if e.url().is_some_and(|u| u.scheme() == "https") {
+            "; if that port speaks plain HTTP, the TLS handshake waits for nothing: use an http:// URL"
+        } else {
+            ""
+        };
         Failure::NoAnswer(format!(
             "no complete answer within the request timeout ({}){plain}",
             url_of(&e)
