@@ -16,6 +16,7 @@ RUN host=$(rustc -vV | sed -n 's/^host: //p') \
 # The final stages are those of scripts/image.sh, line for line.
 FROM scratch AS emulator
 COPY --from=build /image/dcr-idp-emulator/rootfs/ /
+COPY --from=build --chown=1000:1000 /image/dcr-idp-emulator/idp-state /var/lib/idp
 USER 1000:1000
 EXPOSE 8002
 ENTRYPOINT ["/dcr-idp-emulator", "--bind", "0.0.0.0"]

@@ -138,7 +138,12 @@ impl Stack {
     }
 
     fn stats(&self) -> serde_json::Value {
-        let url = format!("{}/_emulator/stats", self.idp_url());
+        self.control("stats")
+    }
+
+    /// A GET of the emulator's control surface.
+    fn control(&self, path: &str) -> serde_json::Value {
+        let url = format!("{}/_emulator/{path}", self.idp_url());
         // The control routes need the emulator's admin token (the dev secret).
         let token_file =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("compose/dev-secrets/idp-admin-token");
@@ -149,7 +154,7 @@ impl Stack {
             .output()
             .expect("curl");
         serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|_| panic!("stats at {url}: {}", text(&out)))
+            .unwrap_or_else(|_| panic!("{path} at {url}: {}", text(&out)))
     }
 
     /// The host directory behind the named volume.
@@ -249,6 +254,65 @@ fn cold_up_then_second_up_on_the_same_volume() {
     assert_eq!(
         std::fs::read(vol.join("bff_client.json")).expect("output"),
         before
+    );
+}
+
+/// Issue 20: the shipped dev stack survives `stop` then `up`, and `down` then `up`: the init
+/// service verifies the one client every time (the emulator keeps it on its volume) and the
+/// BFF starts after it every time.
+#[test]
+#[ignore = "needs a Docker engine and the images of scripts/image.sh (.ci/run)"]
+fn the_dev_stack_survives_stop_up_and_down_up() {
+    let s = Stack::new("restart", "");
+    for (step, before) in [
+        ("cold", None),
+        ("stop", Some("stop")),
+        ("down", Some("down")),
+    ] {
+        if let Some(cmd) = before {
+            let o = s.compose(&[cmd, "-t", "1"]);
+            assert!(o.status.success(), "{cmd}: {}", text(&o));
+        }
+        let up = s.compose(&["up", "-d"]);
+        assert!(up.status.success(), "[{step}] up: {}", text(&up));
+        assert_eq!(
+            s.wait("dcr-bootstrap", Duration::from_secs(60)),
+            0,
+            "[{step}] {}",
+            s.logs("dcr-bootstrap")
+        );
+        if step != "cold" {
+            let logs = s.logs("dcr-bootstrap");
+            assert!(
+                logs.contains("verified client bff-server"),
+                "[{step}] {logs}"
+            );
+        }
+        // The stand-in BFF proves the credentials at the token endpoint on every start (a
+        // restarted container keeps its earlier log lines; a new one after `down` does not).
+        let started = s.inspect("bff", "{{.State.StartedAt}}");
+        let init_done = s.inspect("dcr-bootstrap", "{{.State.FinishedAt}}");
+        assert!(
+            rfc3339(&started) >= rfc3339(&init_done),
+            "[{step}] BFF before init"
+        );
+        let proofs = if step == "stop" { 2 } else { 1 };
+        let start = Instant::now();
+        while s.logs("bff").matches("accepted at").count() < proofs {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "[{step}] BFF: {}",
+                s.logs("bff")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(s.status("bff"), "running", "[{step}] {}", s.logs("bff"));
+    }
+    let clients = s.control("clients");
+    assert_eq!(
+        clients.as_array().map(Vec::len),
+        Some(1),
+        "one client: {clients}"
     );
 }
 

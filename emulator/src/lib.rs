@@ -59,9 +59,11 @@ impl Emulator {
             Some(pki) => Some(pki.acceptor().map_err(io::Error::other)?),
             None => None,
         };
+        let mut state = State::new(config);
+        state.restore()?;
         Ok(Emulator {
             addr: socket.local_addr()?,
-            state: Arc::new(Mutex::new(State::new(config))),
+            state: Arc::new(Mutex::new(state)),
             changed: Arc::new(Notify::new()),
             socket: Some(socket),
             task: None,
@@ -406,7 +408,12 @@ async fn serve<S: Conn>(
             return;
         }
     };
-    let handle = || api::handle(&mut lock(&state), &req, scheme);
+    let handle = || {
+        let mut s = lock(&state);
+        let resp = api::handle(&mut s, &req, scheme);
+        s.persist();
+        resp
+    };
     let resp = match fault {
         None | Some(FaultAction::Pass) => handle(),
         Some(FaultAction::Respond {

@@ -66,6 +66,10 @@ struct Args {
     /// `Authorization: Bearer <the admin token>`.
     #[arg(long)]
     open_control: bool,
+    /// Keep the registered clients in this file, so that a restarted emulator still knows
+    /// them, as a real IdP does.
+    #[arg(long, value_name = "PATH")]
+    state_file: Option<std::path::PathBuf>,
     /// Which spelling of the IAT use-count field to honour; the other one is rejected.
     #[arg(long, default_value = "max_uses", value_parser = ["max_uses", "max_usages"])]
     iat_max_uses_field: String,
@@ -402,6 +406,7 @@ fn config(args: &Args) -> Result<Config, String> {
         rotate_rat_on_update: args.rotate_rat_on_update,
         keycloak_version: args.keycloak_version,
         open_control: args.open_control,
+        state_file: args.state_file.clone(),
         missing_client_status: args.missing_client_status,
         faults,
         quirks,

@@ -182,6 +182,10 @@ pub struct Config {
     /// Serve `/_emulator/*` without a credential (`--open-control`). Off, those routes need
     /// the configured admin token: they can add faults, delete clients and read every secret.
     pub open_control: bool,
+    /// Keep the registered clients in this file (`--state-file`), so that a restarted
+    /// emulator still knows them, as a real IdP does (the dev compose stack survives
+    /// `stop`/`start` and `down`/`up`).
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -217,6 +221,7 @@ impl Default for Config {
             quirks: Quirks::default(),
             keycloak_version: crate::layout::KeycloakVersion(26, 8),
             open_control: false,
+            state_file: None,
         }
     }
 }
@@ -271,7 +276,7 @@ pub struct Iat {
     pub remaining: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Client {
     pub client_id: String,
     pub client_secret: Option<String>,
@@ -300,6 +305,8 @@ pub struct State {
     pub admin_token: String,
     pub iats: Vec<Iat>,
     pub clients: BTreeMap<String, Client>,
+    /// The clients as last written to `config.state_file`.
+    saved: String,
     pub faults: Vec<Fault>,
     pub stats: Stats,
     /// Every secret value this IdP ever handed out, so tests can prove none leaked into logs.
@@ -326,8 +333,46 @@ pub struct State {
 }
 
 impl State {
+    /// Loads the clients from `config.state_file`, when it exists.
+    pub fn restore(&mut self) -> std::io::Result<()> {
+        let Some(path) = &self.config.state_file else {
+            return Ok(());
+        };
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                self.clients = serde_json::from_slice(&bytes).map_err(|e| {
+                    std::io::Error::other(format!("--state-file {}: {e}", path.display()))
+                })?;
+                self.saved = String::from_utf8_lossy(&bytes).into_owned();
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes the clients to `config.state_file` when they changed (temp file and rename).
+    pub fn persist(&mut self) {
+        let Some(path) = self.config.state_file.clone() else {
+            return;
+        };
+        let text = serde_json::to_string(&self.clients).unwrap_or_default();
+        if text == self.saved {
+            return;
+        }
+        let tmp = path.with_extension("tmp");
+        match std::fs::write(&tmp, &text).and_then(|()| std::fs::rename(&tmp, &path)) {
+            Ok(()) => self.saved = text,
+            Err(e) => eprintln!(
+                "dcr-idp-emulator: cannot write --state-file {}: {e}",
+                path.display()
+            ),
+        }
+    }
+
     pub fn new(config: Config) -> State {
         State {
+            saved: String::new(),
             admin_token: config.admin_token.clone(),
             faults: config.faults.clone(),
             config,

@@ -354,3 +354,43 @@ fn the_default_admin_token_is_refused_on_a_non_loopback_address() {
         child.wait().unwrap();
     }
 }
+
+/// `--state-file`: a restarted emulator still knows the clients (and their registration
+/// access tokens), as a real IdP keeps them in its database.
+#[tokio::test]
+async fn a_state_file_keeps_the_clients_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || Config {
+        state_file: Some(dir.path().join("clients.json")),
+        ..Config::default()
+    };
+    let c = Client::new();
+    let emu = start(cfg());
+    let (_, iat) = mint(&c, &emu, json!({"expires_in": 60, "max_uses": 1})).await;
+    let (s, reg) = post(
+        &c,
+        format!("{}/api/oidc/dcr/register", emu.base_url()),
+        iat["token"].as_str(),
+        client_body(),
+    )
+    .await;
+    assert_eq!(s, 201, "{reg}");
+    drop(emu);
+
+    let again = start(cfg());
+    assert_eq!(again.clients().len(), 1);
+    let read = c
+        .get(format!(
+            "{}/api/oidc/register/{}",
+            again.base_url(),
+            reg["client_id"].as_str().unwrap()
+        ))
+        .bearer_auth(reg["registration_access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    // Without a state file, a restart forgets them.
+    let fresh = start(Config::default());
+    assert!(fresh.clients().is_empty());
+}
