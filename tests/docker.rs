@@ -37,6 +37,8 @@ struct Stack {
     project: String,
     files: Vec<PathBuf>,
     dir: tempfile::TempDir,
+    /// Where relative paths and `.env` are read from (production.yml's `env_file: .env`).
+    project_dir: Option<PathBuf>,
 }
 
 impl Stack {
@@ -52,8 +54,33 @@ impl Stack {
             project: format!("dcrtest{name}{}", std::process::id()),
             files: vec![base, extra],
             dir,
+            project_dir: None,
         };
         // A project left by an earlier crash of this test would confuse the counters.
+        stack.compose(&["down", "-v", "-t", "1"]);
+        stack
+    }
+
+    /// compose/production.yml configured by `env` alone (written as the project's `.env`),
+    /// with `extra` adding what a test needs around it (an IdP emulator, a stand-in BFF). The
+    /// admin secret is `secret`, in `secrets/admin`.
+    fn production(name: &str, env: &str, secret: &str, extra: &str) -> Stack {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(".env"), env).expect("write .env");
+        std::fs::create_dir_all(dir.path().join("secrets")).expect("secrets dir");
+        let s = dir.path().join("secrets/admin");
+        std::fs::write(&s, format!("{secret}\n")).expect("write secret");
+        std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("compose/production.yml");
+        let override_file = dir.path().join("override.yml");
+        std::fs::write(&override_file, extra).expect("write override");
+        let stack = Stack {
+            project: format!("dcrtest{name}{}", std::process::id()),
+            files: vec![base, override_file],
+            project_dir: Some(dir.path().to_path_buf()),
+            dir,
+        };
         stack.compose(&["down", "-v", "-t", "1"]);
         stack
     }
@@ -62,6 +89,9 @@ impl Stack {
         let cmd = compose_cmd();
         let mut c = Command::new(&cmd[0]);
         c.args(&cmd[1..]).args(["-p", &self.project]);
+        if let Some(d) = &self.project_dir {
+            c.arg("--project-directory").arg(d);
+        }
         for f in &self.files {
             c.arg("-f").arg(f);
         }
@@ -314,6 +344,60 @@ fn the_dev_stack_survives_stop_up_and_down_up() {
         Some(1),
         "one client: {clients}"
     );
+}
+
+/// Issue 20: compose/production.yml is pointed at an IdP by `.env` alone, also at a Keycloak
+/// (admin client credentials, no DCR_CLIENT_ID, plain http allowed from `.env`). The override
+/// only adds the emulator playing the IdP and the stand-in BFF.
+#[test]
+#[ignore = "needs a Docker engine and the images of scripts/image.sh (.ci/run)"]
+fn production_yml_is_configured_by_dot_env_alone() {
+    let images = "STACK_BOOTSTRAP_IMAGE=dcr-bootstrap:latest\nSTACK_BFF_IMAGE=dcr-idp-emulator:latest\nSTACK_ADMIN_SECRET_FILE=./secrets/admin\n";
+    let common = "DCR_ALLOW_INSECURE_HTTP=true\nDCR_CLIENT_NAME=bff-server\nDCR_REDIRECT_URIS=https://app.example/cb\nDCR_SCOPE=openid profile email\nDCR_CLIENT_PROFILE=code-flow-pkjwt\nDCR_TIMEOUT=2m\nDCR_STRICT_ENV=true\n";
+    let around = |idp_args: &str, token_path: &str| {
+        format!(
+            "services:\n  idp:\n    image: dcr-idp-emulator:latest\n    command: [\"--port\", \"8002\", {idp_args}]\n    ports: [\"127.0.0.1::8002\"]\n  bff:\n    entrypoint: [\"/dcr-idp-emulator\", \"bff-standin\", \"--credentials\", \"/app/keys/bff_client.json\", \"--token-endpoint\", \"http://idp:8002{token_path}\"]\n"
+        )
+    };
+    let cases = [
+        (
+            "prodempowernow",
+            format!(
+                "{images}{common}IDP_BASE_URL=http://idp:8002\nBOOTSTRAP_ADMIN_TOKEN_FILE=/run/secrets/idp-admin-secret\nDCR_CLIENT_ID=bff-server\n"
+            ),
+            "prod-admin-token-0123456789abcdef",
+            around(
+                "\"--admin-token\", \"prod-admin-token-0123456789abcdef\"",
+                "/api/oidc/token",
+            ),
+        ),
+        (
+            "prodkeycloak",
+            format!(
+                "{images}{common}IDP_BASE_URL=http://idp:8002\nDCR_PROFILE=keycloak\nDCR_KEYCLOAK_REALM=demo\nDCR_ADMIN_CLIENT_ID=dcr-bootstrap\nDCR_ADMIN_CLIENT_SECRET_FILE=/run/secrets/idp-admin-secret\n"
+            ),
+            "kc-admin-client-secret-0123456789",
+            around(
+                "\"--profile\", \"keycloak\", \"--admin-token\", \"unused-admin-token-0123456789abc\", \"--admin-client\", \"dcr-bootstrap:kc-admin-client-secret-0123456789\"",
+                "/realms/demo/protocol/openid-connect/token",
+            ),
+        ),
+    ];
+    for (name, env, secret, extra) in cases {
+        let s = Stack::production(name, &env, secret, &extra);
+        let up = s.compose(&["up", "-d"]);
+        assert!(up.status.success(), "[{name}] up: {}", text(&up));
+        assert_eq!(
+            s.wait("dcr-bootstrap", Duration::from_secs(90)),
+            0,
+            "[{name}] {}",
+            s.logs("dcr-bootstrap")
+        );
+        let bff = s.wait_for_log("bff", "accepted at", Duration::from_secs(30));
+        assert!(bff.contains("accepted at"), "[{name}] {bff}");
+        let st = s.stats();
+        assert_eq!(st["clients_registered"], 1, "[{name}] {st}");
+    }
 }
 
 #[test]
