@@ -27,6 +27,27 @@ pub fn main() -> u8 {
         Err(code) => return code,
     };
     let command = cli.command.unwrap_or(Command::Run);
+    // Commands that need no configuration at all.
+    match command {
+        Command::Version => {
+            print_out(&format!("dcr-bootstrap {}\n", env!("CARGO_PKG_VERSION")));
+            return 0;
+        }
+        Command::Completions { shell } => {
+            print_out(&cli::completions(shell));
+            return 0;
+        }
+        Command::Man => {
+            return match cli::man_page() {
+                Ok(page) => {
+                    print_out(&page);
+                    0
+                }
+                Err(why) => fail(&Error::Io(why)),
+            };
+        }
+        _ => {}
+    }
     if command == Command::Keygen {
         // Needs no IdP: the key goes into a Secret before anything runs.
         return report(
@@ -131,7 +152,7 @@ fn run_command(
     let start = Instant::now();
     match command {
         Command::Check => report(commands::check(cfg)),
-        Command::Keygen => 0,
+        Command::Keygen | Command::Version | Command::Completions { .. } | Command::Man => 0,
         Command::Deregister => {
             match rt.block_on(until_signal(commands::deregister(cfg), signals)) {
                 Ok(Some(id)) => {

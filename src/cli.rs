@@ -52,6 +52,48 @@ pub enum Command {
     /// Kubernetes Secret that every replica mounts; prints its kid (BFF_KID) and public JWK.
     /// Needs no IdP settings and refuses to overwrite a file.
     Keygen,
+    /// Print the version.
+    Version,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
+    /// `dcr-bootstrap completions bash > /etc/bash_completion.d/dcr-bootstrap`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `dcr-bootstrap man | man -l -`.
+    Man,
+}
+
+/// The completion script for `shell`, generated from the command-line definition.
+pub fn completions(shell: clap_complete::Shell) -> String {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "dcr-bootstrap", &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The man page, generated from the command-line definition, with an ENVIRONMENT section
+/// (the variables are how most people configure this program; clap_mangen lists flags only).
+pub fn man_page() -> Result<String, String> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut out)
+        .map_err(|e| format!("cannot render the man page: {e}"))?;
+    let mut page = String::from_utf8_lossy(&out).into_owned();
+    let roff = |s: &str| s.replace('\\', "\\\\").replace('-', "\\-");
+    page.push_str(".SH ENVIRONMENT\n");
+    for a in Cli::command().get_arguments() {
+        let (Some(env), Some(long)) = (a.get_env(), a.get_long()) else {
+            continue;
+        };
+        let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+        page.push_str(&format!(
+            ".TP\n\\fB{}\\fR (\\-\\-{})\n{}\n",
+            roff(&env.to_string_lossy()),
+            roff(long),
+            roff(&help)
+        ));
+    }
+    Ok(page)
 }
 
 #[derive(Args, Debug, Clone)]

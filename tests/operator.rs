@@ -149,3 +149,46 @@ async fn a_permission_error_names_owner_mode_uid_and_the_fix() {
         assert!(run.stderr.contains(needle), "{needle}: {}", run.stderr);
     }
 }
+
+/// `version`, shell completions and a man page from the command-line definition; `keygen`
+/// creates a missing directory like `run` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_completions_man_page_and_keygen_into_a_new_directory() {
+    let env = std::collections::BTreeMap::new();
+    let v = run_bin(&env, &["version"]).await;
+    v.assert_code(0);
+    assert_eq!(
+        v.stdout.trim(),
+        format!("dcr-bootstrap {}", env!("CARGO_PKG_VERSION"))
+    );
+    let bash = run_bin(&env, &["completions", "bash"]).await;
+    bash.assert_code(0);
+    assert!(
+        bash.stdout.contains("--idp-base-url") && bash.stdout.contains("keygen"),
+        "{}",
+        bash.stdout
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("c.bash");
+    std::fs::write(&script, &bash.stdout).unwrap();
+    let syntax = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(syntax.success(), "the bash completion does not parse");
+    let man = run_bin(&env, &["man"]).await;
+    man.assert_code(0);
+    assert!(
+        man.stdout.contains(".TH dcr-bootstrap 1") && man.stdout.contains("DCR_TIMEOUT"),
+        "{}",
+        &man.stdout[..man.stdout.len().min(400)]
+    );
+
+    let key = dir.path().join("new/dir/k.pem");
+    let mut env = std::collections::BTreeMap::new();
+    env.insert("DCR_SIGNING_KEY".to_string(), key.display().to_string());
+    run_bin(&env, &["keygen"]).await.assert_code(0);
+    assert!(key.exists());
+    assert_eq!(file_mode(key.parent().unwrap()), 0o700);
+}

@@ -259,6 +259,8 @@ pub fn keygen(k: &KeygenSettings) -> Result<Value> {
     let m = keys::generate(alg, k.rsa_bits)?;
     let kid =
         crate::local::keyring::dated_kid(&k.kid_base, std::time::SystemTime::now(), &m.thumbprint);
+    // Like `run`, a missing directory is created (0700).
+    store::ensure_parent_dir(path)?;
     // Never over a key: the check above says why; the link makes it hold even against a file
     // created since.
     store::write_new(path, keys::pem_bytes(&m), 0o600, None)?;
