@@ -547,3 +547,34 @@ async fn the_app_uid_reads_every_file_also_after_an_fs_group_pass() {
     run.assert_code(5);
     assert!(run.stderr.contains("group 4242"), "{}", run.stderr);
 }
+
+/// The exit-5 rule refuses a stored record for another client than DCR_CLIENT_ID only where
+/// this program cannot show it is its own: a server that assigns its own id and ignores the
+/// requested one (Authlib does) leaves a sealed record under another id, which later runs
+/// verify with the admin token configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_record_under_an_id_the_idp_assigned_is_ours() {
+    let h = Harness::with(dcr_idp_emulator::Config {
+        quirks: dcr_idp_emulator::Quirks {
+            ignore_client_id: true,
+            ..Default::default()
+        },
+        ..emulator_config()
+    });
+    let mut env = h.env();
+    env.insert("DCR_CLIENT_ID".into(), "bff-server".into());
+    h.run(&env).await.assert_code(0);
+    assert_ne!(h.output_json()["client_id"], "bff-server");
+    let run = h.run(&env).await;
+    run.assert_code(0);
+    assert_eq!(h.stats().clients_registered, 1, "{}", run.stderr);
+    // The same record without its seal is refused before any request.
+    let mut doc = h.output_json();
+    doc["dcr_bootstrap"]
+        .as_object_mut()
+        .map(|o| o.remove("seal"));
+    write_json(&h.out(), &doc);
+    let requests = h.stats().requests;
+    h.run(&env).await.assert_code(5);
+    assert_eq!(h.stats().requests, requests);
+}

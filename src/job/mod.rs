@@ -64,22 +64,35 @@ pub fn load_ring(
         .transpose()
 }
 
-/// A stored record for another client than `DCR_CLIENT_ID` is refused before any request:
-/// whoever wrote it chose which client the run would act on.
+/// A stored record for another client than `DCR_CLIENT_ID` is refused before any request
+/// when the admin credential could act on it, unless this program sealed it: whoever wrote
+/// it chose which client the run would act on.
 fn check_stored_client(cfg: &Config, stored: &ClientRecord) -> Result<()> {
     let configured = cfg
         .metadata
         .fields
         .get("client_id")
         .and_then(serde_json::Value::as_str);
+    // A record this program sealed is its own even under another id: the IdP assigned one
+    // and ignored the requested DCR_CLIENT_ID (said at WARN when it registered). Without an
+    // admin credential nothing but the record's own token can act on its client, so there is
+    // nothing to take over.
+    let sealed = cfg
+        .credentials
+        .sealer
+        .as_ref()
+        .is_some_and(|s| s.verify(stored, &cfg.binding()));
+    let admin = cfg.credentials.admin.is_some();
     match configured {
-        Some(id) if id != stored.client_id() => Err(crate::error::Error::Io(format!(
-            "DCR_OUTPUT {} holds client {}, but DCR_CLIENT_ID is {}: refusing to act on another client than the one \
+        Some(id) if id != stored.client_id() && admin && !sealed => {
+            Err(crate::error::Error::Io(format!(
+                "DCR_OUTPUT {} holds client {}, but DCR_CLIENT_ID is {}: refusing to act on another client than the one \
              configured. Move the file away, or fix DCR_CLIENT_ID",
-            cfg.output.path.display(),
-            stored.client_id().escape_debug(),
-            id.escape_debug()
-        ))),
+                cfg.output.path.display(),
+                stored.client_id().escape_debug(),
+                id.escape_debug()
+            )))
+        }
         _ => Ok(()),
     }
 }
