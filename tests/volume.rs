@@ -578,3 +578,48 @@ async fn a_sealed_record_under_an_id_the_idp_assigned_is_ours() {
     h.run(&env).await.assert_code(5);
     assert_eq!(h.stats().requests, requests);
 }
+
+/// Rotating the admin token of a client whose id the IdP assigned: one run with DCR_STATE_KEY
+/// and the old token re-seals the record with the state key, and from then on the record
+/// stays ours under another admin token (the renewal is attempted with it). Without that
+/// step, the record is not the new token's to act on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_token_rotation_keeps_the_record_ours_once_a_state_key_is_set() {
+    let state_key = "q8Zk1vX3nR7tY2mB5cW9pL4hD6";
+    for with_state_key in [true, false] {
+        let h = Harness::new();
+        let mut env = h.env_with_rat_endpoint();
+        h.run(&env).await.assert_code(0);
+        let sealed_by_token = h.output_json()["dcr_bootstrap"]["seal"].clone();
+        if with_state_key {
+            env.insert("DCR_STATE_KEY".into(), state_key.into());
+            h.run(&env).await.assert_code(0);
+            assert_ne!(
+                h.output_json()["dcr_bootstrap"]["seal"],
+                sealed_by_token,
+                "not re-sealed with DCR_STATE_KEY"
+            );
+        }
+        // The admin token is rotated (the emulator knows only the old one, so the renewal
+        // is refused; what matters is whether it is attempted) and the stored token dies.
+        env.insert(
+            "BOOTSTRAP_ADMIN_TOKEN".into(),
+            "the-rotated-admin-token-5b8e1f0c".into(),
+        );
+        let id = h.output_json()["client_id"].as_str().unwrap().to_string();
+        h.emu.revoke_rat(&id);
+        let run = h.run(&env).await;
+        let renewal_tried = h
+            .emu
+            .request_log()
+            .iter()
+            .any(|r| r.path.ends_with(&format!("/clients/{id}/tokens")));
+        assert_eq!(renewal_tried, with_state_key, "{}", run.stderr);
+        assert_eq!(
+            run.stderr.contains("not proven to be"),
+            !with_state_key,
+            "{}",
+            run.stderr
+        );
+    }
+}

@@ -45,9 +45,24 @@ pub struct Credentials {
     /// Seals stored records: keyed by `DCR_STATE_KEY`, else by the admin credential. `None`
     /// without either (then no admin power exists to protect).
     pub sealer: Option<Sealer>,
+    /// With `DCR_STATE_KEY` set, the admin credential's sealer: a record sealed before the
+    /// state key was introduced still verifies, and is re-sealed with the state key (the way
+    /// to rotate an admin credential afterwards; docs/how-to.md). Both keys are off the volume.
+    pub previous_sealer: Option<Sealer>,
     /// `DCR_REGISTRATION_SCOPE`: register with a client-credentials access token of this
     /// scope (the admin client's) instead of an IAT.
     pub registration_scope: Option<String>,
+}
+
+impl Credentials {
+    /// Whether `record` carries a seal this deployment made: with the sealing key, or with
+    /// the admin credential's before `DCR_STATE_KEY` was set.
+    pub fn verifies(&self, record: &crate::record::ClientRecord, b: &crate::seal::Binding) -> bool {
+        [&self.sealer, &self.previous_sealer]
+            .into_iter()
+            .flatten()
+            .any(|s| s.verify(record, b))
+    }
 }
 
 /// Reads a secret from `NAME` or `NAME_FILE`, never both.
@@ -182,9 +197,24 @@ impl Credentials {
             }
             (None, None) => None,
         };
+        let previous_sealer = match (&state_key, &admin) {
+            (Some(_), Some(AdminAuth::Static(t))) => {
+                Some(Sealer::new(t.expose_secret().as_bytes()))
+            }
+            (
+                Some(_),
+                Some(AdminAuth::ClientCredentials {
+                    client_id, secret, ..
+                }),
+            ) => Some(Sealer::new(
+                format!("{client_id}\0{}", secret.expose_secret()).as_bytes(),
+            )),
+            _ => None,
+        };
         Ok(Credentials {
             registration_scope,
             sealer,
+            previous_sealer,
             iat,
             admin,
             mint: MintSettings {

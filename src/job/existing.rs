@@ -45,12 +45,7 @@ impl Session<'_> {
     pub(super) fn owns(&self, record: &ClientRecord) -> bool {
         let cfg = self.cfg;
         let configured = cfg.metadata.fields.get("client_id").and_then(Value::as_str);
-        configured == Some(record.client_id())
-            || cfg
-                .credentials
-                .sealer
-                .as_ref()
-                .is_some_and(|s| s.verify(record, &cfg.binding()))
+        configured == Some(record.client_id()) || cfg.credentials.verifies(record, &cfg.binding())
     }
 
     /// How a stored record is written back: sealed only when it is ours.

@@ -77,11 +77,7 @@ fn check_stored_client(cfg: &Config, stored: &ClientRecord) -> Result<()> {
     // and ignored the requested DCR_CLIENT_ID (said at WARN when it registered). Without an
     // admin credential nothing but the record's own token can act on its client, so there is
     // nothing to take over.
-    let sealed = cfg
-        .credentials
-        .sealer
-        .as_ref()
-        .is_some_and(|s| s.verify(stored, &cfg.binding()));
+    let sealed = cfg.credentials.verifies(stored, &cfg.binding());
     let admin = cfg.credentials.admin.is_some();
     match configured {
         Some(id) if id != stored.client_id() && admin && !sealed => {

@@ -114,7 +114,17 @@ pub fn persist(cfg: &Config, mut record: ClientRecord, p: Persist<'_>) -> Result
     let on_disk = store::load(&cfg.output.path, cfg.output.owner)
         .ok()
         .flatten();
-    if on_disk.is_none_or(|p| differs_beyond_timestamps(&record, &p, action)) {
+    // A record of ours whose seal is not the sealing key's (made before DCR_STATE_KEY was
+    // set) is written again, so that it outlives the admin credential.
+    let reseal = |p: &ClientRecord| {
+        trust == Trust::Ours
+            && cfg
+                .credentials
+                .sealer
+                .as_ref()
+                .is_some_and(|s| !s.verify(p, &cfg.binding()))
+    };
+    if on_disk.is_none_or(|p| differs_beyond_timestamps(&record, &p, action) || reseal(&p)) {
         save(cfg, &record, trust)?;
     }
     // An unchanged file keeps its content, but not a mode wider than configured.

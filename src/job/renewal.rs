@@ -102,8 +102,9 @@ impl Session<'_> {
                     "the IdP refused the registration access token stored for client {} ({why}), and {} is not proven to be \
                      this tool's record of that client (its seal does not verify and DCR_CLIENT_ID does not name it), so the \
                      admin token is not used on it. If the file is genuine (the admin credential changed since it was \
-                     written), set DCR_CLIENT_ID to that client or DCR_STATE_KEY to the key it was sealed with; otherwise \
-                     move the file away",
+                     written), set DCR_STATE_KEY to the old admin credential for one run (it re-seals the record with that \
+                     key; keep DCR_STATE_KEY set from then on), or, where the IdP lets clients choose their id (not \
+                     Keycloak), set DCR_CLIENT_ID to that client; otherwise move the file away (docs/how-to.md)",
                     id.escape_debug(),
                     cfg.output.path.display()
                 )));
