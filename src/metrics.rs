@@ -1,7 +1,8 @@
 //! The optional status metric, pushed to a Prometheus Pushgateway (`PROM_PUSHGATEWAY_URL`):
 //! `dcr_bootstrap_status{status="..."} 1` and `dcr_bootstrap_duration_seconds`, job
-//! `dcr-bootstrap`. A PUT replaces the group, so an earlier status does not linger. A push
-//! that fails is logged and never changes the exit code.
+//! `dcr-bootstrap`, instance the host name (a pod's name), so that replicas do not overwrite
+//! each other's status. A PUT replaces the group, so an earlier status does not linger. A
+//! push that fails is logged and never changes the exit code.
 
 use crate::idp::http::Http;
 use crate::url::join;
@@ -18,8 +19,32 @@ pub fn body(status: &str, elapsed: Duration) -> String {
     )
 }
 
+/// The grouping key's path: job and instance, the instance in the Pushgateway's base64 form
+/// when it holds anything but letters, digits, `.`, `_` and `-`.
+pub fn group_path(instance: &str) -> String {
+    use base64::Engine;
+    let plain = !instance.is_empty()
+        && instance
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if plain {
+        format!("/metrics/job/dcr-bootstrap/instance/{instance}")
+    } else {
+        let b64 = base64::engine::general_purpose::URL_SAFE.encode(instance);
+        format!("/metrics/job/dcr-bootstrap/instance@base64/{b64}")
+    }
+}
+
+/// This host's name: a pod's name in Kubernetes, the container id in compose.
+fn instance() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
 pub async fn push(http: &Http, gateway: &Url, status: &str, elapsed: Duration) {
-    let url = join(gateway, "/metrics/job/dcr-bootstrap");
+    let url = join(gateway, &group_path(&instance()));
     match http
         .put_text(
             &url,
@@ -39,6 +64,18 @@ pub async fn push(http: &Http, gateway: &Url, status: &str, elapsed: Duration) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_instance_is_in_the_grouping_key() {
+        assert_eq!(
+            super::group_path("bff-7d9f-x2"),
+            "/metrics/job/dcr-bootstrap/instance/bff-7d9f-x2"
+        );
+        assert_eq!(
+            super::group_path("a/b"),
+            "/metrics/job/dcr-bootstrap/instance@base64/YS9i"
+        );
+    }
+
     #[test]
     fn exposition_format() {
         let b = super::body("rotated", std::time::Duration::from_millis(1234));

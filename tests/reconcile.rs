@@ -563,7 +563,12 @@ async fn the_status_metric_is_pushed_and_a_dead_gateway_is_not_fatal() {
     h.run(&env).await.assert_code(0);
     let pushes = h.emu.pushes();
     assert_eq!(pushes.len(), 2);
-    assert_eq!(pushes[0].0, "/metrics/job/dcr-bootstrap");
+    // One group per instance (the host name), so that replicas do not overwrite each other.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(
+        pushes[0].0,
+        format!("/metrics/job/dcr-bootstrap/instance/{}", host.trim())
+    );
     assert!(
         pushes[0]
             .1
