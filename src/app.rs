@@ -153,7 +153,8 @@ fn run_command(
     match command {
         Command::Check => report(commands::check(cfg)),
         Command::Keygen | Command::Version | Command::Completions { .. } | Command::Man => 0,
-        Command::Deregister => {
+        Command::Deregister { dry_run: true } => report(commands::deregister_plan(cfg)),
+        Command::Deregister { dry_run: false } => {
             match rt.block_on(until_signal(commands::deregister(cfg), signals)) {
                 Ok(Some(id)) => {
                     tracing::info!("deregistered client {id} in {}", show(start.elapsed()));

@@ -43,8 +43,13 @@ pub enum Command {
     /// Validate the configuration and metadata offline; print the effective configuration
     /// (secrets redacted) and the request bodies that would be sent. Sends nothing. Exit 0 or 2.
     Check,
-    /// Delete the client at the IdP (RFC 7592 DELETE) and remove the output and key files.
-    Deregister,
+    /// Delete the client at the IdP (RFC 7592 DELETE) and remove the output and key files,
+    /// naming each.
+    Deregister {
+        /// Say which client would be deleted and which files removed; send and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Only mint an IAT and write it to DCR_IAT_OUTPUT (0600), for a BFF that still registers
     /// itself.
     MintIat,

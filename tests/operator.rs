@@ -192,3 +192,46 @@ async fn version_completions_man_page_and_keygen_into_a_new_directory() {
     assert!(key.exists());
     assert_eq!(file_mode(key.parent().unwrap()), 0o700);
 }
+
+/// `deregister --dry-run` names the client and the files and changes nothing; `deregister`
+/// names each file it removes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deregister_has_a_dry_run_and_names_its_files() {
+    let h = Harness::new();
+    let mut env = key_env(&h, "ES256");
+    let dotenv = h.dir.path().join("keys/bff.env");
+    env.insert("DCR_ENV_OUTPUT".into(), dotenv.display().to_string());
+    h.run(&env).await.assert_code(0);
+    let id = h.output_json()["client_id"].as_str().unwrap().to_string();
+    let requests = h.stats().requests;
+    let plan = h.run_args(&env, &["deregister", "--dry-run"]).await;
+    plan.assert_code(0);
+    let v: Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(v["would_delete_client"], id.as_str());
+    let files: Vec<String> = v["would_remove"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
+    for f in [h.out(), dotenv.clone(), h.dir.path().join("keys/bff.pem")] {
+        assert!(
+            files.contains(&f.display().to_string()),
+            "{f:?} in {files:?}"
+        );
+        assert!(f.exists(), "the dry run removed {}", f.display());
+    }
+    assert_eq!(h.stats().requests, requests, "the dry run sent a request");
+    assert_eq!(h.stats().clients_deleted, 0);
+
+    let run = h.run_args(&env, &["deregister"]).await;
+    run.assert_code(0);
+    assert_eq!(h.stats().clients_deleted, 1);
+    for f in &files {
+        assert!(
+            run.stderr.contains(&format!("removed {f}")),
+            "{f} not named: {}",
+            run.stderr
+        );
+    }
+}

@@ -170,7 +170,10 @@ fn requests_view(cfg: &Config, register_body: serde_json::Map<String, Value>) ->
 
 fn remove(path: &Path) -> bool {
     match std::fs::remove_file(path) {
-        Ok(()) => true,
+        Ok(()) => {
+            tracing::info!("removed {}", path.display());
+            true
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(e) => {
             tracing::warn!("cannot remove {}: {e}", path.display());
@@ -215,6 +218,32 @@ pub async fn deregister(cfg: &Config) -> Result<Option<String>> {
     }
     tracing::info!("removed {removed} file(s)");
     Ok(id)
+}
+
+/// `deregister --dry-run`: the client that would be deleted and the files that would be
+/// removed, from the stored state alone. Sends nothing, takes no lock, changes nothing.
+pub fn deregister_plan(cfg: &Config) -> Result<Value> {
+    let out = &cfg.output.path;
+    let stored = store::load(out, cfg.output.owner)?;
+    let mut files = vec![out.clone()];
+    files.extend(cfg.output.env_path.clone());
+    files.extend(cfg.output.jwks_path.clone());
+    if let Some(k) = &cfg.signing_key {
+        let records = super::output::stored_key_records(stored.as_ref());
+        files.extend(crate::local::keyring::files_for(&k.path, &records));
+    }
+    files.push(store::lock_path(out));
+    let existing: Vec<String> = files
+        .iter()
+        .filter(|f| std::fs::symlink_metadata(f).is_ok())
+        .map(|f| f.display().to_string())
+        .collect();
+    Ok(json!({
+        "dry_run": true,
+        "would_delete_client": stored.as_ref().map(|s| s.client_id().to_string()),
+        "at": stored.as_ref().and_then(|s| s.client_uri().map(str::to_string)),
+        "would_remove": existing,
+    }))
 }
 
 /// `mint-iat`: mint one IAT and write it to `DCR_IAT_OUTPUT` (0600).

@@ -134,6 +134,21 @@ fn is_previous_key_file(current: &Path, path: &Path) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
 }
 
+/// The key files of `current` and of the earlier keys `records` name at their exact names:
+/// what `deregister` removes, listed without loading anything.
+pub fn files_for(current: &Path, records: &[KeyRecord]) -> Vec<PathBuf> {
+    let mut v = vec![current.to_path_buf(), pending_path(current)];
+    v.extend(
+        records
+            .iter()
+            .filter_map(|r| r.pem.clone())
+            .filter(|p| records.iter().any(|r| *p == previous_path(current, &r.kid)))
+            .filter(|p| p != current),
+    );
+    v.dedup();
+    v
+}
+
 pub fn pending_path(current: &Path) -> PathBuf {
     let mut p = current.as_os_str().to_owned();
     p.push(".next");
