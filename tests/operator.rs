@@ -235,3 +235,40 @@ async fn deregister_has_a_dry_run_and_names_its_files() {
         );
     }
 }
+
+/// `check` on a registered client shows what a run would do from the stored state: the read
+/// and the correction of differences, not the registration bodies, and each key's age and
+/// when it is rotated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_shows_the_plan_from_the_stored_state_with_key_ages() {
+    let h = Harness::new();
+    let env = key_env(&h, "ES256");
+    let first = h.run_args(&env, &["check"]).await;
+    first.assert_code(0);
+    let v: Value = serde_json::from_str(&first.stdout).unwrap();
+    assert!(v["requests"]["register"].is_object(), "{}", v["requests"]);
+    h.run(&env).await.assert_code(0);
+    let requests = h.stats().requests;
+    let run = h.run_args(&env, &["check"]).await;
+    run.assert_code(0);
+    assert_eq!(h.stats().requests, requests, "check sent a request");
+    let v: Value = serde_json::from_str(&run.stdout).unwrap();
+    let doc = h.output_json();
+    assert!(v["requests"].get("register").is_none(), "{}", v["requests"]);
+    assert_eq!(
+        v["requests"]["read_client"]["url"],
+        doc["registration_client_uri"]
+    );
+    assert_eq!(v["output"]["stored"]["sealed_for_this_deployment"], true);
+    let ages = v["keys"]["ages"].as_array().unwrap();
+    assert_eq!(ages.len(), 1, "{ages:?}");
+    assert_eq!(ages[0]["current"], true);
+    assert_eq!(ages[0]["age_days"], 0);
+    let created = humantime::parse_rfc3339(ages[0]["created_at"].as_str().unwrap()).unwrap();
+    let rotated = humantime::parse_rfc3339(ages[0]["rotated_at"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        rotated.duration_since(created).unwrap(),
+        std::time::Duration::from_secs(30 * 86_400),
+        "the default rotation is 30 days"
+    );
+}

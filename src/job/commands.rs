@@ -65,6 +65,7 @@ fn stored_view(cfg: &Config) -> Value {
             "state": "present: a run verifies it (RFC 7592 read) and corrects drift",
             "client_id": s.client_id(),
             "has_registration_access_token": s.rat().is_some(),
+            "sealed_for_this_deployment": cfg.credentials.verifies(&s, &cfg.binding()),
         }),
         Err(e) => json!({"state": format!("unusable: {e}")}),
     }
@@ -96,7 +97,45 @@ fn keys_view(cfg: &Config, register_body: &mut serde_json::Map<String, Value>) -
         "pending": pending_path(&k.path).exists(),
         "policy": k.policy.describe(),
         "jwks_uri": k.jwks_uri.as_ref().map(|u| u.as_str()),
+        "ages": key_ages(cfg, &k.policy, existing.as_ref().map(|m| m.thumbprint.as_str())),
     }))
+}
+
+/// Each stored key's age, and when the current one is rotated and the earlier ones retired
+/// (from the stored records; a time in the future counts as now, as a run reads it).
+fn key_ages(
+    cfg: &Config,
+    policy: &crate::local::keyring::KeyPolicy,
+    current: Option<&str>,
+) -> Value {
+    let stored = store::load(&cfg.output.path, cfg.output.owner)
+        .ok()
+        .flatten();
+    let now = std::time::SystemTime::now();
+    let day = std::time::Duration::from_secs(86_400);
+    let date = |t: std::time::SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    let after =
+        |t: std::time::SystemTime, days: i64| u32::try_from(days).ok().map(|d| date(t + day * d));
+    let ages: Vec<Value> = super::output::stored_key_records(stored.as_ref())
+        .iter()
+        .map(|r| {
+            let created = humantime::parse_rfc3339(&r.created_at)
+                .map_or(now, |t| t.min(now));
+            let age = now.duration_since(created).unwrap_or_default().as_secs() / 86_400;
+            let is_current = current == Some(r.thumbprint.as_str());
+            json!({
+                "kid": r.kid,
+                "current": is_current,
+                "created_at": date(created),
+                "age_days": age,
+                "rotated_at": if is_current { after(created, policy.rotate_after_days) } else { None },
+                "retired_at": if is_current { None } else {
+                    (policy.retire_after_days > 0).then(|| after(created, policy.retire_after_days)).flatten()
+                },
+            })
+        })
+        .collect();
+    Value::Array(ages)
 }
 
 fn tokens_view(cfg: &Config) -> Value {
@@ -141,9 +180,23 @@ fn timing_view(cfg: &Config) -> Value {
     })
 }
 
-/// The requests a first run sends: the mint (unless an IAT is given) and the registration.
+/// What a run would do from the stored state: with a stored client, read it and correct
+/// what differs from the desired metadata; without one, the mint (unless an IAT is given)
+/// and the registration.
 fn requests_view(cfg: &Config, register_body: serde_json::Map<String, Value>) -> Value {
     let e = cfg.endpoints();
+    if let Ok(Some(s)) = store::load(&cfg.output.path, cfg.output.owner) {
+        return json!({
+            "read_client": {
+                "method": "GET",
+                "url": s.client_uri().map(str::to_string).or_else(|| e.client_uri.clone()),
+                "authorization": "Bearer <the stored registration access token>",
+            },
+            "then": "compare with desired_metadata; send an RFC 7592 update of only what differs; rotate or \
+                     retire keys as keys.ages says; register nothing",
+            "desired_metadata": register_body,
+        });
+    }
     let mut requests = serde_json::Map::new();
     if cfg.credentials.iat.is_none() {
         let body = mint_body(&cfg.credentials.mint, e.mint_style);
