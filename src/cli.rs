@@ -25,6 +25,13 @@ use std::time::Duration;
 /// Exit codes: 0 done; 2 configuration; 3 rejected by the IdP; 4 deadline passed with the IdP
 /// unreachable or not ready; 5 local I/O; 130/143 interrupted by SIGINT/SIGTERM.
 ///
+/// Most deployments set only: IDP_BASE_URL, BOOTSTRAP_ADMIN_TOKEN_FILE (or
+/// DCR_ADMIN_CLIENT_ID and DCR_ADMIN_CLIENT_SECRET_FILE), DCR_CLIENT_NAME, DCR_REDIRECT_URIS,
+/// DCR_SCOPE, DCR_OUTPUT, and for private_key_jwt DCR_CLIENT_PROFILE=code-flow-pkjwt with
+/// DCR_SIGNING_KEY; DCR_PROFILE=keycloak with DCR_KEYCLOAK_REALM at Keycloak. `-h` is the
+/// short form of this help; each command's help shows only what applies to it; every
+/// variable with its default is in docs/configuration.md.
+///
 /// Secrets (admin token, IAT) are best passed as files: every secret variable NAME also
 /// accepts NAME_FILE, a path whose content (one trailing newline stripped) is the value.
 #[derive(Parser, Debug)]
@@ -69,10 +76,49 @@ pub enum Command {
     Man,
 }
 
+/// The option headings and single options each command reads (the others are hidden from its
+/// help, and ignored): `None` for the commands that read them all.
+fn reads(command: &str) -> Option<(&'static [&'static str], &'static [&'static str])> {
+    match command {
+        "keygen" => Some((&["Logging"], &["signing_key", "kid", "key_alg", "rsa_bits"])),
+        "mint-iat" => Some((
+            &["IdP", "Tokens", "Timing", "Logging"],
+            &["iat_output", "output_owner"],
+        )),
+        "version" | "completions" | "man" => Some((&["Logging"], &[])),
+        _ => None,
+    }
+}
+
+/// The command line as parsed and shown: choices in any case, and each command's help
+/// showing only the options it reads.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command().mut_args(|a| a.ignore_case(true));
+    cmd.build();
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in names {
+        let Some((headings, ids)) = reads(&name) else {
+            continue;
+        };
+        cmd = cmd.mut_subcommand(&name, |sc| {
+            sc.mut_args(|a| {
+                let shown = a.get_help_heading().is_none_or(|h| headings.contains(&h))
+                    || ids.contains(&a.get_id().as_str());
+                let essential = matches!(a.get_id().as_str(), "help" | "version");
+                if shown || essential { a } else { a.hide(true) }
+            })
+        });
+    }
+    cmd
+}
+
 /// The completion script for `shell`, generated from the command-line definition.
 pub fn completions(shell: clap_complete::Shell) -> String {
     let mut out = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "dcr-bootstrap", &mut out);
+    clap_complete::generate(shell, &mut command(), "dcr-bootstrap", &mut out);
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -80,7 +126,7 @@ pub fn completions(shell: clap_complete::Shell) -> String {
 /// (the variables are how most people configure this program; clap_mangen lists flags only).
 pub fn man_page() -> Result<String, String> {
     let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command())
+    clap_mangen::Man::new(command())
         .render(&mut out)
         .map_err(|e| format!("cannot render the man page: {e}"))?;
     let mut page = String::from_utf8_lossy(&out).into_owned();
@@ -749,10 +795,7 @@ pub fn parse() -> Result<(Cli, Vec<&'static str>), (String, i32)> {
     use clap::FromArgMatches;
     let fail = |e: clap::Error| (explain(&e), e.exit_code());
     // Choices (profiles, formats, methods) are matched in any case: `Keycloak` is keycloak.
-    let m = Cli::command()
-        .mut_args(|a| a.ignore_case(true))
-        .try_get_matches()
-        .map_err(fail)?;
+    let m = command().try_get_matches().map_err(fail)?;
     let cli = Cli::from_arg_matches(&m).map_err(fail)?;
     let on_command_line = [
         ("iat", "DCR_IAT"),

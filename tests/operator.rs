@@ -272,3 +272,35 @@ async fn check_shows_the_plan_from_the_stored_state_with_key_ages() {
         "the default rotation is 30 days"
     );
 }
+
+/// `--help` leads with what most deployments set; each command's help shows only the options
+/// it reads (keygen: 4 and logging, not the ~90 of a run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_leads_with_the_few_and_each_command_shows_what_it_reads() {
+    let env = std::collections::BTreeMap::new();
+    let top = run_bin(&env, &["--help"]).await;
+    top.assert_code(0);
+    let lead = top.stdout.find("Most deployments set only").unwrap();
+    assert!(lead < top.stdout.find("Options:").unwrap(), "not first");
+    let options = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.trim_start().strip_prefix("--"))
+            .map(|l| l.split([' ', '=']).next().unwrap_or_default().to_string())
+            .collect()
+    };
+    let keygen = run_bin(&env, &["keygen", "--help"]).await;
+    keygen.assert_code(0);
+    let shown = options(&keygen.stdout);
+    for o in ["signing-key", "kid", "key-alg", "rsa-bits", "log-format"] {
+        assert!(shown.contains(&o.to_string()), "{o} missing: {shown:?}");
+    }
+    assert!(shown.len() <= 8, "{shown:?}");
+    let mint = run_bin(&env, &["mint-iat", "--help"]).await;
+    let shown = options(&mint.stdout);
+    assert!(shown.contains(&"iat-output".to_string()), "{shown:?}");
+    assert!(!shown.contains(&"redirect-uris".to_string()), "{shown:?}");
+    assert!(
+        options(&top.stdout).len() > 60,
+        "the full help lost options"
+    );
+}
