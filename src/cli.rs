@@ -875,6 +875,77 @@ pub fn early_log_format_json() -> bool {
 mod tests {
     use super::*;
 
+    /// docs/configuration.md cannot drift from the command line: its variable table lists
+    /// exactly the variables the program reads (a `NAME (+_FILE)` row stands for both), and
+    /// each default clap applies is the one the table gives. `.ci/run` runs this test.
+    #[test]
+    fn the_configuration_reference_matches_the_command_line() {
+        let doc = include_str!("../docs/configuration.md");
+        let mut documented = std::collections::BTreeMap::new();
+        for line in doc.lines() {
+            let Some(rest) = line.strip_prefix("| `") else {
+                continue;
+            };
+            let Some((var, rest)) = rest.split_once('`') else {
+                continue;
+            };
+            if !var
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            {
+                continue; // a command, not a variable
+            }
+            let with_file = rest.starts_with(" (+`_FILE`)");
+            let default = rest
+                .split('|')
+                .nth(1)
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            if with_file {
+                documented.insert(format!("{var}_FILE"), String::new());
+            }
+            documented.insert(var.to_string(), default);
+        }
+        let cmd = Cli::command();
+        let mut read = std::collections::BTreeMap::new();
+        for a in cmd.get_arguments() {
+            if let Some(env) = a.get_env() {
+                let defaults: Vec<String> = a
+                    .get_default_values()
+                    .iter()
+                    .map(|d| d.to_string_lossy().into_owned())
+                    .collect();
+                read.insert(env.to_string_lossy().into_owned(), defaults.join(","));
+            }
+        }
+        let missing: Vec<&String> = read
+            .keys()
+            .filter(|v| !documented.contains_key(*v))
+            .collect();
+        let extra: Vec<&String> = documented
+            .keys()
+            .filter(|v| !read.contains_key(*v))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "not in docs/configuration.md: {missing:?}"
+        );
+        assert!(
+            extra.is_empty(),
+            "in docs/configuration.md but not read: {extra:?}"
+        );
+        for (var, default) in &read {
+            if !default.is_empty() {
+                assert!(
+                    documented[var].contains(&format!("`{default}`")),
+                    "{var}: the code's default is {default}, the reference says {:?}",
+                    documented[var]
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_typo_is_named_with_the_variable_it_meant() {
         let env = [
