@@ -293,7 +293,7 @@ fn cold_up_then_second_up_on_the_same_volume() {
 #[test]
 #[ignore = "needs a Docker engine and the images of scripts/image.sh (.ci/run)"]
 fn the_dev_stack_survives_stop_up_and_down_up() {
-    let s = Stack::new("restart", "");
+    let s = Stack::new("survive", "");
     for (step, before) in [
         ("cold", None),
         ("stop", Some("stop")),
@@ -403,15 +403,22 @@ fn production_yml_is_configured_by_dot_env_alone() {
 #[test]
 #[ignore = "needs a Docker engine and the images of scripts/image.sh (.ci/run)"]
 fn an_idp_that_starts_5s_later_is_waited_for() {
-    let s = Stack::new("late", "");
-    let up = s.compose(&["up", "-d", "--no-deps", "dcr-bootstrap"]);
+    // The IdP's container runs from the start, so its name resolves inside the test network
+    // (an unknown name would make Docker's DNS ask the host's resolver), but its process
+    // listens only after 5 s: connections are refused until then.
+    let s = Stack::new(
+        "late",
+        "    command: [\"--port\", \"8002\", \"--admin-token-file\", \"/run/secrets/idp-admin-token\", \
+         \"--start-delay\", \"5s\"]\n",
+    );
+    let up = s.compose(&["up", "-d", "--no-deps", "idp", "dcr-bootstrap"]);
     assert!(up.status.success(), "{}", text(&up));
-    // Not even the name idp-app exists yet: the init service retries name resolution.
-    s.wait_for_log("dcr-bootstrap", "retry", Duration::from_secs(20));
-    // The delay is the scenario, not synchronisation.
-    std::thread::sleep(Duration::from_secs(5));
-    let up = s.compose(&["up", "-d", "--no-deps", "idp"]);
-    assert!(up.status.success(), "{}", text(&up));
+    let logs = s.wait_for_log("dcr-bootstrap", "retry", Duration::from_secs(20));
+    assert!(logs.contains("Connection refused"), "{logs}");
+    assert!(
+        !logs.contains("failed to lookup"),
+        "a name lookup left the network: {logs}"
+    );
     assert_eq!(s.wait("dcr-bootstrap", Duration::from_secs(60)), 0);
     let up = s.compose(&["up", "-d", "--no-deps", "bff"]);
     assert!(up.status.success(), "{}", text(&up));
@@ -479,8 +486,14 @@ fn a_wrong_admin_token_is_exit_3_and_the_bff_never_starts() {
 #[test]
 #[ignore = "needs a Docker engine and the images of scripts/image.sh (.ci/run)"]
 fn compose_stop_during_the_wait_ends_with_143_within_1s() {
-    let s = Stack::new("stop", "");
-    let up = s.compose(&["up", "-d", "--no-deps", "dcr-bootstrap"]);
+    // The IdP's container runs (its name resolves inside the test network) but does not
+    // listen during the test: the init service is waiting when it is stopped.
+    let s = Stack::new(
+        "stop",
+        "    command: [\"--port\", \"8002\", \"--admin-token-file\", \"/run/secrets/idp-admin-token\", \
+         \"--start-delay\", \"120s\"]\n",
+    );
+    let up = s.compose(&["up", "-d", "--no-deps", "idp", "dcr-bootstrap"]);
     assert!(up.status.success(), "{}", text(&up));
     s.wait_for_log("dcr-bootstrap", "retry", Duration::from_secs(20));
     let sent = SystemTime::now();
