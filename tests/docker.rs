@@ -287,6 +287,27 @@ fn cold_up_then_second_up_on_the_same_volume() {
     );
 }
 
+/// The images are what the README says: FROM scratch, a few MB (scripts/image.sh prints the
+/// exact sizes; the README gives no figure that could drift).
+#[test]
+#[ignore = "needs a Docker engine and the images of scripts/image.sh (.ci/run)"]
+fn the_images_are_a_few_megabytes() {
+    for image in ["dcr-bootstrap:latest", "dcr-idp-emulator:latest"] {
+        let o = Command::new("docker")
+            .args(["image", "inspect", "-f", "{{.Size}}", image])
+            .output()
+            .expect("docker image inspect");
+        let bytes: u64 = String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        assert!(
+            bytes > 1_000_000 && bytes < 10_000_000,
+            "{image}: {bytes} bytes"
+        );
+    }
+}
+
 /// Issue 20: the shipped dev stack survives `stop` then `up`, and `down` then `up`: the init
 /// service verifies the one client every time (the emulator keeps it on its volume) and the
 /// BFF starts after it every time.
