@@ -39,6 +39,8 @@ struct Stack {
     dir: tempfile::TempDir,
     /// Where relative paths and `.env` are read from (production.yml's `env_file: .env`).
     project_dir: Option<PathBuf>,
+    /// The emulator's admin token, for its control routes (else the dev secret's).
+    control_token: Option<String>,
 }
 
 impl Stack {
@@ -55,6 +57,7 @@ impl Stack {
             files: vec![base, extra],
             dir,
             project_dir: None,
+            control_token: None,
         };
         // A project left by an earlier crash of this test would confuse the counters.
         stack.compose(&["down", "-v", "-t", "1"]);
@@ -64,7 +67,7 @@ impl Stack {
     /// compose/production.yml configured by `env` alone (written as the project's `.env`),
     /// with `extra` adding what a test needs around it (an IdP emulator, a stand-in BFF). The
     /// admin secret is `secret`, in `secrets/admin`.
-    fn production(name: &str, env: &str, secret: &str, extra: &str) -> Stack {
+    fn production(name: &str, env: &str, secret: &str, extra: &str, control: &str) -> Stack {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join(".env"), env).expect("write .env");
@@ -80,6 +83,7 @@ impl Stack {
             files: vec![base, override_file],
             project_dir: Some(dir.path().to_path_buf()),
             dir,
+            control_token: Some(control.to_string()),
         };
         stack.compose(&["down", "-v", "-t", "1"]);
         stack
@@ -174,10 +178,12 @@ impl Stack {
     /// A GET of the emulator's control surface.
     fn control(&self, path: &str) -> serde_json::Value {
         let url = format!("{}/_emulator/{path}", self.idp_url());
-        // The control routes need the emulator's admin token (the dev secret).
-        let token_file =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("compose/dev-secrets/idp-admin-token");
-        let token = std::fs::read_to_string(&token_file).expect("the dev admin token");
+        // The control routes need the emulator's admin token (the dev secret's by default).
+        let token = self.control_token.clone().unwrap_or_else(|| {
+            let file =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("compose/dev-secrets/idp-admin-token");
+            std::fs::read_to_string(&file).expect("the dev admin token")
+        });
         let auth = format!("Authorization: Bearer {}", token.trim_end());
         let out = Command::new("curl")
             .args(["-sf", "--max-time", "5", "-H", &auth, &url])
@@ -391,6 +397,7 @@ fn production_yml_is_configured_by_dot_env_alone() {
                 "\"--admin-token\", \"prod-admin-token-0123456789abcdef\"",
                 "/api/oidc/token",
             ),
+            "prod-admin-token-0123456789abcdef",
         ),
         (
             "prodkeycloak",
@@ -402,10 +409,11 @@ fn production_yml_is_configured_by_dot_env_alone() {
                 "\"--profile\", \"keycloak\", \"--admin-token\", \"unused-admin-token-0123456789abc\", \"--admin-client\", \"dcr-bootstrap:kc-admin-client-secret-0123456789\"",
                 "/realms/demo/protocol/openid-connect/token",
             ),
+            "unused-admin-token-0123456789abc",
         ),
     ];
-    for (name, env, secret, extra) in cases {
-        let s = Stack::production(name, &env, secret, &extra);
+    for (name, env, secret, extra, control) in cases {
+        let s = Stack::production(name, &env, secret, &extra, control);
         let up = s.compose(&["up", "-d"]);
         assert!(up.status.success(), "[{name}] up: {}", text(&up));
         assert_eq!(
