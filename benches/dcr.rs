@@ -28,6 +28,9 @@ fn root() -> PathBuf {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Tool {
     Dcr,
+    /// Another build of dcr-bootstrap (`BENCH_BEFORE_BIN`), measured in the same run: the
+    /// "before" row of a change.
+    DcrBefore,
     DcrRs256,
     DcrEs256,
     Curl,
@@ -38,6 +41,7 @@ impl Tool {
     fn name(self) -> &'static str {
         match self {
             Tool::Dcr => "dcr-bootstrap",
+            Tool::DcrBefore => "dcr-bootstrap before (BENCH_BEFORE_BIN)",
             Tool::DcrRs256 => "dcr-bootstrap + RS256 keygen",
             Tool::DcrEs256 => "dcr-bootstrap + ES256 keygen",
             Tool::Curl => "curl script (bash+curl+jq)",
@@ -56,10 +60,10 @@ impl Tool {
         env.insert("IDP_BASE_URL".into(), base.into());
         env.insert("BOOTSTRAP_ADMIN_TOKEN".into(), ADMIN.into());
         let argv = match self {
-            Tool::Dcr | Tool::DcrRs256 | Tool::DcrEs256 => {
+            Tool::Dcr | Tool::DcrBefore | Tool::DcrRs256 | Tool::DcrEs256 => {
                 env.insert("DCR_OUTPUT".into(), out.display().to_string());
                 env.insert("DCR_CLIENT_METADATA".into(), METADATA.into());
-                if self != Tool::Dcr {
+                if matches!(self, Tool::DcrRs256 | Tool::DcrEs256) {
                     env.insert(
                         "DCR_SIGNING_KEY".into(),
                         dir.join("keys/bff.pem").display().to_string(),
@@ -74,7 +78,11 @@ impl Tool {
                         .into(),
                     );
                 }
-                vec![BIN.to_string()]
+                if self == Tool::DcrBefore {
+                    vec![std::env::var("BENCH_BEFORE_BIN").unwrap_or_else(|_| BIN.to_string())]
+                } else {
+                    vec![BIN.to_string()]
+                }
             }
             Tool::Curl | Tool::Python => {
                 env.insert("OUTPUT".into(), out.display().to_string());
@@ -324,7 +332,12 @@ async fn backoff(trials: usize) {
     println!(
         "| tool | requests during the 503 phase (mean) | requests/s (mean / max) | done after recovery, ms (median) |\n|---|---|---|---|"
     );
-    for tool in [Tool::Dcr, Tool::Curl] {
+    let mut tools = vec![Tool::Curl];
+    if std::env::var_os("BENCH_BEFORE_BIN").is_some() {
+        tools.push(Tool::DcrBefore);
+    }
+    tools.push(Tool::Dcr);
+    for tool in tools {
         let handles: Vec<_> = (0..trials)
             .map(|_| {
                 tokio::spawn(async move {
@@ -479,8 +492,11 @@ async fn fleets(n: usize) {
             outage_s,
             retry_after,
         };
-        // Both in the same run, the baseline first.
+        // All in the same run, the baseline first.
         println!("{}", fleet(Tool::Curl, &o, &[], "").await);
+        if std::env::var_os("BENCH_BEFORE_BIN").is_some() {
+            println!("{}", fleet(Tool::DcrBefore, &o, &[], "").await);
+        }
         println!("{}", fleet(Tool::Dcr, &o, &[], " (defaults)").await);
     }
     println!(

@@ -614,9 +614,10 @@ pub struct TimingArgs {
           default_value = "1s", value_parser = at_least_1ms)]
     pub backoff_initial: Duration,
 
-    /// Largest backoff step.
+    /// Largest backoff gap: the schedule doubles up to it (1, 3, 7, 15, 31, 63 s ...), as
+    /// curl's --retry does, so a long outage costs the IdP no more than a shell script's.
     #[arg(long, global = true, env = "DCR_BACKOFF_MAX", value_name = "DURATION",
-          default_value = "8s", value_parser = at_least_1ms)]
+          default_value = "64s", value_parser = at_least_1ms)]
     pub backoff_max: Duration,
 
     /// Interval between connection probes while nothing listens (refused, DNS, connect timeout).

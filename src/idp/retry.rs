@@ -10,8 +10,8 @@
 //! * **Backoff** (5xx, 429, timeouts and resets after connecting): a process answers but is
 //!   not ready or is overloaded, and every request is work for it. Attempts are anchored to a
 //!   doubling schedule counted from the operation's first attempt (`initial·(2ⁿ − 1)`: 1, 3,
-//!   7, 15, 31 s with the defaults, gaps capped at `DCR_BACKOFF_MAX`), each drawn uniformly
-//!   from the last 60 % of its gap and never after its anchor. So a run sends no more
+//!   7, 15, 31, 63, 127 s with the defaults, gaps capped at `DCR_BACKOFF_MAX`), each drawn
+//!   uniformly from the last 60 % of its gap (at most 4 s) and never after its anchor. So a run sends no more
 //!   requests than a plain doubling retry (curl's `--retry`) and is never later than it to
 //!   notice recovery, while a fleet that started together is spread over each gap instead of
 //!   arriving in synchronized waves. Anchoring (rather than drawing each delay from the last
@@ -80,8 +80,12 @@ impl Attempts {
 /// (each attempt is at DEBUG). Two lines a second for five minutes told nobody anything.
 const WAIT_REPORT_EVERY: Duration = Duration::from_secs(10);
 
-/// The share of each backoff gap over which an attempt is spread (the gap's last 60 %).
+/// The share of each backoff gap over which an attempt is spread (the gap's last 60 %), at
+/// most `MAX_WINDOW`: wide enough to flatten a fleet that started within a second or two,
+/// narrow enough that a long gap's attempt does not come much earlier than its anchor (which
+/// would add an attempt to a long outage).
 const SPREAD: f64 = 0.6;
+const MAX_WINDOW: Duration = Duration::from_secs(4);
 
 /// The delay schedule of one operation.
 pub struct Schedule<'a> {
@@ -138,7 +142,8 @@ impl<'a> Schedule<'a> {
         // A late answer moves the schedule on from now, never into a burst.
         let from = self.anchor.max(now);
         self.anchor = from + gap;
-        let target = from + gap.mul_f64(1.0 - SPREAD * fastrand::f64());
+        let window = gap.mul_f64(SPREAD).min(MAX_WINDOW);
+        let target = from + gap - window.mul_f64(fastrand::f64());
         let jittered = target.saturating_sub(now);
         match retry_after {
             Some(ra) => jittered.max(ra.min(p.retry_after_max)),
@@ -285,7 +290,7 @@ mod tests {
         let gaps = [500u64, 1000, 2000, 4000, 8000, 8000, 8000];
         for step in 0..gaps.len() {
             let anchor: u64 = gaps[..=step].iter().sum();
-            let window = gaps[step] as f64 * SPREAD;
+            let window = (gaps[step] as f64 * SPREAD).min(MAX_WINDOW.as_millis() as f64);
             let draws: Vec<f64> = (0..2000)
                 .map(|_| {
                     let mut s = Schedule::new(&p);
