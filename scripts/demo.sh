@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 cargo build --locked --workspace --quiet
 work=$(mktemp -d)
-target/debug/dcr-idp-emulator --port 0 --admin-token demo-admin-token >"$work/emulator.out" 2>"$work/emulator.log" &
+target/debug/dcr-idp-emulator --port 0 --admin-token demo-admin-token-7f3a9c2e51 >"$work/emulator.out" 2>"$work/emulator.log" &
 emulator=$!
 trap 'kill "$emulator" 2>/dev/null || true' EXIT
 
@@ -19,7 +19,7 @@ for _ in $(seq 1 100); do
 done
 [ -n "$url" ] || { echo "emulator did not start; see $work/emulator.log" >&2; exit 1; }
 
-printf 'demo-admin-token\n' >"$work/admin-token"
+printf 'demo-admin-token-7f3a9c2e51\n' >"$work/admin-token"
 export IDP_BASE_URL="$url"
 export BOOTSTRAP_ADMIN_TOKEN_FILE="$work/admin-token"
 export DCR_OUTPUT="$work/keys/bff_client.json"
@@ -38,4 +38,4 @@ target/debug/dcr-bootstrap
 echo
 echo "credentials: $DCR_OUTPUT"
 ls -l "$work/keys"
-echo "emulator counters: $(curl -s -H 'Authorization: Bearer demo-admin-token' "$url/_emulator/stats" 2>/dev/null || echo '(curl not installed)')"
+echo "emulator counters: $(curl -s -H 'Authorization: Bearer demo-admin-token-7f3a9c2e51' "$url/_emulator/stats" 2>/dev/null || echo '(curl not installed)')"
